@@ -1,0 +1,53 @@
+# gresec: build, lab, tests. `sudo make lab` and `sudo make test` work on a
+# fresh Debian machine that has only Go and gcc: they install what they need.
+
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+STATICCHECK_VERSION := v0.8.2
+BIN := bin/gresec
+
+# Debian packages, installed with --no-install-recommends when missing.
+APT_LAB  := iproute2 iputils-ping iperf3
+APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps
+
+.PHONY: all build lab test unit lint deps-lab deps-test bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gresec
+
+lab: deps-lab build
+	./$(BIN) lab
+
+test: deps-test lint
+	$(GO) test -count=1 -timeout 60m ./...
+
+# Unit tests only: no root, no network namespaces.
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint: $(GOBIN_DIR)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN_DIR)/staticcheck ./...
+
+$(GOBIN_DIR)/staticcheck:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./esp ./gre ./tun ./rawip ./tunnel
+
+fuzz:
+	for t in FuzzOpen:./esp FuzzDecap:./gre FuzzParse:./config FuzzClampMSS:./tun; do \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime 30s "$${t#*:}" || exit 1; done
+
+deps-lab:
+	@sh scripts/apt-ensure.sh $(APT_LAB)
+
+deps-test:
+	@sh scripts/apt-ensure.sh $(APT_TEST)
+
+clean:
+	rm -rf bin results

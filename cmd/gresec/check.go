@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/gresec/gresec/config"
+)
+
+func cmdCheck(args []string) error {
+	fs := newFlags("check", "-c FILE")
+	path := fs.String("c", "/etc/gresec/gresec.toml", "config `file`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	mtuNote := "configured"
+	if c.MTUComputed {
+		mtuNote = fmt.Sprintf("computed: underlay %d - overhead %d", c.UnderlayMTU, c.Overhead())
+	}
+	fmt.Printf("%s: ok\n", c.Path)
+	fmt.Printf("interface      %s\n", c.Interface)
+	fmt.Printf("local          %s\n", c.Local)
+	fmt.Printf("remote         %s\n", c.Remote)
+	fmt.Printf("addresses      %v\n", c.Addresses)
+	fmt.Printf("keying         %s\n", c.Keying)
+	fmt.Printf("mtu            %d (%s)\n", c.MTU, mtuNote)
+	if c.MSSClamp {
+		fmt.Printf("tcp mss clamp  %d (IPv4), %d (IPv6)\n", c.MSS4(), c.MSS6())
+	} else {
+		fmt.Printf("tcp mss clamp  off\n")
+	}
+	if c.GREKey != nil {
+		fmt.Printf("gre key        %d\n", *c.GREKey)
+	}
+	if c.Keying == config.KeyingStatic {
+		fmt.Printf("esp            aes-%d-gcm-16, transport mode, replay window %d\n", 8*(len(c.Static.KeyOut)-4), c.ReplayWindow)
+		fmt.Printf("spi out / in   0x%08x / 0x%08x\n", c.Static.SPIOut, c.Static.SPIIn)
+	}
+	fmt.Printf("control socket %s\n", c.ControlSocket)
+	return nil
+}

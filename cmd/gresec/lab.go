@@ -1,0 +1,230 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gresec/gresec/control"
+	"github.com/gresec/gresec/internal/netns"
+)
+
+// The lab's two sites. Underlay and tunnel addresses come from the ranges
+// reserved for benchmarking (RFC 2544) and documentation (RFC 3849).
+var labSites = [2]struct {
+	name, veth       string
+	underlay         netip.Prefix
+	tunnel4, tunnel6 netip.Prefix
+}{
+	{"a", "veth-a", netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("198.19.0.0/31"), netip.MustParsePrefix("2001:db8:19::/127")},
+	{"b", "veth-b", netip.MustParsePrefix("198.18.0.2/24"), netip.MustParsePrefix("198.19.0.1/31"), netip.MustParsePrefix("2001:db8:19::1/127")},
+}
+
+func cmdLab(args []string) error {
+	fs := newFlags("lab", "[-keying static|none] [-seconds N]")
+	keying := fs.String("keying", "static", "`keying`: static (ESP with random keys) or none (plain GRE)")
+	secs := fs.Int("seconds", 3, "length of the TCP test in `seconds`, when iperf3 is installed (0 skips it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keying != "static" && *keying != "none" {
+		return fmt.Errorf("-keying: expected static or none, got %q", *keying)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces, TUN, raw sockets): run it with sudo")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	l := &lab{self: self, keying: *keying}
+	defer l.teardown()
+	return l.run(*secs)
+}
+
+type lab struct {
+	self, keying string
+	dir          string
+	ns           [2]*netns.NS
+	procs        [2]*netns.Proc
+	cfgs         [2]string
+	step         int
+}
+
+func (l *lab) say(format string, args ...any) {
+	l.step++
+	fmt.Printf("[%d] %s\n", l.step, fmt.Sprintf(format, args...))
+}
+
+func (l *lab) run(secs int) error {
+	var err error
+	l.say("creating two sites (network namespaces) joined by veth: %s <-> %s", labSites[0].underlay, labSites[1].underlay)
+	for i, s := range labSites {
+		if l.ns[i], err = netns.Create(netns.Unique("gresec-lab-" + s.name)); err != nil {
+			return err
+		}
+	}
+	if err := netns.Link(l.ns[0], labSites[0].veth, []netip.Prefix{labSites[0].underlay},
+		l.ns[1], labSites[1].veth, []netip.Prefix{labSites[1].underlay}); err != nil {
+		return err
+	}
+
+	if l.dir, err = os.MkdirTemp("", "gresec-lab-"); err != nil {
+		return err
+	}
+	if err := l.writeConfigs(); err != nil {
+		return err
+	}
+	l.say("starting gresec in each site (keying %s); configs in %s", l.keying, l.dir)
+	for i := range labSites {
+		if l.procs[i], err = l.ns[i].Start(l.self, "up", "-c", l.cfgs[i]); err != nil {
+			return err
+		}
+	}
+	for i := range labSites {
+		sock := filepath.Join(l.dir, labSites[i].name+".sock")
+		up := netns.WaitFor(10*time.Second, func() bool {
+			_, err := control.Query(sock, "status")
+			return err == nil
+		})
+		if !up {
+			return fmt.Errorf("site %s: gresec did not come up within 10 s; its output:\n%s", labSites[i].name, l.procs[i].Out)
+		}
+	}
+
+	l.say("pinging across the tunnel, IPv4 and IPv6, both directions")
+	for i := range labSites {
+		peer := labSites[1-i]
+		for _, dst := range []netip.Addr{peer.tunnel4.Addr(), peer.tunnel6.Addr()} {
+			out, err := l.ns[i].RunTimeout(20*time.Second, "ping", "-c", "5", "-i", "0.2", "-W", "2", dst.String())
+			fmt.Print(indent(lastLines(out, 2)))
+			if err != nil {
+				return fmt.Errorf("site %s: ping %s across the tunnel failed: %w", labSites[i].name, dst, err)
+			}
+		}
+	}
+
+	if _, err := exec.LookPath("iperf3"); err == nil && secs > 0 {
+		l.say("TCP through the tunnel for %d s (iperf3, site a -> site b)", secs)
+		srv, err := l.ns[1].Start("iperf3", "-s", "-1", "-B", labSites[1].tunnel4.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer srv.Stop(time.Second)
+		time.Sleep(300 * time.Millisecond)
+		out, err := l.ns[0].RunTimeout(time.Duration(secs+15)*time.Second, "iperf3", "-c", labSites[1].tunnel4.Addr().String(), "-t", fmt.Sprint(secs), "-f", "m")
+		if err != nil {
+			return fmt.Errorf("iperf3 through the tunnel failed: %w", err)
+		}
+		fmt.Print(indent(grepLines(out, "sender", "receiver")))
+	}
+
+	for i, s := range labSites {
+		l.say("gresec status in site %s", s.name)
+		out, err := l.ns[i].Run(l.self, "status", "-s", filepath.Join(l.dir, s.name+".sock"))
+		if err != nil {
+			return err
+		}
+		fmt.Print(indent(out))
+	}
+	l.say("lab passed: tearing down")
+	return nil
+}
+
+func (l *lab) writeConfigs() error {
+	spi := [2]uint32{0x1001, 0x1002}
+	var keys [2]string
+	for i := range keys {
+		k := make([]byte, 36)
+		if _, err := rand.Read(k); err != nil {
+			return err
+		}
+		keys[i] = "0x" + hex.EncodeToString(k)
+	}
+	for i, s := range labSites {
+		peer := labSites[1-i]
+		c := fmt.Sprintf(`# gresec lab, site %s
+[tunnel]
+interface = "gre0"
+local = %q
+remote = %q
+addresses = [%q, %q]
+mss_clamp = true
+
+[ipsec]
+keying = %q
+`, s.name, s.underlay.Addr(), peer.underlay.Addr(), s.tunnel4, s.tunnel6, l.keying)
+		if l.keying == "static" {
+			c += fmt.Sprintf(`mode = "transport"
+replay_window = 1024
+
+[static]
+spi_out = 0x%x
+spi_in = 0x%x
+key_out = %q
+key_in = %q
+`, spi[i], spi[1-i], keys[i], keys[1-i])
+		}
+		c += fmt.Sprintf("\n[control]\nsocket = %q\n", filepath.Join(l.dir, s.name+".sock"))
+		l.cfgs[i] = filepath.Join(l.dir, s.name+".toml")
+		if err := os.WriteFile(l.cfgs[i], []byte(c), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *lab) teardown() {
+	for i, p := range l.procs {
+		if p == nil {
+			continue
+		}
+		if err := p.Stop(5 * time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "site %s: gresec: %v\n%s", labSites[i].name, err, p.Out)
+		}
+	}
+	for _, n := range l.ns {
+		if n != nil {
+			n.Delete()
+		}
+	}
+	if l.dir != "" {
+		os.RemoveAll(l.dir)
+	}
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func grepLines(s string, words ...string) string {
+	var keep []string
+	for _, line := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				keep = append(keep, line)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
+}

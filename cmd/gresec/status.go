@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/control"
+	"github.com/gresec/gresec/tunnel"
+)
+
+func cmdStatus(args []string) error {
+	fs := newFlags("status", "[-c FILE | -s SOCKET | -i INTERFACE] [--json]")
+	path := fs.String("c", "", "config `file` of the instance (finds its control socket)")
+	sock := fs.String("s", "", "control `socket` path")
+	iface := fs.String("i", "gre0", "`interface` name (socket /run/gresec/NAME.sock)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	socket := "/run/gresec/" + *iface + ".sock"
+	switch {
+	case *sock != "":
+		socket = *sock
+	case *path != "":
+		cfg, err := config.Load(*path)
+		if err != nil {
+			return err
+		}
+		socket = cfg.ControlSocket
+	}
+	raw, err := control.Query(socket, "status")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var out bytes.Buffer
+		json.Indent(&out, raw, "", "  ")
+		out.WriteByte('\n')
+		_, err := out.WriteTo(os.Stdout)
+		return err
+	}
+	var st tunnel.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("unexpected answer from %s: %w", socket, err)
+	}
+	printStatus(os.Stdout, &st)
+	return nil
+}
+
+// printStatus lays the state out the way `show crypto ipsec sa` does: the
+// interface first, then each SA with its counters, then every drop reason.
+func printStatus(w io.Writer, st *tunnel.Status) {
+	fmt.Fprintf(w, "interface: %s  mtu %d  keying %s  up %s\n", st.Interface, st.MTU, st.Keying,
+		(time.Duration(st.UptimeSeconds) * time.Second).String())
+	fmt.Fprintf(w, "   local %s  remote %s  protocol %s\n", st.Local, st.Remote, st.Protocol)
+	if st.MSSClamp {
+		fmt.Fprintf(w, "   tcp mss clamp %d (IPv4) / %d (IPv6)\n", st.MSS4, st.MSS6)
+	}
+	fmt.Fprintf(w, "   inner: %d pkts / %d bytes sent, %d pkts / %d bytes received\n",
+		st.Inner.TxPackets, st.Inner.TxBytes, st.Inner.RxPackets, st.Inner.RxBytes)
+	if st.Outbound != nil {
+		fmt.Fprintf(w, "\n   outbound esp sa: spi %s  transform %s\n", st.Outbound.SPI, st.Outbound.Transform)
+		fmt.Fprintf(w, "      #pkts encrypt: %d  #bytes: %d  last seq: %d\n", st.Outbound.Packets, st.Outbound.Bytes, st.Outbound.Sequence)
+	}
+	for _, sa := range st.Inbound {
+		fmt.Fprintf(w, "\n   inbound esp sa: spi %s  transform %s  replay window %d\n", sa.SPI, sa.Transform, sa.ReplayWindow)
+		fmt.Fprintf(w, "      #pkts decrypt: %d  #bytes: %d  highest seq: %d\n", sa.Packets, sa.Bytes, sa.Sequence)
+		printDrops(w, "      ", sa.Drops)
+	}
+	fmt.Fprintf(w, "\n   tunnel drops:\n")
+	printDrops(w, "      ", st.Drops)
+}
+
+func printDrops(w io.Writer, indent string, drops map[string]uint64) {
+	names := make([]string, 0, len(drops))
+	for n := range drops {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %d", n, drops[n]))
+	}
+	// Three to a line keeps the list readable on a terminal.
+	for len(parts) > 0 {
+		k := min(3, len(parts))
+		fmt.Fprintf(w, "%s%s\n", indent, strings.Join(parts[:k], ", "))
+		parts = parts[k:]
+	}
+}

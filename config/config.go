@@ -1,0 +1,414 @@
+// Package config loads and validates a gresec tunnel configuration (TOML).
+//
+// Every error names the file, the key and what was expected, so that an
+// operator can fix a config without reading the source.
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Encapsulation sizes used to derive the default MTU and MSS.
+const (
+	ipv4HeaderLen = 20
+	ipv6HeaderLen = 40
+	greHeaderLen  = 4
+	// SPI + sequence + IV + ICV + pad length + next header, AES-GCM-16.
+	espFixedOverhead = 8 + 8 + 16 + 2
+	tcpIPv4Overhead  = 40
+	tcpIPv6Overhead  = 60
+
+	// DefaultUnderlayMTU is the link MTU assumed under the tunnel.
+	DefaultUnderlayMTU = 1500
+	// DefaultReplayWindow is the seed's `replay window-size 1024`.
+	DefaultReplayWindow = 1024
+	maxReplayWindow     = 1 << 16
+	minMTU              = 1280 // IPv6 needs 1280 on every link it crosses
+	maxMTU              = 65535 - 100
+)
+
+// Keying says where the ESP keys come from.
+type Keying string
+
+const (
+	KeyingStatic Keying = "static"
+	KeyingIKEv2  Keying = "ikev2"
+	KeyingNone   Keying = "none" // plain GRE, no ESP
+)
+
+// Config is a validated tunnel configuration.
+type Config struct {
+	Path string
+
+	Interface   string
+	Local       netip.Addr
+	Remote      netip.Addr
+	Addresses   []netip.Prefix
+	MTU         int  // inner (TUN) MTU
+	MTUComputed bool // true when MTU was derived, not configured
+	UnderlayMTU int
+	MSSClamp    bool
+	GREKey      *uint32 // RFC 2890 key, when configured
+
+	Keying       Keying
+	ReplayWindow int
+
+	Static Static
+
+	ControlSocket string
+	LogLevel      string
+}
+
+// Static holds manually configured SAs.
+type Static struct {
+	SPIOut, SPIIn uint32
+	KeyOut, KeyIn Key
+}
+
+// Key is ESP key material (AES key followed by the 4-byte GCM salt). Its
+// formatting methods never reveal the bytes.
+type Key []byte
+
+func (k Key) String() string             { return fmt.Sprintf("<%d-byte key redacted>", len(k)) }
+func (k Key) GoString() string           { return k.String() }
+func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
+
+// MSS4 and MSS6 are the largest TCP MSS that fits the tunnel MTU.
+func (c *Config) MSS4() int { return c.MTU - tcpIPv4Overhead }
+func (c *Config) MSS6() int { return c.MTU - tcpIPv6Overhead }
+
+// Overhead is what the encapsulation adds to an inner packet of the
+// largest size, outer IP header included.
+func (c *Config) Overhead() int {
+	outer := ipv4HeaderLen
+	if c.Local.Is6() {
+		outer = ipv6HeaderLen
+	}
+	if c.Keying == KeyingNone {
+		return outer + c.greLen()
+	}
+	// ESP pads GRE+inner+2 to a multiple of 4.
+	inner := c.greLen() + c.MTU + 2
+	pad := (4 - inner%4) % 4
+	return outer + c.greLen() + espFixedOverhead + pad
+}
+
+func (c *Config) greLen() int {
+	if c.GREKey != nil {
+		return greHeaderLen + 4
+	}
+	return greHeaderLen
+}
+
+// computeMTU returns the largest inner MTU whose encapsulated packet fits
+// in the underlay MTU, padding included: 1442 for ESP over IPv4/1500.
+func (c *Config) computeMTU() int {
+	outer := ipv4HeaderLen
+	if c.Local.Is6() {
+		outer = ipv6HeaderLen
+	}
+	room := c.UnderlayMTU - outer - c.greLen()
+	if c.Keying == KeyingNone {
+		return room
+	}
+	room -= espFixedOverhead
+	// GRE + inner + 2 must be a multiple of 4 to need no padding.
+	for (c.greLen()+room+2)%4 != 0 {
+		room--
+	}
+	return room
+}
+
+// file mirrors the TOML layout. Pointers tell "absent" from "zero".
+type file struct {
+	Tunnel struct {
+		Interface   *string  `toml:"interface"`
+		Local       *string  `toml:"local"`
+		Remote      *string  `toml:"remote"`
+		Addresses   []string `toml:"addresses"`
+		MTU         *int64   `toml:"mtu"`
+		UnderlayMTU *int64   `toml:"underlay_mtu"`
+		MSSClamp    *bool    `toml:"mss_clamp"`
+		GREKey      *int64   `toml:"gre_key"`
+	} `toml:"tunnel"`
+	IPsec struct {
+		Keying       *string `toml:"keying"`
+		Mode         *string `toml:"mode"`
+		ReplayWindow *int64  `toml:"replay_window"`
+	} `toml:"ipsec"`
+	Static *struct {
+		SPIOut *int64  `toml:"spi_out"`
+		SPIIn  *int64  `toml:"spi_in"`
+		KeyOut *string `toml:"key_out"`
+		KeyIn  *string `toml:"key_in"`
+	} `toml:"static"`
+	Control struct {
+		Socket *string `toml:"socket"`
+	} `toml:"control"`
+	Log struct {
+		Level *string `toml:"level"`
+	} `toml:"log"`
+}
+
+// Error is a configuration error at one key.
+type Error struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if c.Keying == KeyingStatic {
+		if err := checkPrivate(path); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// checkPrivate refuses a key-holding file that others can read, as ssh does.
+func checkPrivate(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return &Error{File: path, Key: "static", Msg: fmt.Sprintf(
+			"file holds keys but has mode %#o; expected no group/other access (chmod 600 %s)", st.Mode().Perm(), path)}
+	}
+	return nil
+}
+
+var ifaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,14}$`)
+
+// Parse decodes and validates TOML text; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	var f file
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, &Error{File: name, Msg: fmt.Sprintf("line %d: %s", perr.Position.Line, perr.Message)}
+		}
+		return nil, &Error{File: name, Msg: scrub(err.Error())}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, &Error{File: name, Key: keys[0], Msg: "unknown key; see docs/configuration.md for the valid keys"}
+	}
+	v := validator{file: name}
+	c := v.build(&f)
+	if v.err != nil {
+		return nil, v.err
+	}
+	return c, nil
+}
+
+// scrub keeps key material out of decoder errors, which may quote values.
+func scrub(s string) string {
+	return regexp.MustCompile(`[0-9a-fA-F]{16,}`).ReplaceAllString(s, "<redacted>")
+}
+
+type validator struct {
+	file string
+	err  error
+}
+
+func (v *validator) fail(key, format string, args ...any) {
+	if v.err == nil {
+		v.err = &Error{File: v.file, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (v *validator) build(f *file) *Config {
+	c := &Config{Path: v.file, UnderlayMTU: DefaultUnderlayMTU, ReplayWindow: DefaultReplayWindow, MSSClamp: true, LogLevel: "info"}
+	t := &f.Tunnel
+
+	c.Interface = "gre0"
+	if t.Interface != nil {
+		if !ifaceName.MatchString(*t.Interface) {
+			v.fail("tunnel.interface", "expected an interface name of 1-15 letters, digits, '_', '.', '-' starting with a letter, got %q", *t.Interface)
+		}
+		c.Interface = *t.Interface
+	}
+	c.Local = v.addr("tunnel.local", t.Local)
+	c.Remote = v.addr("tunnel.remote", t.Remote)
+	if c.Local.IsValid() && c.Remote.IsValid() {
+		if c.Local.Is4() != c.Remote.Is4() {
+			v.fail("tunnel.remote", "expected the same address family as tunnel.local (%s), got %s", c.Local, c.Remote)
+		}
+		if c.Local == c.Remote {
+			v.fail("tunnel.remote", "expected an address other than tunnel.local, got %s", c.Remote)
+		}
+	}
+	for i, s := range t.Addresses {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.fail(fmt.Sprintf("tunnel.addresses[%d]", i), "expected an address with prefix length like \"198.19.0.0/31\" or \"2001:db8::/127\", got %q", s)
+			continue
+		}
+		c.Addresses = append(c.Addresses, p)
+	}
+	if t.MSSClamp != nil {
+		c.MSSClamp = *t.MSSClamp
+	}
+	if t.GREKey != nil {
+		if *t.GREKey < 0 || *t.GREKey > 0xffffffff {
+			v.fail("tunnel.gre_key", "expected an integer 0..4294967295, got %d", *t.GREKey)
+		}
+		k := uint32(*t.GREKey)
+		c.GREKey = &k
+	}
+	if t.UnderlayMTU != nil {
+		if *t.UnderlayMTU < 576 || *t.UnderlayMTU > 65535 {
+			v.fail("tunnel.underlay_mtu", "expected an integer 576..65535, got %d", *t.UnderlayMTU)
+		}
+		c.UnderlayMTU = int(*t.UnderlayMTU)
+	}
+
+	c.Keying = KeyingStatic
+	if k := f.IPsec.Keying; k != nil {
+		switch Keying(*k) {
+		case KeyingStatic, KeyingNone:
+			c.Keying = Keying(*k)
+		case KeyingIKEv2:
+			v.fail("ipsec.keying", "\"ikev2\" is not available in this build yet; expected \"static\" or \"none\"")
+		default:
+			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %q", *k)
+		}
+	}
+	if m := f.IPsec.Mode; m != nil && *m != "transport" {
+		v.fail("ipsec.mode", "expected \"transport\" (GRE carries the inner packets; tunnel mode is not supported), got %q", *m)
+	}
+	if w := f.IPsec.ReplayWindow; w != nil {
+		if *w < 0 || *w > maxReplayWindow {
+			v.fail("ipsec.replay_window", "expected an integer 0..%d (0 disables anti-replay), got %d", maxReplayWindow, *w)
+		}
+		c.ReplayWindow = int(*w)
+	}
+
+	switch c.Keying {
+	case KeyingStatic:
+		v.static(f, c)
+	case KeyingNone:
+		if f.Static != nil {
+			v.fail("static", "keys given but ipsec.keying is \"none\"; expected no [static] section")
+		}
+	}
+
+	if t.MTU != nil {
+		if *t.MTU < minMTU || *t.MTU > maxMTU {
+			v.fail("tunnel.mtu", "expected an integer %d..%d, got %d", minMTU, maxMTU, *t.MTU)
+		}
+		c.MTU = int(*t.MTU)
+	} else if c.Local.IsValid() {
+		c.MTU = c.computeMTU()
+		c.MTUComputed = true
+	}
+
+	c.ControlSocket = "/run/gresec/" + c.Interface + ".sock"
+	if s := f.Control.Socket; s != nil {
+		if !strings.HasPrefix(*s, "/") {
+			v.fail("control.socket", "expected an absolute path, got %q", *s)
+		}
+		c.ControlSocket = *s
+	}
+	if l := f.Log.Level; l != nil {
+		switch *l {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = *l
+		default:
+			v.fail("log.level", "expected \"debug\", \"info\", \"warn\" or \"error\", got %q", *l)
+		}
+	}
+	return c
+}
+
+func (v *validator) addr(key string, s *string) netip.Addr {
+	if s == nil {
+		v.fail(key, "missing; expected an IPv4 or IPv6 address")
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(*s)
+	if err != nil || a.Zone() != "" {
+		v.fail(key, "expected an IPv4 or IPv6 address, got %q", *s)
+		return netip.Addr{}
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() || a.IsMulticast() {
+		v.fail(key, "expected a unicast address, got %s", a)
+	}
+	return a
+}
+
+func (v *validator) static(f *file, c *Config) {
+	s := f.Static
+	if s == nil {
+		v.fail("static", "missing; ipsec.keying = \"static\" needs spi_out, spi_in, key_out and key_in")
+		return
+	}
+	c.Static.SPIOut = v.spi("static.spi_out", s.SPIOut)
+	c.Static.SPIIn = v.spi("static.spi_in", s.SPIIn)
+	c.Static.KeyOut = v.key("static.key_out", s.KeyOut)
+	c.Static.KeyIn = v.key("static.key_in", s.KeyIn)
+}
+
+func (v *validator) spi(key string, n *int64) uint32 {
+	switch {
+	case n == nil:
+		v.fail(key, "missing; expected an SPI like 0x1001")
+	case *n < 256 || *n > 0xffffffff:
+		// RFC 4303 §2.1: SPIs 1-255 are reserved by IANA, 0 is local use.
+		v.fail(key, "expected an integer 256..0xffffffff (1-255 are reserved), got %d", *n)
+	default:
+		return uint32(*n)
+	}
+	return 0
+}
+
+func (v *validator) key(name string, s *string) Key {
+	if s == nil {
+		v.fail(name, "missing; expected \"0x\" and 72 hex digits (32-byte AES-256 key + 4-byte salt) or 40 (AES-128)")
+		return nil
+	}
+	h := strings.TrimPrefix(strings.TrimPrefix(*s, "0x"), "0X")
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		v.fail(name, "expected hex digits after \"0x\" (value not shown)")
+		return nil
+	}
+	if len(b) != 36 && len(b) != 20 {
+		v.fail(name, "expected 36 bytes (AES-256 key + salt) or 20 bytes (AES-128 key + salt), got %d bytes (value not shown)", len(b))
+		return nil
+	}
+	return Key(b)
+}

@@ -1,0 +1,206 @@
+// Package integration runs the real gresec binary between two network
+// namespaces joined by veth: real TUN devices, real raw sockets, real
+// kernel stacks on both ends.
+package integration
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/tunnel"
+)
+
+var gresecBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gresec-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gresecBin = filepath.Join(dir, "gresec")
+	if out, err := exec.Command("go", "build", "-o", gresecBin, "../cmd/gresec").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building gresec: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireRoot fails under CI, where these tests must run, and skips loudly
+// elsewhere.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("SKIPPED (-short): this test needs root, network namespaces and TUN")
+	}
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test needs root (network namespaces, TUN, raw sockets) and CI runs as root: run `sudo make test`")
+	}
+	t.Skip("SKIPPED: needs root (network namespaces, TUN, raw sockets); run `sudo make test`")
+}
+
+// side is one end of the test tunnel.
+type side struct {
+	ns      *netns.NS
+	under   netip.Prefix
+	tun4    netip.Prefix
+	tun6    netip.Prefix
+	spiOut  uint32
+	keyOut  string
+	keyIn   string
+	cfgPath string
+	sock    string
+	proc    *netns.Proc
+}
+
+// pair is two sites with gresec running between them.
+type pair struct {
+	t    *testing.T
+	a, b *side
+	dir  string
+}
+
+type pairOpt struct {
+	keying   string // static or none
+	ipv6     bool   // IPv6 underlay
+	wrongKey bool   // b decrypts with a key a does not use
+}
+
+func newKey(t *testing.T) string {
+	k := make([]byte, 36)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return "0x" + hex.EncodeToString(k)
+}
+
+// startPair builds two namespaces, links them and starts gresec in each,
+// returning when both answer on their control sockets. Everything is
+// removed at the end of the test.
+func startPair(t *testing.T, o pairOpt) *pair {
+	t.Helper()
+	requireRoot(t)
+	if o.keying == "" {
+		o.keying = "static"
+	}
+	p := &pair{t: t, dir: t.TempDir()}
+	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
+	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
+	if o.ipv6 {
+		p.a.under = netip.MustParsePrefix("2001:db8:18::1/64")
+		p.b.under = netip.MustParsePrefix("2001:db8:18::2/64")
+	}
+	p.a.keyOut, p.b.keyOut = newKey(t), newKey(t)
+	p.a.keyIn, p.b.keyIn = p.b.keyOut, p.a.keyOut
+	if o.wrongKey {
+		p.b.keyIn = newKey(t)
+	}
+	for _, s := range []*side{p.a, p.b} {
+		ns, err := netns.Create(netns.Unique("gresec-it"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ns = ns
+		t.Cleanup(func() { ns.Delete() })
+	}
+	if err := netns.Link(p.a.ns, "veth-a", []netip.Prefix{p.a.under}, p.b.ns, "veth-b", []netip.Prefix{p.b.under}); err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(p.a, p.b, o.keying)
+	p.writeConfig(p.b, p.a, o.keying)
+	for _, s := range []*side{p.a, p.b} {
+		p.start(s)
+	}
+	return p
+}
+
+func (p *pair) writeConfig(s, peer *side, keying string) {
+	name := "a"
+	if s == p.b {
+		name = "b"
+	}
+	s.cfgPath = filepath.Join(p.dir, name+".toml")
+	s.sock = filepath.Join(p.dir, name+".sock")
+	c := fmt.Sprintf(`[tunnel]
+interface = "gre0"
+local = %q
+remote = %q
+addresses = [%q, %q]
+mss_clamp = true
+[ipsec]
+keying = %q
+[control]
+socket = %q
+`, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, keying, s.sock)
+	if keying == "static" {
+		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n", s.spiOut, peer.spiOut, s.keyOut, s.keyIn)
+	}
+	if err := os.WriteFile(s.cfgPath, []byte(c), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *pair) start(s *side) {
+	t := p.t
+	proc, err := s.ns.Start(gresecBin, "up", "-c", s.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.proc = proc
+	t.Cleanup(func() {
+		if err := proc.Stop(5 * time.Second); err != nil {
+			t.Errorf("gresec did not stop cleanly on SIGTERM: %v\n%s", err, proc.Out)
+		}
+	})
+	if !netns.WaitFor(10*time.Second, func() bool { _, err := p.status(s); return err == nil }) {
+		t.Fatalf("gresec did not come up in %s within 10 s:\n%s", s.ns.Name, proc.Out)
+	}
+}
+
+// status asks one side's gresec for its counters over the control socket.
+func (p *pair) status(s *side) (tunnel.Status, error) {
+	var st tunnel.Status
+	out, err := exec.Command(gresecBin, "status", "--json", "-s", s.sock).CombinedOutput()
+	if err != nil {
+		return st, fmt.Errorf("%v: %s", err, out)
+	}
+	err = json.Unmarshal(out, &st)
+	return st, err
+}
+
+func (p *pair) mustStatus(s *side) tunnel.Status {
+	p.t.Helper()
+	st, err := p.status(s)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return st
+}
+
+// ping sends count echo requests from one side to dst and returns the
+// number of replies.
+func (p *pair) ping(from *side, dst netip.Addr, count int) (int, string) {
+	out, _ := from.ns.RunTimeout(time.Duration(count+10)*time.Second, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst.String())
+	var sent, recv int
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &recv)
+		}
+	}
+	return recv, out
+}

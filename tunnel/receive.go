@@ -1,0 +1,128 @@
+package tunnel
+
+import (
+	"time"
+
+	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/gre"
+	"github.com/gresec/gresec/rawip"
+	"github.com/gresec/gresec/tun"
+)
+
+// receiveLoop moves packets raw socket -> ESP -> GRE -> TUN, a batch at a
+// time, decrypting in place and handing the TUN writer slices of the
+// receive buffers.
+func (t *Tunnel) receiveLoop() error {
+	batch := batchSize
+	msgs := make([]rawip.Message, batch)
+	bases := make([][]byte, batch)
+	for i := range msgs {
+		// Receive behind tunWriteOffset bytes of headroom: an IPv6 raw
+		// socket delivers no IP header we could later write over.
+		bases[i] = make([]byte, tunWriteOffset+recvBufSize)
+		msgs[i].Buf = bases[i][tunWriteOffset:]
+	}
+	out := make([][]byte, 0, batch)
+
+	for {
+		for i := range msgs {
+			msgs[i].Off, msgs[i].N = 0, len(msgs[i].Buf)
+		}
+		n, err := t.conn.ReadBatch(msgs)
+		if err != nil && n == 0 {
+			if isClosed(err) {
+				return nil
+			}
+			t.stats.readErrors.Add(1)
+			// Transient (ENOBUFS, a device hiccup): do not spin on it.
+			time.Sleep(10 * time.Millisecond)
+			t.log.Sugar().Warnw("raw socket read failed", "err", err)
+			continue
+		}
+		out = out[:0]
+		for i := 0; i < n; i++ {
+			if inner := t.decapsulate(&msgs[i], bases[i]); inner != nil {
+				out = append(out, inner)
+			}
+		}
+		if len(out) == 0 {
+			continue
+		}
+		if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
+			if isClosed(err) {
+				return nil
+			}
+			// The TUN writer reports the sum of its failures, not which
+			// packets failed: count the batch once.
+			t.stats.drop(dropTUNWriteError)
+		}
+	}
+}
+
+// decapsulate opens one underlay packet and returns the inner packet with
+// tunWriteOffset bytes of headroom in front (the TUN writer's own header),
+// or nil when the packet was dropped (and counted).
+func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
+	if m.Addr != t.remote {
+		t.stats.drop(dropUnknownPeer)
+		return nil
+	}
+	payload := m.Buf[m.Off : m.Off+m.N]
+	if t.sadb != nil {
+		spi, ok := esp.SPIOf(payload)
+		if !ok {
+			t.sadb.CountDrop(esp.DropMalformed)
+			return nil
+		}
+		sa := t.sadb.Lookup(spi)
+		if sa == nil {
+			t.sadb.CountDrop(esp.DropBadSPI)
+			return nil
+		}
+		var next byte
+		var reason esp.DropReason
+		payload, next, reason = sa.Open(payload)
+		if reason != esp.DropNone {
+			return nil // counted by the SA
+		}
+		if next != esp.NextHeaderGRE {
+			t.stats.drop(dropNextHeader)
+			return nil
+		}
+	}
+	proto, inner, info, err := gre.Decap(payload)
+	if err != nil {
+		t.stats.drop(dropGREMalformed)
+		return nil
+	}
+	if t.greOpt.UseKey != info.HasKey || (info.HasKey && info.Key != t.greOpt.Key) {
+		t.stats.drop(dropGREKey)
+		return nil
+	}
+	switch proto {
+	case gre.ProtoIPv4:
+		if ipVersion(inner) != 4 {
+			t.stats.drop(dropInnerMalformed)
+			return nil
+		}
+	case gre.ProtoIPv6:
+		if ipVersion(inner) != 6 {
+			t.stats.drop(dropInnerMalformed)
+			return nil
+		}
+	default:
+		t.stats.drop(dropGREProtocol)
+		return nil
+	}
+	if t.mss4 != 0 {
+		tun.ClampMSS(inner, t.mss4, t.mss6)
+	}
+	t.stats.rxPackets.Add(1)
+	t.stats.rxBytes.Add(uint64(len(inner)))
+
+	// inner is a sub-slice of base: find where it starts so the TUN writer
+	// gets headroom in front of it and the buffer's spare capacity behind it
+	// (where it coalesces segments).
+	start := cap(base) - cap(inner)
+	return base[start-tunWriteOffset : start+len(inner)]
+}

@@ -1,0 +1,112 @@
+package tunnel
+
+import (
+	"time"
+
+	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/gre"
+	"github.com/gresec/gresec/rawip"
+	"github.com/gresec/gresec/tun"
+)
+
+// sendLoop moves packets TUN -> GRE -> ESP -> raw socket, a batch at a time,
+// writing headers in place in front of each packet: nothing is copied or
+// allocated per packet.
+func (t *Tunnel) sendLoop() error {
+	batch := t.dev.BatchSize()
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, sendHeadroom+t.cfg.MTU+sendTailroom)
+	}
+	sizes := make([]int, batch)
+	msgs := make([]rawip.Message, batch)
+
+	for {
+		n, err := t.dev.Read(bufs, sizes, sendHeadroom)
+		if err != nil && n == 0 {
+			if isClosed(err) {
+				return nil
+			}
+			t.stats.readErrors.Add(1)
+			// Transient (ENOBUFS, a device hiccup): do not spin on it.
+			time.Sleep(10 * time.Millisecond)
+			t.log.Sugar().Warnw("TUN read failed", "err", err)
+			continue
+		}
+		var sa *esp.SA
+		if t.sadb != nil {
+			if sa = t.sadb.Outbound(); sa == nil {
+				t.stats.drops[dropNoSA].Add(uint64(n))
+				continue
+			}
+		}
+		m := 0
+		for i := 0; i < n; i++ {
+			if t.encapsulate(&msgs[m], bufs[i], sizes[i], sa) {
+				m++
+			}
+		}
+		if m == 0 {
+			continue
+		}
+		sent, err := t.conn.WriteBatch(msgs[:m])
+		if sent < m {
+			t.stats.drops[dropSendError].Add(uint64(m - sent))
+		}
+		if err != nil && isClosed(err) {
+			return nil
+		}
+	}
+}
+
+// encapsulate turns the inner packet at buf[sendHeadroom:][:size] into the
+// underlay payload described by m: GRE, then ESP when sa is not nil. It
+// reports false when the packet was dropped (and counted).
+func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA) bool {
+	pkt := buf[sendHeadroom : sendHeadroom+size]
+	var proto uint16
+	switch ipVersion(pkt) {
+	case 4:
+		proto = gre.ProtoIPv4
+	case 6:
+		proto = gre.ProtoIPv6
+	default:
+		t.stats.drop(dropNotIP)
+		return false
+	}
+	if size > t.cfg.MTU {
+		t.stats.drop(dropTooBig)
+		return false
+	}
+	if t.mss4 != 0 {
+		tun.ClampMSS(pkt, t.mss4, t.mss6)
+	}
+	t.stats.txPackets.Add(1)
+	t.stats.txBytes.Add(uint64(size))
+
+	t.greSeq++ // only sent when the GRE options ask for sequence numbers
+	start := gre.Encap(buf, sendHeadroom, size, proto, t.greOpt, t.greSeq)
+	end := sendHeadroom + size
+	if sa == nil {
+		*m = rawip.Message{Buf: buf, Off: start, N: end - start, Addr: t.remote}
+		return true
+	}
+	out, err := sa.Seal(buf, start, end-start, esp.NextHeaderGRE)
+	if err != nil {
+		t.stats.drop(dropSeal)
+		return false
+	}
+	*m = rawip.Message{Buf: buf, Off: start - esp.PrefixLen, N: len(out), Addr: t.remote}
+	return true
+}
+
+func ipVersion(pkt []byte) int {
+	if len(pkt) == 0 {
+		return 0
+	}
+	v := int(pkt[0] >> 4)
+	if (v == 4 && len(pkt) >= 20) || (v == 6 && len(pkt) >= 40) {
+		return v
+	}
+	return 0
+}

@@ -1,0 +1,48 @@
+package tunnel
+
+import "sync/atomic"
+
+// drop is a reason the tunnel itself (not an SA) discards a packet.
+type drop int
+
+const (
+	dropNotIP          drop = iota // TUN gave us something that is not IPv4/IPv6
+	dropTooBig                     // inner packet larger than the tunnel MTU
+	dropNoSA                       // no outbound SA installed yet
+	dropSeal                       // the outbound SA refused (sequence numbers exhausted)
+	dropUnknownPeer                // underlay packet from an address that is not our peer
+	dropNextHeader                 // ESP payload is not GRE
+	dropGREMalformed               // GRE header we cannot parse
+	dropGREProtocol                // GRE carries something other than IPv4/IPv6
+	dropGREKey                     // GRE key absent or not ours
+	dropInnerMalformed             // inner packet version does not match the GRE protocol type
+	dropSendError                  // the underlay refused the packet
+	dropTUNWriteError              // the TUN device refused the packet
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	dropNotIP:          "not_ip",
+	dropTooBig:         "too_big",
+	dropNoSA:           "no_outbound_sa",
+	dropSeal:           "seal_failed",
+	dropUnknownPeer:    "unknown_peer",
+	dropNextHeader:     "esp_next_header_not_gre",
+	dropGREMalformed:   "gre_malformed",
+	dropGREProtocol:    "gre_protocol",
+	dropGREKey:         "gre_key_mismatch",
+	dropInnerMalformed: "inner_malformed",
+	dropSendError:      "send_error",
+	dropTUNWriteError:  "tun_write_error",
+}
+
+// stats are the tunnel's own counters. Each pump owns the counters it
+// writes; atomics only make them safe to read from the status server.
+type stats struct {
+	txPackets, txBytes atomic.Uint64 // inner packets/bytes sent into the tunnel
+	rxPackets, rxBytes atomic.Uint64 // inner packets/bytes delivered to the TUN
+	drops              [numDrops]atomic.Uint64
+	readErrors         atomic.Uint64 // failed TUN or socket reads (not packets)
+}
+
+func (s *stats) drop(d drop) { s.drops[d].Add(1) }

@@ -1,0 +1,148 @@
+// Package tunnel wires one configured tunnel together: the TUN device, the
+// raw IP socket to the peer, the GRE encapsulation and the ESP SAs, and the
+// two packet pumps between them (send.go, receive.go).
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/gre"
+	"github.com/gresec/gresec/rawip"
+	"github.com/gresec/gresec/tun"
+)
+
+const (
+	// sendHeadroom is where TUN reads put the inner packet, leaving room in
+	// front for the GRE and ESP headers written in place.
+	sendHeadroom = 32
+	// sendTailroom is room after the inner packet for the ESP trailer.
+	sendTailroom = 32
+	// recvBufSize lets the TUN writer coalesce received TCP segments (GRO)
+	// into one super-packet in the first segment's buffer.
+	recvBufSize = 65536
+	// tunWriteOffset is the headroom the TUN writer needs before a packet.
+	tunWriteOffset = 16
+
+	protoESP = 50
+	protoGRE = 47
+)
+
+// Tunnel is one running GRE(-over-ESP) tunnel.
+type Tunnel struct {
+	cfg    *config.Config
+	log    *zap.Logger
+	dev    *tun.Device
+	conn   *rawip.Conn
+	sadb   *esp.DB // nil for plain GRE
+	greOpt gre.Options
+	remote netip.Addr
+	mss4   uint16
+	mss6   uint16
+	greSeq uint32 // owned by the send pump
+
+	started time.Time
+	stats   stats
+}
+
+// New creates the TUN device and the raw socket and installs the static SAs.
+// It needs CAP_NET_ADMIN and CAP_NET_RAW.
+func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
+	t := &Tunnel{cfg: cfg, log: log, remote: cfg.Remote, started: time.Now()}
+	if cfg.MSSClamp {
+		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
+	}
+	if cfg.GREKey != nil {
+		t.greOpt = gre.Options{Key: *cfg.GREKey, UseKey: true}
+	}
+
+	proto := protoGRE
+	if cfg.Keying != config.KeyingNone {
+		proto = protoESP
+		t.sadb = &esp.DB{}
+	}
+	if cfg.Keying == config.KeyingStatic {
+		in, err := esp.NewSA(cfg.Static.SPIIn, cfg.Static.KeyIn, cfg.ReplayWindow)
+		if err != nil {
+			return nil, fmt.Errorf("%s: static.key_in: %w", cfg.Path, err)
+		}
+		out, err := esp.NewSA(cfg.Static.SPIOut, cfg.Static.KeyOut, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s: static.key_out: %w", cfg.Path, err)
+		}
+		t.sadb.AddInbound(in)
+		t.sadb.SetOutbound(out)
+	}
+
+	conn, err := rawip.Listen(proto, cfg.Local, batchSize)
+	if err != nil {
+		return nil, fmt.Errorf("raw IP socket (protocol %d) on %s: %w", proto, cfg.Local, err)
+	}
+	t.conn = conn
+
+	dev, err := tun.Create(cfg.Interface, cfg.MTU)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TUN device %s: %w", cfg.Interface, err)
+	}
+	t.dev = dev
+	if err := dev.SetAddresses(cfg.Addresses); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("addresses on %s: %w", cfg.Interface, err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("bringing %s up: %w", cfg.Interface, err)
+	}
+	return t, nil
+}
+
+// batchSize is how many packets one raw-socket system call moves.
+const batchSize = 128
+
+// Run moves packets until ctx is cancelled or a device fails.
+func (t *Tunnel) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- t.sendLoop() }()
+	go func() { defer wg.Done(); errc <- t.receiveLoop() }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// Closing the devices is what unblocks the pumps.
+	t.Close()
+	wg.Wait()
+	return err
+}
+
+// Close removes the TUN device and closes the socket; safe to call twice.
+func (t *Tunnel) Close() {
+	if t.dev != nil {
+		t.dev.Close()
+	}
+	if t.conn != nil {
+		t.conn.Close()
+	}
+}
+
+// SADB is the tunnel's SA database, for the key manager; nil for plain GRE.
+func (t *Tunnel) SADB() *esp.DB { return t.sadb }
+
+// isClosed tells a device closed under a pump from a real failure.
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
+}
