@@ -123,7 +123,7 @@ func TestTsharkDecryptsESP(t *testing.T) {
 	}
 	p := startPair(t, pairOpt{})
 	pcap := filepath.Join(t.TempDir(), "esp.pcap")
-	dump, err := p.b.ns.Start("tcpdump", "-n", "-U", "-i", "veth-b", "-w", pcap, "esp")
+	dump, err := p.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "esp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,9 +142,9 @@ func TestTsharkDecryptsESP(t *testing.T) {
 		"-o", "esp.enable_encryption_decode:TRUE",
 		"-o", "uat:esp_sa:"+sa(p.a, p.b, p.a.spiOut, p.a.keyOut),
 		"-o", "uat:esp_sa:"+sa(p.b, p.a, p.b.spiOut, p.b.keyOut),
-		"-T", "fields", "-E", "separator=/",
+		"-T", "fields", "-E", "separator=,",
 		"-e", "esp.spi", "-e", "gre.proto", "-e", "icmp.type", "-e", "icmpv6.type",
-	).CombinedOutput()
+	).Output()
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, out)
 	}
@@ -152,13 +152,13 @@ func TestTsharkDecryptsESP(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		counts[line]++
 	}
-	// spi/gre protocol/icmp type/icmpv6 type
+	// spi,gre protocol,icmp type,icmpv6 type
 	for _, want := range []string{
-		"0x00001001/0x0800/8/", "0x00001002/0x0800/0/",
-		"0x00001001/0x86dd//128", "0x00001002/0x86dd//129",
+		"0x00001001,0x0800,8,", "0x00001002,0x0800,0,",
+		"0x00001001,0x86dd,,128", "0x00001002,0x86dd,,129",
 	} {
 		if counts[want] < 3 {
-			t.Errorf("tshark found %d packets %q, want 3; all:\n%s", counts[want], want, out)
+			t.Errorf("tshark found %d packets %q, want 3; all:\n%s\ntcpdump: %s", counts[want], want, out, dump.Out)
 		}
 	}
 }
