@@ -11,7 +11,7 @@ BIN := bin/gresec
 APT_LAB  := iproute2 iputils-ping iperf3
 APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps
 
-.PHONY: all build lab test unit lint deps-lab deps-test bench fuzz clean
+.PHONY: all build lab test unit lint deps-lab deps-test deps-bench bench fuzz clean
 
 all: build
 
@@ -36,8 +36,15 @@ lint: $(GOBIN_DIR)/staticcheck
 $(GOBIN_DIR)/staticcheck:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-bench:
+# Side-by-side throughput (bare veth, gresec, wireguard-go), then the
+# per-stage micro-benchmarks.
+bench: deps-bench build
+	$(GO) build -o bin/wireguard-go golang.zx2c4.com/wireguard
+	./$(BIN) bench -wireguard-go bin/wireguard-go
 	$(GO) test -run '^$$' -bench . -benchmem ./esp ./gre ./tun ./rawip ./tunnel
+
+deps-bench:
+	@sh scripts/apt-ensure.sh $(APT_LAB) wireguard-tools
 
 fuzz:
 	for t in FuzzOpen:./esp FuzzDecap:./gre FuzzParse:./config FuzzClampMSS:./tun; do \

@@ -21,6 +21,7 @@ func init() {
 		"up":      {"run a tunnel in the foreground until SIGINT/SIGTERM", cmdUp},
 		"status":  {"show a running tunnel's interface, SAs and counters", cmdStatus},
 		"check":   {"validate a config file and print the effective settings", cmdCheck},
+		"bench":   {"measure TCP throughput: bare veth, gresec and wireguard-go side by side", cmdBench},
 		"lab":     {"bring up a two-site tunnel in network namespaces, test it and tear it down", cmdLab},
 		"version": {"print the version", cmdVersion},
 	}

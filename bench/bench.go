@@ -1,0 +1,328 @@
+// Package bench measures tunnels side by side: one TCP stream (iperf3)
+// between two network namespaces over bare veth, through gresec and
+// through wireguard-go, several rounds each, in one run on one machine, so
+// that ratios between them mean something on a shared, noisy host.
+package bench
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+
+	"github.com/gresec/gresec/internal/netns"
+)
+
+// Options say what to run.
+type Options struct {
+	Gresec      string        // path of the gresec binary
+	WireguardGo string        // path of wireguard-go; empty skips it
+	Rounds      int           // rounds per path
+	Duration    time.Duration // per measurement
+	Out         io.Writer     // progress
+}
+
+// Result is one measurement.
+type Result struct {
+	Path         string  // "veth", "gresec", "wireguard-go"
+	Round        int     // 1-based
+	Gbps         float64 // as the receiver counted
+	CPUSecPerGB  float64 // whole-machine CPU time per GB received
+	BytesMovedGB float64
+}
+
+// Paths in the order they are measured each round.
+const (
+	PathVeth      = "veth"
+	PathGresec    = "gresec"
+	PathWireguard = "wireguard-go"
+)
+
+var (
+	underA = netip.MustParsePrefix("198.18.0.1/24")
+	underB = netip.MustParsePrefix("198.18.0.2/24")
+)
+
+// Run measures every path Rounds times, interleaving paths so that a
+// change in the machine's load hits them alike.
+func Run(o Options) ([]Result, error) {
+	paths := []string{PathVeth, PathGresec}
+	if o.WireguardGo != "" {
+		paths = append(paths, PathWireguard)
+	}
+	var results []Result
+	for round := 1; round <= o.Rounds; round++ {
+		for _, p := range paths {
+			fmt.Fprintf(o.Out, "[round %d/%d] %-13s ", round, o.Rounds, p)
+			r, err := measure(o, p)
+			if err != nil {
+				fmt.Fprintln(o.Out, "failed")
+				return results, fmt.Errorf("%s, round %d: %w", p, round, err)
+			}
+			r.Round = round
+			fmt.Fprintf(o.Out, "%6.2f Gbit/s  %5.2f CPU s/GB\n", r.Gbps, r.CPUSecPerGB)
+			results = append(results, r)
+		}
+	}
+	return results, nil
+}
+
+// site is the pair of namespaces one measurement runs in.
+type site struct {
+	a, b  *netns.NS
+	dir   string
+	procs []*netns.Proc
+}
+
+func newSite() (*site, error) {
+	s := &site{}
+	var err error
+	if s.a, err = netns.Create(netns.Unique("gresec-bench-a")); err != nil {
+		return nil, err
+	}
+	if s.b, err = netns.Create(netns.Unique("gresec-bench-b")); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := netns.Link(s.a, "veth-a", []netip.Prefix{underA}, s.b, "veth-b", []netip.Prefix{underB}); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.dir, err = os.MkdirTemp("", "gresec-bench-"); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *site) start(ns *netns.NS, name string, args ...string) (*netns.Proc, error) {
+	p, err := ns.Start(name, args...)
+	if err == nil {
+		s.procs = append(s.procs, p)
+	}
+	return p, err
+}
+
+func (s *site) close() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop(3 * time.Second)
+	}
+	if s.a != nil {
+		s.a.Delete()
+	}
+	if s.b != nil {
+		s.b.Delete()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+func measure(o Options, path string) (Result, error) {
+	s, err := newSite()
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.close()
+	var dst netip.Addr
+	switch path {
+	case PathVeth:
+		dst = underB.Addr()
+	case PathGresec:
+		dst, err = s.gresec(o.Gresec)
+	case PathWireguard:
+		dst, err = s.wireguard(o.WireguardGo)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return s.iperf(path, dst, o.Duration)
+}
+
+// gresec brings up a static-key gresec tunnel and returns b's tunnel address.
+func (s *site) gresec(bin string) (netip.Addr, error) {
+	keys := [2]string{randHex(36), randHex(36)}
+	tun := [2]string{"198.19.0.0/31", "198.19.0.1/31"}
+	under := [2]netip.Addr{underA.Addr(), underB.Addr()}
+	for i, ns := range []*netns.NS{s.a, s.b} {
+		cfg := filepath.Join(s.dir, fmt.Sprintf("%d.toml", i))
+		sock := filepath.Join(s.dir, fmt.Sprintf("%d.sock", i))
+		c := fmt.Sprintf("[tunnel]\nlocal = %q\nremote = %q\naddresses = [%q]\n[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = \"0x%s\"\nkey_in = \"0x%s\"\n[control]\nsocket = %q\n",
+			under[i], under[1-i], tun[i], 0x1001+i, 0x1002-i, keys[i], keys[1-i], sock)
+		if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
+			return netip.Addr{}, err
+		}
+		p, err := s.start(ns, bin, "up", "-c", cfg)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if !netns.WaitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
+			return netip.Addr{}, fmt.Errorf("gresec did not start: %s", p.Out)
+		}
+	}
+	return netip.MustParseAddr("198.19.0.1"), s.waitPing(netip.MustParseAddr("198.19.0.1"))
+}
+
+// wireguard brings up wireguard-go between the sites, configured with wg.
+func (s *site) wireguard(bin string) (netip.Addr, error) {
+	var priv, pub [2]string
+	for i := range priv {
+		var k, p [32]byte
+		rand.Read(k[:])
+		k[0] &= 248
+		k[31] = k[31]&127 | 64
+		curve25519.ScalarBaseMult(&p, &k)
+		priv[i], pub[i] = base64.StdEncoding.EncodeToString(k[:]), base64.StdEncoding.EncodeToString(p[:])
+	}
+	// Different names: wireguard-go's UAPI socket directory is shared
+	// between namespaces.
+	ifs := [2]string{fmt.Sprintf("wgb%da", os.Getpid()%10000), fmt.Sprintf("wgb%db", os.Getpid()%10000)}
+	tun := [2]string{"198.19.1.0/31", "198.19.1.1/31"}
+	under := [2]netip.Addr{underA.Addr(), underB.Addr()}
+	for i, ns := range []*netns.NS{s.a, s.b} {
+		if _, err := s.start(ns, bin, "-f", ifs[i]); err != nil {
+			return netip.Addr{}, err
+		}
+		if !netns.WaitFor(5*time.Second, func() bool { _, err := ns.Run("ip", "link", "show", ifs[i]); return err == nil }) {
+			return netip.Addr{}, fmt.Errorf("wireguard-go did not create %s", ifs[i])
+		}
+		keyFile := filepath.Join(s.dir, fmt.Sprintf("wg%d.key", i))
+		if err := os.WriteFile(keyFile, []byte(priv[i]), 0o600); err != nil {
+			return netip.Addr{}, err
+		}
+		peerTun := netip.MustParsePrefix(tun[1-i]).Addr().String() + "/32"
+		for _, cmd := range [][]string{
+			{"wg", "set", ifs[i], "private-key", keyFile, "listen-port", "51820", "peer", pub[1-i], "allowed-ips", peerTun, "endpoint", under[1-i].String() + ":51820"},
+			{"ip", "addr", "add", tun[i], "dev", ifs[i]},
+			{"ip", "link", "set", ifs[i], "mtu", "1420", "up"},
+		} {
+			if out, err := ns.Run(cmd[0], cmd[1:]...); err != nil {
+				return netip.Addr{}, fmt.Errorf("%v: %s", err, out)
+			}
+		}
+	}
+	return netip.MustParseAddr("198.19.1.1"), s.waitPing(netip.MustParseAddr("198.19.1.1"))
+}
+
+func (s *site) waitPing(dst netip.Addr) error {
+	if !netns.WaitFor(10*time.Second, func() bool {
+		_, err := s.a.RunTimeout(3*time.Second, "ping", "-c", "1", "-W", "1", dst.String())
+		return err == nil
+	}) {
+		return fmt.Errorf("no ping through the tunnel to %s", dst)
+	}
+	return nil
+}
+
+// iperf runs one TCP stream a -> b and the machine's CPU time meanwhile.
+func (s *site) iperf(path string, dst netip.Addr, d time.Duration) (Result, error) {
+	if _, err := s.start(s.b, "iperf3", "-s", "-1", "-B", dst.String()); err != nil {
+		return Result{}, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	cpu0, err := cpuSeconds()
+	if err != nil {
+		return Result{}, err
+	}
+	secs := int(d.Seconds())
+	out, err := s.a.RunTimeout(d+20*time.Second, "iperf3", "-c", dst.String(), "-t", strconv.Itoa(secs), "-J")
+	if err != nil {
+		return Result{}, fmt.Errorf("iperf3: %w", err)
+	}
+	cpu1, err := cpuSeconds()
+	if err != nil {
+		return Result{}, err
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.End.SumReceived.Bytes == 0 {
+		return Result{}, fmt.Errorf("iperf3 gave no result: %v", err)
+	}
+	gb := r.End.SumReceived.Bytes / 1e9
+	return Result{Path: path, Gbps: r.End.SumReceived.BitsPerSecond / 1e9, CPUSecPerGB: (cpu1 - cpu0) / gb, BytesMovedGB: gb}, nil
+}
+
+// cpuSeconds is the machine's busy CPU time so far (all cores), from
+// /proc/stat: everything but idle and iowait.
+func cpuSeconds() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("unexpected /proc/stat: %q", line)
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / 100, nil // USER_HZ is 100 on Linux
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Summary is the median of each path's rounds.
+type Summary struct {
+	Path        string
+	Gbps        float64
+	CPUSecPerGB float64
+	Rounds      int
+}
+
+// Summarize takes medians per path, in measuring order.
+func Summarize(results []Result) []Summary {
+	var order []string
+	by := map[string][]Result{}
+	for _, r := range results {
+		if _, ok := by[r.Path]; !ok {
+			order = append(order, r.Path)
+		}
+		by[r.Path] = append(by[r.Path], r)
+	}
+	var out []Summary
+	for _, p := range order {
+		rs := by[p]
+		out = append(out, Summary{Path: p, Gbps: median(rs, func(r Result) float64 { return r.Gbps }),
+			CPUSecPerGB: median(rs, func(r Result) float64 { return r.CPUSecPerGB }), Rounds: len(rs)})
+	}
+	return out
+}
+
+func median(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
