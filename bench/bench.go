@@ -40,6 +40,9 @@ type Result struct {
 	Gbps         float64 // as the receiver counted
 	CPUSecPerGB  float64 // whole-machine CPU time per GB received
 	BytesMovedGB float64
+	// Resident memory of the tunnel's processes (both sites, summed):
+	// before traffic, and the peak (VmHWM) after it. Zero for bare veth.
+	RSSIdleMB, RSSPeakMB float64
 }
 
 // Paths in the order they are measured each round.
@@ -71,7 +74,11 @@ func Run(o Options) ([]Result, error) {
 				return results, fmt.Errorf("%s, round %d: %w", p, round, err)
 			}
 			r.Round = round
-			fmt.Fprintf(o.Out, "%6.2f Gbit/s  %5.2f CPU s/GB\n", r.Gbps, r.CPUSecPerGB)
+			fmt.Fprintf(o.Out, "%6.2f Gbit/s  %5.2f CPU s/GB", r.Gbps, r.CPUSecPerGB)
+			if r.RSSPeakMB > 0 {
+				fmt.Fprintf(o.Out, "  RSS %.1f MB idle, %.1f MB peak (both sites)", r.RSSIdleMB, r.RSSPeakMB)
+			}
+			fmt.Fprintln(o.Out)
 			results = append(results, r)
 		}
 	}
@@ -147,7 +154,29 @@ func measure(o Options, path string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return s.iperf(path, dst, o.Duration)
+	tunnelProcs := append([]*netns.Proc(nil), s.procs...)
+	idle := rss(tunnelProcs, "VmRSS")
+	r, err := s.iperf(path, dst, o.Duration)
+	r.RSSIdleMB, r.RSSPeakMB = idle, rss(tunnelProcs, "VmHWM")
+	return r, err
+}
+
+// rss sums a memory field of /proc/PID/status over procs, in MB.
+func rss(procs []*netns.Proc, field string) float64 {
+	var kb float64
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				n, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				kb += n
+			}
+		}
+	}
+	return kb / 1000
 }
 
 // gresec brings up a static-key gresec tunnel and returns b's tunnel address.
@@ -294,6 +323,8 @@ type Summary struct {
 	Gbps        float64
 	CPUSecPerGB float64
 	Rounds      int
+	RSSIdleMB   float64
+	RSSPeakMB   float64
 }
 
 // Summarize takes medians per path, in measuring order.
@@ -310,7 +341,9 @@ func Summarize(results []Result) []Summary {
 	for _, p := range order {
 		rs := by[p]
 		out = append(out, Summary{Path: p, Gbps: median(rs, func(r Result) float64 { return r.Gbps }),
-			CPUSecPerGB: median(rs, func(r Result) float64 { return r.CPUSecPerGB }), Rounds: len(rs)})
+			CPUSecPerGB: median(rs, func(r Result) float64 { return r.CPUSecPerGB }), Rounds: len(rs),
+			RSSIdleMB: median(rs, func(r Result) float64 { return r.RSSIdleMB }),
+			RSSPeakMB: median(rs, func(r Result) float64 { return r.RSSPeakMB })})
 	}
 	return out
 }

@@ -19,13 +19,17 @@ func WriteTable(w io.Writer, sums []Summary) {
 		base[s.Path] = s.Gbps
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tGbit/s (median)\tCPU s/GB\tvs veth\tvs wireguard-go\trounds\t")
+	fmt.Fprintln(tw, "path\tGbit/s (median)\tCPU s/GB\tvs veth\tvs wireguard-go\tRSS idle MB\tRSS peak MB\trounds\t")
 	for _, s := range sums {
 		vsWG := "-"
 		if wg := base[PathWireguard]; wg > 0 {
 			vsWG = fmt.Sprintf("%.2f×", s.Gbps/wg)
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f×\t%s\t%d\t\n", s.Path, s.Gbps, s.CPUSecPerGB, s.Gbps/base[PathVeth], vsWG, s.Rounds)
+		idle, peak := "-", "-"
+		if s.RSSPeakMB > 0 {
+			idle, peak = fmt.Sprintf("%.1f", s.RSSIdleMB), fmt.Sprintf("%.1f", s.RSSPeakMB)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f×\t%s\t%s\t%s\t%d\t\n", s.Path, s.Gbps, s.CPUSecPerGB, s.Gbps/base[PathVeth], vsWG, idle, peak, s.Rounds)
 	}
 	tw.Flush()
 }
@@ -40,9 +44,9 @@ func Save(dir string, results []Result, sums []Summary) error {
 		return err
 	}
 	cw := csv.NewWriter(f)
-	cw.Write([]string{"path", "round", "gbit_per_s", "cpu_s_per_gb", "gb_received"})
+	cw.Write([]string{"path", "round", "gbit_per_s", "cpu_s_per_gb", "gb_received", "rss_idle_mb", "rss_peak_mb"})
 	for _, r := range results {
-		cw.Write([]string{r.Path, strconv.Itoa(r.Round), fmt.Sprintf("%.3f", r.Gbps), fmt.Sprintf("%.3f", r.CPUSecPerGB), fmt.Sprintf("%.3f", r.BytesMovedGB)})
+		cw.Write([]string{r.Path, strconv.Itoa(r.Round), fmt.Sprintf("%.3f", r.Gbps), fmt.Sprintf("%.3f", r.CPUSecPerGB), fmt.Sprintf("%.3f", r.BytesMovedGB), fmt.Sprintf("%.1f", r.RSSIdleMB), fmt.Sprintf("%.1f", r.RSSPeakMB)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
