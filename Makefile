@@ -9,7 +9,8 @@ BIN := bin/gresec
 
 # Debian packages, installed with --no-install-recommends when missing.
 APT_LAB  := iproute2 iputils-ping iperf3
-APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps
+APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps \
+            strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev
 
 .PHONY: all build lab test unit lint deps-lab deps-test deps-bench bench fuzz clean
 
@@ -47,7 +48,8 @@ deps-bench:
 	@sh scripts/apt-ensure.sh $(APT_LAB) wireguard-tools
 
 fuzz:
-	for t in FuzzOpen:./esp FuzzDecap:./gre FuzzParse:./config FuzzClampMSS:./tun; do \
+	for t in FuzzOpen:./esp FuzzDecap:./gre FuzzParse:./config FuzzClampMSS:./tun \
+		FuzzParseKeyLog:./internal/swan FuzzParseSAs:./internal/swan; do \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime 30s "$${t#*:}" || exit 1; done
 
 deps-lab:
