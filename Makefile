@@ -10,9 +10,10 @@ BIN := bin/gresec
 # Debian packages, installed with --no-install-recommends when missing.
 APT_LAB  := iproute2 iputils-ping iperf3
 APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps \
-            strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev
+            strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev \
+            qemu-system-x86 debootstrap e2fsprogs
 
-.PHONY: all build lab test unit lint deps-lab deps-test deps-bench bench fuzz clean
+.PHONY: all build lab test interop unit lint deps-lab deps-test deps-bench bench fuzz clean
 
 all: build
 
@@ -24,6 +25,10 @@ lab: deps-lab build
 
 test: deps-test lint
 	$(GO) test -count=1 -timeout 60m ./...
+
+# Interop with real peers: a Linux kernel (GRE, XFRM) under qemu, strongSwan.
+interop: deps-test
+	$(GO) test -count=1 -timeout 30m -v ./interop/... ./internal/swan/...
 
 # Unit tests only: no root, no network namespaces.
 unit:

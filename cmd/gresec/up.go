@@ -66,7 +66,7 @@ func cmdUp(args []string) error {
 		log.Error("tunnel failed", zap.Error(err))
 		return err
 	}
-	log.Info("tunnel down: interface removed")
+	log.Info("stopped on signal; interface removed")
 	return nil
 }
 

@@ -47,6 +47,8 @@ mkdir -p "$cache"
 # One build at a time: a second caller waits, then finds the image ready.
 exec 9>"$cache/.lock"
 flock 9
+# Under the lock, any half-built directory is left over from a killed build.
+rm -rf "$cache"/.build.*
 
 if [ -f "$out/manifest.txt" ]; then
 	log "cached: $out"
@@ -126,8 +128,8 @@ mkdir -p "$root/share"
 
 log "making ext4 root"
 size_mb=$(($(du -sm "$root" | cut -f1) + 256))
-mke2fs -q -t ext4 -L gresec-root -E root_owner=0:0 -d "$root" "$tmp/rootfs.ext4" "${size_mb}M" ||
-	die "mke2fs failed"
+mke2fs -q -t ext4 -L gresec-root -E root_owner=0:0 -d "$root" "$tmp/rootfs.ext4" "${size_mb}M" >"$tmp/mke2fs.log" 2>&1 ||
+	{ cat "$tmp/mke2fs.log" >&2; die "mke2fs failed"; }
 
 {
 	echo "key $key"
@@ -149,7 +151,7 @@ log "built $out in $((SECONDS - start))s ($(du -sh "$out" | cut -f1))"
 
 # Keep the newest few older images; they cost disk, not correctness.
 keep=${GRESEC_INTEROP_KEEP:-1}
-ls -1dt "$cache"/image-* 2>/dev/null | grep -vx "$out" | tail -n +$((keep + 1)) | while read -r old; do
+for old in $(ls -1dt "$cache"/image-* 2>/dev/null | grep -vx "$out" | tail -n +$((keep + 1))); do
 	log "removing old image $old"
 	rm -rf "$old"
 done

@@ -19,15 +19,19 @@ export HOME=/root LC_ALL=C TERM=dumb
 
 log() { echo "gresec-init: $*" >/dev/console; }
 
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
+# The initramfs moves /proc, /sys, /dev and /run over to the root; mount
+# only what is missing.
+mnt() { mountpoint -q "$3" || mount -t "$1" "$2" "$3"; }
+mnt proc proc /proc
+mnt sysfs sys /sys
+mnt devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /dev/shm
-mount -o remount,rw / 2>/dev/null
+mnt devpts devpts /dev/pts
+mnt tmpfs tmpfs /dev/shm
+mnt tmpfs tmpfs /run
+mnt tmpfs tmpfs /tmp
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -o remount,rw /
 mkdir -p /run/lock
 hostname gresec-guest
 
