@@ -9,7 +9,7 @@ BIN := bin/gresec
 
 # Debian packages, installed with --no-install-recommends when missing.
 APT_LAB  := iproute2 iputils-ping iperf3
-APT_TEST := $(APT_LAB) tshark python3-scapy python3-cryptography nftables tcpdump procps \
+APT_TEST := $(APT_LAB) bird2 tshark python3-scapy python3-cryptography nftables tcpdump procps \
             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev \
             qemu-system-x86 debootstrap e2fsprogs
 

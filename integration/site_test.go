@@ -196,11 +196,16 @@ func (p *pair) mustStatus(s *side) tunnel.Status {
 // number of replies.
 func (p *pair) ping(from *side, dst netip.Addr, count int) (int, string) {
 	out, _ := from.ns.RunTimeout(time.Duration(count+10)*time.Second, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst.String())
+	return replies(out), out
+}
+
+// replies reads the reply count from ping's summary line.
+func replies(out string) int {
 	var sent, recv int
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "packets transmitted") {
 			fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &recv)
 		}
 	}
-	return recv, out
+	return recv
 }
