@@ -72,7 +72,9 @@ protocol ospf v2 {
 			t.Fatalf("%s: OSPF adjacency not Full within 30 s:\n%s\ngresec: %s", s.ns.Name, birdc(s, "show", "ospf", "neighbors"), s.proc.Out)
 		}
 	}
-	for s, peer := range map[*side]*side{p.a: p.b, p.b: p.a} {
+	peers := map[*side]*side{p.a: p.b, p.b: p.a}
+	// Both routes first: a ping needs the way back too.
+	for s, peer := range peers {
 		want := lans[peer].Masked().String()
 		if !netns.WaitFor(15*time.Second, func() bool {
 			out, _ := s.ns.Run("ip", "route", "show", want)
@@ -81,6 +83,8 @@ protocol ospf v2 {
 			routes, _ := s.ns.Run("ip", "route")
 			t.Fatalf("%s did not learn %s via gre0 from OSPF:\n%s", s.ns.Name, want, routes)
 		}
+	}
+	for s, peer := range peers {
 		out, err := s.ns.RunTimeout(15*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", lans[s].Addr().String(), lans[peer].Addr().String())
 		if got := replies(out); err != nil || got < 2 {
 			t.Errorf("LAN %s -> LAN %s: %d of 3 replies\n%s", lans[s].Addr(), lans[peer].Addr(), got, out)
