@@ -1,0 +1,558 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// fakeConn collects what an engine sends; the test delivers it.
+type fakeConn struct{ out [][]byte }
+
+func (c *fakeConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	select {} // the stepped tests call handle directly
+}
+func (c *fakeConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	c.out = append(c.out, bytes.Clone(b))
+	return len(b), nil
+}
+
+type fakeDP struct {
+	installed []ChildKeys
+	removed   []uint32
+	bytesIn   map[uint32]uint64
+}
+
+func (d *fakeDP) InstallChild(k ChildKeys) error { d.installed = append(d.installed, k); return nil }
+func (d *fakeDP) RemoveChild(spi uint32) error   { d.removed = append(d.removed, spi); return nil }
+func (d *fakeDP) ChildBytes(spi uint32) (uint64, uint64) {
+	return d.bytesIn[spi], 0
+}
+
+type testPeer struct {
+	name string
+	e    *Engine
+	conn *fakeConn
+	dp   *fakeDP
+	addr netip.AddrPort
+	logs *observer.ObservedLogs
+}
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func seed000(local, remote string, initiate bool, seed uint64) Config {
+	return Config{
+		Local: netip.MustParseAddr(local), Remote: netip.MustParseAddr(remote), Initiate: initiate,
+		LocalPSK: Secret("ThisShouldBeAStrongPassword"), RemotePSK: Secret("ThisShouldBeAStrongPassword"),
+		Proposals:    MustParseProposals(ProtoIKE, "aes256gcm16-prfsha384-ecp384"),
+		ESPProposals: MustParseProposals(ProtoESP, "aes256gcm16-ecp384"),
+		Lifetime:     86400 * time.Second, ChildLifetime: 3600 * time.Second, ChildLifetimeBytes: 500 << 20,
+		DPD:  30 * time.Second,
+		Rand: rand.NewChaCha8([32]byte{byte(seed)}),
+	}
+}
+
+// newPair makes an initiator a (198.18.0.1) and a responder b (198.18.0.2)
+// configured like seed 000; mutate may change either config first.
+func newPair(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
+	ca, cb := seed000("198.18.0.1", "198.18.0.2", true, 1), seed000("198.18.0.2", "198.18.0.1", false, 2)
+	if mutate != nil {
+		mutate(&ca, &cb)
+	}
+	mk := func(name string, c Config) *testPeer {
+		core, logs := observer.New(zapcore.DebugLevel)
+		p := &testPeer{name: name, conn: &fakeConn{}, dp: &fakeDP{bytesIn: map[uint32]uint64{}}, logs: logs,
+			addr: netip.AddrPortFrom(c.Local, 500)}
+		p.e = New(c, p.dp, zap.New(core))
+		p.e.conn = p.conn
+		return p
+	}
+	return mk("a", ca), mk("b", cb)
+}
+
+// deliver hands from's oldest unsent message to `to` and returns it.
+func deliver(t *testing.T, from, to *testPeer, now time.Time) []byte {
+	t.Helper()
+	raw := drop(t, from)
+	to.e.handle(raw, from.addr, now)
+	return raw
+}
+
+// drop takes from's oldest unsent message away (a lost datagram).
+func drop(t *testing.T, from *testPeer) []byte {
+	t.Helper()
+	if len(from.conn.out) == 0 {
+		t.Fatalf("%s has nothing to send", from.name)
+	}
+	raw := from.conn.out[0]
+	from.conn.out = from.conn.out[1:]
+	return raw
+}
+
+func exchangeOf(t *testing.T, raw []byte) (ExchangeType, bool) {
+	t.Helper()
+	m, err := DecodeMessage(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Exchange, m.IsResponse()
+}
+
+func quiet(t *testing.T, ps ...*testPeer) {
+	t.Helper()
+	for _, p := range ps {
+		if len(p.conn.out) != 0 {
+			t.Errorf("%s still has %d messages to send", p.name, len(p.conn.out))
+		}
+	}
+}
+
+func establish(t *testing.T, a, b *testPeer) {
+	t.Helper()
+	a.e.initiate(t0)
+	for _, want := range []ExchangeType{IKE_SA_INIT, IKE_SA_INIT, IKE_AUTH, IKE_AUTH} {
+		from, to := a, b
+		if len(a.conn.out) == 0 {
+			from, to = b, a
+		}
+		raw := deliver(t, from, to, t0)
+		if x, _ := exchangeOf(t, raw); x != want {
+			t.Fatalf("got %v, want %v", x, want)
+		}
+	}
+	quiet(t, a, b)
+	for _, p := range []*testPeer{a, b} {
+		if st := p.e.Status(); st.State != "established" || len(st.Children) != 1 {
+			t.Fatalf("%s: %+v", p.name, st)
+		}
+	}
+}
+
+func checkCrosswise(t *testing.T, a, b ChildKeys) {
+	t.Helper()
+	if a.SPIOut != b.SPIIn || a.SPIIn != b.SPIOut {
+		t.Errorf("SPIs: a in %#x out %#x, b in %#x out %#x", a.SPIIn, a.SPIOut, b.SPIIn, b.SPIOut)
+	}
+	if len(a.KeyOut) != 36 || len(a.KeyIn) != 36 {
+		t.Errorf("key lengths %d/%d", len(a.KeyIn), len(a.KeyOut))
+	}
+	if !a.KeyOut.Equal(b.KeyIn) || !a.KeyIn.Equal(b.KeyOut) {
+		t.Error("keys do not match crosswise")
+	}
+	if a.KeyIn.Equal(a.KeyOut) {
+		t.Error("both directions share a key")
+	}
+	if a.Transform != "aes256gcm16" || b.Transform != a.Transform {
+		t.Errorf("transforms %q %q", a.Transform, b.Transform)
+	}
+}
+
+func TestHandshake(t *testing.T) {
+	a, b := newPair(t, nil)
+	establish(t, a, b)
+	if len(a.dp.installed) != 1 || len(b.dp.installed) != 1 {
+		t.Fatalf("installed %d/%d", len(a.dp.installed), len(b.dp.installed))
+	}
+	checkCrosswise(t, a.dp.installed[0], b.dp.installed[0])
+	ka, kb := a.dp.installed[0], b.dp.installed[0]
+	if ka.Lifetime != time.Hour || ka.LifetimeBytes != 500<<20 {
+		t.Errorf("lifetimes %v %d", ka.Lifetime, ka.LifetimeBytes)
+	}
+	sa, sb := a.e.Status(), b.e.Status()
+	if sa.SPIi != sb.SPIi || sa.SPIr != sb.SPIr || sa.Suite != "aes256gcm16-prfsha384-ecp384" {
+		t.Errorf("status a %+v b %+v", sa, sb)
+	}
+	// The child keys are KEYMAT from SK_d and the IKE_SA_INIT nonces (§2.17).
+	i2r, r2i, _ := ChildKeymat(PRFSHA384, a.e.sa.keys.SKd, nil, a.e.sa.ni, a.e.sa.nr, 36)
+	if !ka.KeyOut.Equal(i2r) || !kb.KeyOut.Equal(r2i) {
+		t.Error("child keys are not KEYMAT in the i->r, r->i order")
+	}
+	// No key material in any log line (debug level included).
+	for _, p := range []*testPeer{a, b} {
+		for _, entry := range p.logs.All() {
+			line := entry.Message + fmt.Sprint(entry.ContextMap())
+			for _, k := range []Secret{ka.KeyIn, ka.KeyOut, a.e.sa.keys.SKd, a.e.sa.keys.SKei, Secret("ThisShouldBeAStrongPassword")} {
+				if strings.Contains(line, hex.EncodeToString(k)) || strings.Contains(line, string(k)) {
+					t.Errorf("%s logged key material: %s", p.name, line)
+				}
+			}
+		}
+		if p.logs.FilterMessage("IKE SA established").Len() != 1 {
+			t.Errorf("%s: no 'IKE SA established' log", p.name)
+		}
+		for _, entry := range p.logs.FilterMessage("IKE SA established").All() {
+			for _, f := range []string{"spi_i", "spi_r", "msgid", "exchange", "peer"} {
+				if _, ok := entry.ContextMap()[f]; !ok {
+					t.Errorf("%s: log lacks field %s: %v", p.name, f, entry.ContextMap())
+				}
+			}
+		}
+	}
+}
+
+func TestHandshakeOtherSuites(t *testing.T) {
+	for _, c := range []struct{ ike, esp, wantESP string }{
+		{"aes128gcm16-prfsha256-ecp256", "aes128gcm16", "aes128gcm16"},
+		{"aes256gcm16-prfsha512-ecp521", "aes256gcm16-ecp521", "aes256gcm16"},
+		{"aes256gcm16-prfsha256-curve25519", "aes256gcm16-curve25519", "aes256gcm16"},
+		{"aes256gcm16-prfsha384-modp2048", "aes256gcm16-modp2048", "aes256gcm16"},
+	} {
+		a, b := newPair(t, func(a, b *Config) {
+			a.Proposals, b.Proposals = MustParseProposals(ProtoIKE, c.ike), MustParseProposals(ProtoIKE, c.ike)
+			a.ESPProposals, b.ESPProposals = MustParseProposals(ProtoESP, c.esp), MustParseProposals(ProtoESP, c.esp)
+		})
+		establish(t, a, b)
+		if a.e.Status().Suite != c.ike || a.dp.installed[0].Transform != c.wantESP {
+			t.Errorf("%s: suite %q transform %q", c.ike, a.e.Status().Suite, a.dp.installed[0].Transform)
+		}
+		ka, kb := a.dp.installed[0], b.dp.installed[0]
+		if !ka.KeyOut.Equal(kb.KeyIn) || !ka.KeyIn.Equal(kb.KeyOut) {
+			t.Errorf("%s: keys do not match", c.ike)
+		}
+	}
+}
+
+func TestInvalidKERetry(t *testing.T) {
+	a, b := newPair(t, func(a, b *Config) {
+		// a guesses ecp256 first; b accepts only ecp384.
+		a.Proposals = MustParseProposals(ProtoIKE, "aes256gcm16-prfsha384-ecp256-ecp384")
+	})
+	a.e.initiate(t0)
+	first := deliver(t, a, b, t0)
+	m, _ := DecodeMessage(first)
+	if ke := m.Payloads.Get(PayloadKE).(*KE); DHGroup(ke.Group) != ECP256 {
+		t.Fatalf("first guess %v", ke.Group)
+	}
+	resp := deliver(t, b, a, t0)
+	m, _ = DecodeMessage(resp)
+	if n := m.Payloads.Notify(INVALID_KE_PAYLOAD); n == nil || !bytes.Equal(n.Data, []byte{0, 20}) {
+		t.Fatalf("responder did not ask for group 20: %+v", m.Payloads)
+	}
+	if b.e.half != nil {
+		t.Error("responder kept state for a request it refused")
+	}
+	second := deliver(t, a, b, t0)
+	m, _ = DecodeMessage(second)
+	if ke := m.Payloads.Get(PayloadKE).(*KE); DHGroup(ke.Group) != ECP384 || len(ke.Data) != 96 {
+		t.Fatalf("retry with group %d, %d bytes", ke.Group, len(ke.Data))
+	}
+	deliver(t, b, a, t0) // IKE_SA_INIT response
+	deliver(t, a, b, t0) // IKE_AUTH
+	deliver(t, b, a, t0)
+	quiet(t, a, b)
+	if a.e.Status().State != "established" || a.e.Status().Suite != "aes256gcm16-prfsha384-ecp384" {
+		t.Fatalf("%+v", a.e.Status())
+	}
+	checkCrosswise(t, a.dp.installed[0], b.dp.installed[0])
+}
+
+func TestRetransmission(t *testing.T) {
+	a, b := newPair(t, nil)
+	a.e.initiate(t0)
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	lost := drop(t, a) // IKE_AUTH request lost
+	a.e.tick(t0.Add(time.Second))
+	quiet(t, a)
+	a.e.tick(t0.Add(2 * time.Second))
+	if len(a.conn.out) != 1 || !bytes.Equal(a.conn.out[0], lost) {
+		t.Fatal("IKE_AUTH not retransmitted byte for byte")
+	}
+	deliver(t, a, b, t0.Add(2*time.Second))
+	lostResp := drop(t, b) // and its response lost
+	a.e.tick(t0.Add(5 * time.Second))
+	quiet(t, a) // the timeout doubled to 4 s
+	a.e.tick(t0.Add(6 * time.Second))
+	deliver(t, a, b, t0.Add(6*time.Second))
+	// b answers the retransmitted request from its cache, without
+	// processing it again.
+	if len(b.conn.out) != 1 || !bytes.Equal(b.conn.out[0], lostResp) {
+		t.Fatal("response not replayed byte for byte")
+	}
+	if len(b.dp.installed) != 1 {
+		t.Fatalf("responder installed %d children", len(b.dp.installed))
+	}
+	deliver(t, b, a, t0.Add(6*time.Second))
+	quiet(t, a, b)
+	if a.e.Status().State != "established" || a.e.Status().Counters.Retransmits != 2 {
+		t.Fatalf("%+v", a.e.Status())
+	}
+	checkCrosswise(t, a.dp.installed[0], b.dp.installed[0])
+	// A duplicate of an old response is ignored.
+	a.e.handle(lostResp, b.addr, t0.Add(7*time.Second))
+	if len(a.dp.installed) != 1 {
+		t.Error("duplicate response installed another child")
+	}
+}
+
+func TestGiveUpAndReconnect(t *testing.T) {
+	a, _ := newPair(t, nil)
+	a.e.initiate(t0)
+	now := t0
+	for i := 0; i < 10 && a.e.sa != nil; i++ {
+		a.conn.out = nil
+		now = now.Add(time.Minute)
+		a.e.tick(now)
+	}
+	if a.e.sa != nil || !strings.Contains(a.e.Status().LastError, "no response") {
+		t.Fatalf("still trying: %+v", a.e.Status())
+	}
+	if got := a.e.Status().Counters.Retransmits; got != defaultTries-1 {
+		t.Errorf("%d retransmits", got)
+	}
+	a.e.tick(now.Add(reconnectDelay))
+	if a.e.sa == nil || len(a.conn.out) != 1 {
+		t.Error("did not reconnect")
+	}
+}
+
+func TestWrongPSK(t *testing.T) {
+	a, b := newPair(t, func(a, b *Config) { b.RemotePSK = Secret("something else") })
+	a.e.initiate(t0)
+	for i := 0; i < 4; i++ {
+		if len(a.conn.out) > 0 {
+			deliver(t, a, b, t0)
+		} else {
+			deliver(t, b, a, t0)
+		}
+	}
+	if len(a.dp.installed)+len(b.dp.installed) != 0 {
+		t.Error("child installed despite a bad PSK")
+	}
+	if b.e.Status().Counters.AuthFailures != 1 || !strings.Contains(a.e.Status().LastError, "AUTHENTICATION_FAILED") {
+		t.Errorf("a %+v b %+v", a.e.Status(), b.e.Status())
+	}
+	if b.e.half != nil || b.e.sa != nil || a.e.sa != nil {
+		t.Error("state kept after failed authentication")
+	}
+}
+
+func TestResponderChecksInitiatorAUTH(t *testing.T) {
+	// b's identity check: a claims an FQDN b does not expect.
+	a, b := newPair(t, func(a, b *Config) { a.LocalID = FQDNID("intruder.example"); b.RemoteID = AddrID(a.Local) })
+	a.e.initiate(t0)
+	for i := 0; i < 4; i++ {
+		if len(a.conn.out) > 0 {
+			deliver(t, a, b, t0)
+		} else {
+			deliver(t, b, a, t0)
+		}
+	}
+	if len(b.dp.installed) != 0 || a.e.Status().State == "established" {
+		t.Error("wrong identity accepted")
+	}
+}
+
+func TestTSUnacceptable(t *testing.T) {
+	// b thinks it is 198.18.0.3: a's TSr (198.18.0.2, GRE) does not cover it.
+	a, b := newPair(t, func(a, b *Config) { b.Local = netip.MustParseAddr("198.18.0.3") })
+	b.addr = netip.AddrPortFrom(a.e.cfg.Remote, 500) // what a sees as b's source
+	establishAttempt(t, a, b)
+	if len(a.dp.installed)+len(b.dp.installed) != 0 {
+		t.Fatal("child installed with mismatched selectors")
+	}
+	if !strings.Contains(a.e.Status().LastError, "TS_UNACCEPTABLE") {
+		t.Errorf("a: %+v", a.e.Status())
+	}
+	// a deleted the childless IKE SA.
+	if len(a.conn.out) != 1 {
+		t.Fatalf("a sent %d messages", len(a.conn.out))
+	}
+	deliver(t, a, b, t0)
+	if b.e.sa != nil {
+		t.Error("b kept the IKE SA after a's delete")
+	}
+}
+
+func establishAttempt(t *testing.T, a, b *testPeer) {
+	a.e.initiate(t0)
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+}
+
+func TestResponderRequiresTransportMode(t *testing.T) {
+	a, b := newPair(t, nil)
+	a.e.initiate(t0)
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	// Rebuild a's IKE_AUTH without USE_TRANSPORT_MODE.
+	a.conn.out = nil
+	a.e.req = nil
+	sa := a.e.sa
+	sa.nextReqID = 1
+	idi := a.e.localID()
+	inner := Payloads{&IDi{idi}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, a.e.cfg.LocalPSK, sa.initReq, sa.nr, sa.keys.SKpi, idi)}}
+	inner = append(inner, a.e.childRequest(WithoutDH(a.e.cfg.ESPProposals), 0x1234)[1:]...)
+	a.e.sendRequest(t0, sa, IKE_AUTH, inner, func(time.Time, *Message, []byte, Payloads) {}, nil)
+	deliver(t, a, b, t0)
+	resp := drop(t, b)
+	m, _ := DecodeMessage(resp)
+	got, err := sa.in.Open(resp, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Notify(NO_PROPOSAL_CHOSEN) == nil || got.Get(PayloadAUTH) == nil || len(b.dp.installed) != 0 {
+		t.Errorf("tunnel-mode request: %v", got)
+	}
+}
+
+// rekeyTime is when a (the original initiator) rekeys its child.
+var rekeyTime = t0.Add(3600 * time.Second * 85 / 100)
+
+func noDPD(a, b *Config) { a.DPD, b.DPD = 0, 0 }
+
+func TestChildRekeyPFS(t *testing.T) {
+	a, b := newPair(t, noDPD)
+	establish(t, a, b)
+	old := a.dp.installed[0]
+	a.e.tick(rekeyTime.Add(-time.Second))
+	quiet(t, a)
+	a.e.tick(rekeyTime)
+	req := deliver(t, a, b, rekeyTime)
+	m, _ := DecodeMessage(req)
+	inner, err := b.e.sa.in.Open(req, m)
+	if err != nil || m.Exchange != CREATE_CHILD_SA {
+		t.Fatal(m.Exchange, err)
+	}
+	if ke, _ := inner.Get(PayloadKE).(*KE); ke == nil || DHGroup(ke.Group) != ECP384 {
+		t.Error("child rekey without PFS KE")
+	}
+	if n := inner.Notify(REKEY_SA); n == nil || be32(n.SPI) != old.SPIIn {
+		t.Error("REKEY_SA does not name the old SA")
+	}
+	deliver(t, b, a, rekeyTime) // response: a installs the new child, sends Delete
+	if len(a.dp.installed) != 2 || len(b.dp.installed) != 2 {
+		t.Fatalf("installed %d/%d", len(a.dp.installed), len(b.dp.installed))
+	}
+	checkCrosswise(t, a.dp.installed[1], b.dp.installed[1])
+	if a.dp.installed[1].KeyOut.Equal(old.KeyOut) || a.dp.installed[1].SPIIn == old.SPIIn {
+		t.Error("rekey reused keys or SPI")
+	}
+	// Without PFS the keys would be prf+(SK_d, Ni|Nr): they must differ.
+	deliver(t, a, b, rekeyTime) // INFORMATIONAL Delete
+	deliver(t, b, a, rekeyTime)
+	quiet(t, a, b)
+	if len(a.dp.removed) != 1 || a.dp.removed[0] != old.SPIIn || len(b.dp.removed) != 1 || b.dp.removed[0] != old.SPIOut {
+		t.Errorf("removed a %x b %x", a.dp.removed, b.dp.removed)
+	}
+	for _, p := range []*testPeer{a, b} {
+		if st := p.e.Status(); len(st.Children) != 1 || st.Counters.Rekeys != 1 {
+			t.Errorf("%s: %+v", p.name, st)
+		}
+	}
+}
+
+func TestIKERekey(t *testing.T) {
+	a, b := newPair(t, func(a, b *Config) { noDPD(a, b); a.DPD = 30 * time.Second })
+	establish(t, a, b)
+	oldI, oldR := a.e.sa.spiI, a.e.sa.spiR
+	oldSKd := bytes.Clone(a.e.sa.keys.SKd)
+	at := t0.Add(86400 * time.Second * 85 / 100)
+	a.e.tick(at)
+	deliver(t, a, b, at) // CREATE_CHILD_SA (IKE)
+	deliver(t, b, a, at)
+	deliver(t, a, b, at) // Delete old IKE SA
+	deliver(t, b, a, at)
+	quiet(t, a, b)
+	if a.e.sa.spiI == oldI || a.e.sa.spiR == oldR || a.e.sa.spiI != b.e.sa.spiI || a.e.sa.spiR != b.e.sa.spiR {
+		t.Fatalf("SPIs after rekey: a %x/%x b %x/%x", a.e.sa.spiI, a.e.sa.spiR, b.e.sa.spiI, b.e.sa.spiR)
+	}
+	if a.e.old != nil || b.e.old != nil {
+		t.Error("old IKE SA not deleted")
+	}
+	if !a.e.sa.keys.SKd.Equal(b.e.sa.keys.SKd) || a.e.sa.keys.SKd.Equal(oldSKd) {
+		t.Error("new SK_d wrong")
+	}
+	if len(a.e.sa.children) != 1 || len(b.e.sa.children) != 1 || len(a.dp.removed)+len(b.dp.removed) != 0 {
+		t.Error("children did not move to the new IKE SA")
+	}
+	// The new SA works: the child, long overdue, is rekeyed on it.
+	a.e.tick(at.Add(time.Second))
+	req := deliver(t, a, b, at.Add(time.Second))
+	if m, _ := DecodeMessage(req); m.SPIi != a.e.sa.spiI || m.Exchange != CREATE_CHILD_SA || m.MessageID != 0 {
+		t.Errorf("child rekey on the new SA: %+v", m)
+	}
+	for i := 0; i < 3; i++ {
+		if len(b.conn.out) > 0 {
+			deliver(t, b, a, at.Add(time.Second))
+		} else {
+			deliver(t, a, b, at.Add(time.Second))
+		}
+	}
+	quiet(t, a, b)
+	if len(a.dp.installed) != 2 || len(b.dp.removed) != 1 {
+		t.Fatal("child rekey on the new IKE SA failed")
+	}
+	checkCrosswise(t, a.dp.installed[1], b.dp.installed[1])
+	// And a liveness check.
+	a.e.tick(at.Add(40 * time.Second))
+	deliver(t, a, b, at.Add(40*time.Second))
+	deliver(t, b, a, at.Add(40*time.Second))
+	quiet(t, a, b)
+	if a.e.req != nil {
+		t.Error("liveness check unanswered")
+	}
+}
+
+func TestDPDDeadPeer(t *testing.T) {
+	a, b := newPair(t, nil)
+	establish(t, a, b)
+	spi := a.dp.installed[0].SPIIn
+	// Inbound ESP counts as life: no check while bytes arrive.
+	a.dp.bytesIn[spi] = 100
+	a.e.tick(t0.Add(29 * time.Second))
+	a.e.tick(t0.Add(40 * time.Second))
+	quiet(t, a)
+	now := t0.Add(70 * time.Second)
+	a.e.tick(now)
+	if x, _ := exchangeOf(t, drop(t, a)); x != INFORMATIONAL {
+		t.Fatal(x)
+	}
+	for i := 0; i < 10 && a.e.sa != nil; i++ {
+		now = now.Add(time.Minute)
+		a.e.tick(now)
+		a.conn.out = nil
+	}
+	if a.e.sa != nil || len(a.dp.removed) != 1 || a.dp.removed[0] != spi {
+		t.Fatalf("dead peer not detected: %+v removed %x", a.e.Status(), a.dp.removed)
+	}
+}
+
+func TestHostileInputDropped(t *testing.T) {
+	a, b := newPair(t, nil)
+	establish(t, a, b)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		junk := make([]byte, r.IntN(200))
+		for j := range junk {
+			junk[j] = byte(r.Uint32())
+		}
+		if len(junk) >= HeaderLen && i%2 == 0 {
+			// Make some of it look like messages for the live SA.
+			Header(junk).SetSPIi(b.e.sa.spiI)
+			Header(junk).SetSPIr(b.e.sa.spiR)
+			Header(junk).SetVersion(0x20)
+			Header(junk).SetLength(uint32(len(junk)))
+		}
+		b.e.handle(junk, a.addr, t0)
+	}
+	if b.e.Status().State != "established" || len(b.dp.removed) != 0 {
+		t.Error("junk disturbed the SA")
+	}
+	// From a stranger: dropped.
+	b.e.handle([]byte{1}, netip.MustParseAddrPort("198.18.0.9:500"), t0)
+	if b.e.Status().Counters.Dropped < 1000 {
+		t.Errorf("dropped %d", b.e.Status().Counters.Dropped)
+	}
+}

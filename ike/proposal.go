@@ -1,0 +1,301 @@
+package ike
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Suite is the algorithm set of one negotiated SA, read off a selected
+// proposal that has one transform of each type.
+type Suite struct {
+	Encr    uint16 // ENCR_AES_GCM_16
+	KeyBits int    // 128, 192 or 256
+	PRF     PRF    // IKE only
+	DH      DHGroup
+	ESN     bool // ESP only
+}
+
+// KeyLen is the length of one direction's encryption key material,
+// including the 4-byte GCM salt (RFC 5282 §7.1, RFC 4106 §8.1).
+func (s Suite) KeyLen() int { return s.KeyBits/8 + gcmSaltLen }
+
+// String is the strongSwan spelling, e.g. "aes256gcm16-prfsha384-ecp384".
+func (s Suite) String() string {
+	parts := []string{"aes" + strconv.Itoa(s.KeyBits) + "gcm16"}
+	if s.PRF != 0 {
+		parts = append(parts, "prfsha"+strconv.Itoa(s.PRF.Size()*8))
+	}
+	if name, ok := dhNames[s.DH]; ok {
+		parts = append(parts, name)
+	}
+	if s.ESN {
+		parts = append(parts, "esn")
+	}
+	return strings.Join(parts, "-")
+}
+
+var dhNames = map[DHGroup]string{MODP2048: "modp2048", ECP256: "ecp256", ECP384: "ecp384", ECP521: "ecp521", Curve25519: "curve25519"}
+
+// SuiteOf reads the algorithms of a selected proposal (one transform per
+// type) and checks that we implement them.
+func SuiteOf(p Proposal) (Suite, error) {
+	var s Suite
+	seen := map[TransformType]bool{}
+	for _, t := range p.Transforms {
+		if seen[t.Type] {
+			return Suite{}, fmt.Errorf("ike: proposal has two %v transforms", t.Type)
+		}
+		seen[t.Type] = true
+		switch t.Type {
+		case TransformENCR:
+			kl, _ := t.KeyLength()
+			if t.ID != ENCR_AES_GCM_16 || (kl != 128 && kl != 192 && kl != 256) {
+				return Suite{}, fmt.Errorf("ike: unsupported encryption %d/%d", t.ID, kl)
+			}
+			s.Encr, s.KeyBits = t.ID, int(kl)
+		case TransformPRF:
+			if !PRF(t.ID).Supported() {
+				return Suite{}, fmt.Errorf("ike: unsupported %v", PRF(t.ID))
+			}
+			s.PRF = PRF(t.ID)
+		case TransformINTEG:
+			if t.ID != 0 {
+				// AEAD: integrity is NONE or absent (RFC 5282 §8).
+				return Suite{}, fmt.Errorf("ike: integrity transform %d with an AEAD cipher", t.ID)
+			}
+		case TransformDH:
+			g := DHGroup(t.ID)
+			if g != DHNone && !g.Supported() {
+				return Suite{}, fmt.Errorf("ike: unsupported DH group %v", g)
+			}
+			s.DH = g
+		case TransformESN:
+			s.ESN = t.ID == ESN_ON
+		default:
+			return Suite{}, fmt.Errorf("ike: unknown transform type %v", t.Type)
+		}
+	}
+	if s.Encr == 0 {
+		return Suite{}, fmt.Errorf("ike: proposal without encryption")
+	}
+	if p.Protocol == ProtoIKE && (s.PRF == 0 || s.DH == DHNone) {
+		return Suite{}, fmt.Errorf("ike: IKE proposal needs a PRF and a DH group")
+	}
+	return s, nil
+}
+
+// ParseProposals parses strongSwan proposal syntax: proposals separated by
+// commas, algorithms by dashes, several algorithms of one type allowed in
+// one proposal ("aes256gcm16-aes128gcm16-prfsha384-ecp384-ecp256").
+// For ESP a DH group means PFS on rekeying, and ESN defaults to "noesn".
+// Only AEAD (AES-GCM with a 16-byte ICV) is implemented; for IKE, where an
+// AEAD has no integrity algorithm, "sha256/384/512" name the PRF as
+// strongSwan reads them.
+func ParseProposals(proto ProtocolID, s string) ([]Proposal, error) {
+	if proto != ProtoIKE && proto != ProtoESP {
+		return nil, fmt.Errorf("ike: proposals for %v are not supported", proto)
+	}
+	var out []Proposal
+	for _, ps := range strings.Split(s, ",") {
+		ps = strings.TrimSpace(ps)
+		if ps == "" {
+			continue
+		}
+		p, err := parseProposal(proto, ps)
+		if err != nil {
+			return nil, err
+		}
+		p.Num = uint8(len(out) + 1)
+		out = append(out, p)
+		if len(out) > maxProposals {
+			return nil, fmt.Errorf("ike: more than %d proposals", maxProposals)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("ike: no proposals in %q", s)
+	}
+	return out, nil
+}
+
+// MustParseProposals is ParseProposals for constants.
+func MustParseProposals(proto ProtocolID, s string) []Proposal {
+	p, err := ParseProposals(proto, s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func encrTransform(bits uint16) Transform {
+	return Transform{Type: TransformENCR, ID: ENCR_AES_GCM_16, Attributes: []Attribute{{Type: AttrKeyLength, TV: true, Value: bits}}}
+}
+
+func parseProposal(proto ProtocolID, s string) (Proposal, error) {
+	p := Proposal{Protocol: proto}
+	var encr, prf, dh, esn []Transform
+	for _, tok := range strings.Split(strings.ToLower(s), "-") {
+		switch tok {
+		case "aes128gcm16", "aes128gcm128":
+			encr = append(encr, encrTransform(128))
+		case "aes192gcm16", "aes192gcm128":
+			encr = append(encr, encrTransform(192))
+		case "aes256gcm16", "aes256gcm128":
+			encr = append(encr, encrTransform(256))
+		case "prfsha256", "prfsha384", "prfsha512", "sha256", "sha384", "sha512":
+			if proto != ProtoIKE {
+				return p, fmt.Errorf("ike: %q in an ESP proposal: only AEAD ciphers are supported", tok)
+			}
+			id := map[string]uint16{"256": PRF_HMAC_SHA2_256, "384": PRF_HMAC_SHA2_384, "512": PRF_HMAC_SHA2_512}[tok[len(tok)-3:]]
+			prf = append(prf, Transform{Type: TransformPRF, ID: id})
+		case "modp2048", "ecp256", "ecp384", "ecp521", "curve25519", "x25519":
+			g := map[string]DHGroup{"modp2048": MODP2048, "ecp256": ECP256, "ecp384": ECP384, "ecp521": ECP521, "curve25519": Curve25519, "x25519": Curve25519}[tok]
+			dh = append(dh, Transform{Type: TransformDH, ID: uint16(g)})
+		case "esn", "noesn":
+			if proto != ProtoESP {
+				return p, fmt.Errorf("ike: %q in an IKE proposal", tok)
+			}
+			id := ESN_NONE
+			if tok == "esn" {
+				id = ESN_ON
+			}
+			esn = append(esn, Transform{Type: TransformESN, ID: id})
+		default:
+			return p, fmt.Errorf("ike: unknown or unsupported algorithm %q in %q", tok, s)
+		}
+	}
+	if len(encr) == 0 {
+		return p, fmt.Errorf("ike: proposal %q has no encryption algorithm", s)
+	}
+	if proto == ProtoIKE && (len(prf) == 0 || len(dh) == 0) {
+		return p, fmt.Errorf("ike: IKE proposal %q needs a PRF and a DH group", s)
+	}
+	if proto == ProtoESP && len(esn) == 0 {
+		esn = []Transform{{Type: TransformESN, ID: ESN_NONE}}
+	}
+	// RFC 7296 §3.3.3 lists transforms by type; peers do not care about the
+	// order, but a fixed one keeps our messages comparable to strongSwan's.
+	p.Transforms = append(append(append(append(p.Transforms, encr...), prf...), dh...), esn...)
+	return p, nil
+}
+
+// WithoutDH returns proposals with their DH transforms removed: the form a
+// CHILD_SA proposal takes in IKE_AUTH, where no key exchange happens (the
+// group then applies to rekeying only).
+func WithoutDH(ps []Proposal) []Proposal {
+	out := make([]Proposal, len(ps))
+	for i, p := range ps {
+		q := p
+		q.Transforms = nil
+		for _, t := range p.Transforms {
+			if t.Type != TransformDH {
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		out[i] = q
+	}
+	return out
+}
+
+// DHGroups returns the DH groups of ps in preference order, without
+// repeats: the first is what an initiator guesses for its KE payload.
+func DHGroups(ps []Proposal) []DHGroup {
+	var out []DHGroup
+	seen := map[DHGroup]bool{}
+	for _, p := range ps {
+		for _, t := range p.Transforms {
+			if g := DHGroup(t.ID); t.Type == TransformDH && g != DHNone && !seen[g] {
+				seen[g] = true
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
+
+func sameTransform(a, b Transform) bool {
+	if a.Type != b.Type || a.ID != b.ID {
+		return false
+	}
+	ka, oka := a.KeyLength()
+	kb, okb := b.KeyLength()
+	return oka == okb && ka == kb
+}
+
+// SelectProposal picks what a responder accepts. Like strongSwan with its
+// default charon.prefer_configured_proposals = yes, our own order wins:
+// for each of our proposals in turn, the first of theirs that matches is
+// taken, and within it, for each transform type, the first of our
+// algorithms that they also offer. (RFC 7296 leaves the choice to the
+// responder; preferring our order means our configured strongest suite is
+// used whatever order a peer lists.)
+//
+// A match needs the same protocol and the same set of transform types; a
+// missing ESN transform counts as "no ESN", and a DH transform with ID 0
+// (NONE) as no DH. Unless withDH, DH transforms are ignored on both sides
+// (the CHILD_SA of IKE_AUTH). The result has one transform per type and
+// carries their proposal number and SPI.
+func SelectProposal(ours, theirs []Proposal, withDH bool) (Proposal, bool) {
+	for _, o := range ours {
+		for _, t := range theirs {
+			if p, ok := matchProposal(o, t, withDH); ok {
+				return p, true
+			}
+		}
+	}
+	return Proposal{}, false
+}
+
+var transformOrder = []TransformType{TransformENCR, TransformPRF, TransformINTEG, TransformDH, TransformESN}
+
+func matchProposal(o, t Proposal, withDH bool) (Proposal, bool) {
+	if o.Protocol != t.Protocol {
+		return Proposal{}, false
+	}
+	byType := func(p Proposal) map[TransformType][]Transform {
+		m := map[TransformType][]Transform{}
+		for _, x := range p.Transforms {
+			if x.Type == TransformDH && (!withDH || x.ID == uint16(DHNone)) {
+				continue
+			}
+			if x.Type == TransformINTEG && x.ID == 0 {
+				continue // NONE with an AEAD
+			}
+			m[x.Type] = append(m[x.Type], x)
+		}
+		if p.Protocol == ProtoESP && len(m[TransformESN]) == 0 {
+			m[TransformESN] = []Transform{{Type: TransformESN, ID: ESN_NONE}}
+		}
+		return m
+	}
+	om, tm := byType(o), byType(t)
+	if len(om) != len(tm) {
+		return Proposal{}, false
+	}
+	sel := Proposal{Num: t.Num, Protocol: t.Protocol, SPI: t.SPI}
+	for _, typ := range transformOrder {
+		if (len(om[typ]) == 0) != (len(tm[typ]) == 0) {
+			return Proposal{}, false
+		}
+		found := false
+	search:
+		for _, a := range om[typ] {
+			for _, b := range tm[typ] {
+				if sameTransform(a, b) {
+					sel.Transforms = append(sel.Transforms, a)
+					found = true
+					break search
+				}
+			}
+		}
+		if len(om[typ]) > 0 && !found {
+			return Proposal{}, false
+		}
+		delete(om, typ)
+		delete(tm, typ)
+	}
+	if len(om) != 0 || len(tm) != 0 {
+		return Proposal{}, false // a transform type we do not know
+	}
+	return sel, true
+}

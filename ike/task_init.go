@@ -1,0 +1,260 @@
+package ike
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Nonces are 32 bytes: at least half the PRF key size of every PRF we
+// offer (§2.10).
+const nonceLen = 32
+
+// maxInitRetries bounds COOKIE and INVALID_KE_PAYLOAD round trips so that a
+// hostile responder cannot keep us looping.
+const maxInitRetries = 4
+
+func (e *Engine) localID() ID {
+	if e.cfg.LocalID.Type != 0 {
+		return e.cfg.LocalID
+	}
+	return AddrID(e.cfg.Local)
+}
+
+func (e *Engine) natPayloads(spiI, spiR uint64) Payloads {
+	return Payloads{
+		&Notify{Kind: NAT_DETECTION_SOURCE_IP, Data: NATHash(spiI, spiR, netip.AddrPortFrom(e.cfg.Local, 500))},
+		&Notify{Kind: NAT_DETECTION_DESTINATION_IP, Data: NATHash(spiI, spiR, e.peer)},
+	}
+}
+
+// initiate starts IKE_SA_INIT with the first DH group we propose.
+func (e *Engine) initiate(now time.Time) {
+	e.retryAt = time.Time{}
+	groups := DHGroups(e.cfg.Proposals)
+	if len(groups) == 0 {
+		e.lastErr = "no DH group in the IKE proposals"
+		return
+	}
+	sa := &ikeSA{spiI: e.newIKESPI(), initiator: true, ni: e.randBytes(nonceLen)}
+	e.sa = sa
+	e.log.Info("initiating", e.saFields(sa, nil)...)
+	e.sendInit(now, sa, groups[0], 0)
+}
+
+func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
+	dh, err := GenerateDH(group, e.rand)
+	if err != nil {
+		e.fail(now, err.Error())
+		return
+	}
+	sa.dh = dh
+	var ps Payloads
+	if sa.cookie != nil {
+		ps = append(ps, &Notify{Kind: COOKIE, Data: sa.cookie}) // §2.6: first
+	}
+	ps = append(ps, &SA{Proposals: e.cfg.Proposals}, &KE{Group: uint16(group), Data: dh.Public()}, &Nonce{Data: sa.ni})
+	ps = append(ps, e.natPayloads(sa.spiI, 0)...)
+	m := &Message{SPIi: sa.spiI, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
+	raw, err := m.Encode()
+	if err != nil {
+		e.fail(now, err.Error())
+		return
+	}
+	sa.initReq = raw
+	e.sendRaw(now, sa, IKE_SA_INIT, 0, raw,
+		func(now time.Time, m *Message, raw []byte, ps Payloads) {
+			e.initResponse(now, sa, group, tries, m, raw)
+		},
+		func(now time.Time) { e.fail(now, "IKE_SA_INIT: no response") })
+}
+
+func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int, m *Message, raw []byte) {
+	ps := m.Payloads
+	if n := ps.Notify(COOKIE); n != nil && tries < maxInitRetries {
+		if len(n.Data) < 1 || len(n.Data) > 64 {
+			e.fail(now, "IKE_SA_INIT: malformed COOKIE")
+			return
+		}
+		sa.cookie = append([]byte(nil), n.Data...)
+		e.sendInit(now, sa, group, tries+1)
+		return
+	}
+	if n := ps.Notify(INVALID_KE_PAYLOAD); n != nil {
+		if len(n.Data) != 2 || tries >= maxInitRetries {
+			e.fail(now, "IKE_SA_INIT: bad INVALID_KE_PAYLOAD")
+			return
+		}
+		want := DHGroup(binary.BigEndian.Uint16(n.Data))
+		if want == group || !slices.Contains(DHGroups(e.cfg.Proposals), want) {
+			e.fail(now, fmt.Sprintf("IKE_SA_INIT: peer wants DH group %v, which we do not propose", want))
+			return
+		}
+		e.log.Info("peer asks for another DH group", append(e.saFields(sa, m), zap.Stringer("group", want))...)
+		e.sendInit(now, sa, want, tries+1)
+		return
+	}
+	if n := ps.FirstError(); n != nil {
+		e.fail(now, "IKE_SA_INIT: peer sent "+n.Kind.String())
+		return
+	}
+	saP, _ := ps.Get(PayloadSA).(*SA)
+	ke, _ := ps.Get(PayloadKE).(*KE)
+	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
+	if saP == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(saP.Proposals) != 1 {
+		e.fail(now, "IKE_SA_INIT: response lacks SA, KE or nonce")
+		return
+	}
+	suite, err := e.acceptedSuite(e.cfg.Proposals, saP.Proposals[0], true)
+	if err != nil {
+		e.fail(now, "IKE_SA_INIT: "+err.Error())
+		return
+	}
+	if suite.DH != group || DHGroup(ke.Group) != group {
+		e.fail(now, "IKE_SA_INIT: responder chose a DH group we did not send")
+		return
+	}
+	shared, err := sa.dh.Shared(ke.Data)
+	if err != nil {
+		e.fail(now, "IKE_SA_INIT: "+err.Error())
+		return
+	}
+	sa.spiR, sa.nr, sa.suite, sa.initResp = m.SPIr, nonce.Data, suite, raw
+	e.checkNAT(sa, ps)
+	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
+	shared.Wipe()
+	if err == nil {
+		err = sa.deriveKeys(skeyseed)
+	}
+	if err != nil {
+		e.fail(now, err.Error())
+		return
+	}
+	sa.dh = nil
+	sa.nextReqID, sa.expectReqID = 1, 0
+	e.log.Info("IKE_SA_INIT done", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
+	e.sendAuth(now, sa)
+}
+
+// acceptedSuite checks that a responder's single proposal is one of ours.
+func (e *Engine) acceptedSuite(ours []Proposal, theirs Proposal, withDH bool) (Suite, error) {
+	got, err := SuiteOf(theirs)
+	if err != nil {
+		return Suite{}, err
+	}
+	sel, ok := SelectProposal(ours, []Proposal{theirs}, withDH)
+	if !ok {
+		return Suite{}, fmt.Errorf("responder chose a proposal we did not offer")
+	}
+	want, err := SuiteOf(sel)
+	if err != nil || want != got {
+		return Suite{}, fmt.Errorf("responder chose a proposal we did not offer")
+	}
+	return got, nil
+}
+
+// checkNAT compares the NAT detection hashes (§2.23). We do not implement
+// NAT traversal yet, so a NAT is only reported.
+func (e *Engine) checkNAT(sa *ikeSA, ps Payloads) {
+	src := ps.Notifies(NAT_DETECTION_SOURCE_IP)
+	dst := ps.Notify(NAT_DETECTION_DESTINATION_IP)
+	if len(src) == 0 || dst == nil {
+		return
+	}
+	spiR := sa.spiR
+	if !sa.initiator {
+		spiR = 0
+	}
+	if string(dst.Data) != string(NATHash(sa.spiI, spiR, netip.AddrPortFrom(e.cfg.Local, 500))) {
+		e.log.Warn("NAT detected in front of us: NAT traversal is not supported", e.saFields(sa, nil)...)
+	}
+	want := NATHash(sa.spiI, spiR, e.peer)
+	for _, n := range src {
+		if string(n.Data) == string(want) {
+			return
+		}
+	}
+	e.log.Warn("NAT detected in front of the peer: NAT traversal is not supported", e.saFields(sa, nil)...)
+}
+
+// respondInit answers an IKE_SA_INIT request (§1.2).
+func (e *Engine) respondInit(now time.Time, m *Message, raw []byte) {
+	if m.SPIr != 0 || m.MessageID != 0 || !m.FromInitiator() {
+		e.counters.Dropped++
+		return
+	}
+	if h := e.half; h != nil && h.spiI == m.SPIi {
+		if string(h.initReq) == string(raw) {
+			e.write(h.initResp) // retransmitted request
+			return
+		}
+		e.half = nil
+	}
+	reply := func(n *Notify) {
+		out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse, Payloads: Payloads{n}}
+		if b, err := out.Encode(); err == nil {
+			e.write(b)
+		}
+	}
+	ps := m.Payloads
+	if u := ps.UnsupportedCritical(); u != nil {
+		reply(&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}})
+		return
+	}
+	saP, _ := ps.Get(PayloadSA).(*SA)
+	ke, _ := ps.Get(PayloadKE).(*KE)
+	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
+	if saP == nil || ke == nil || nonce == nil {
+		reply(&Notify{Kind: INVALID_SYNTAX})
+		return
+	}
+	chosen, ok := SelectProposal(e.cfg.Proposals, saP.Proposals, true)
+	if !ok || len(chosen.SPI) != 0 {
+		e.log.Info("IKE_SA_INIT: no acceptable proposal", e.saFields(nil, m)...)
+		reply(&Notify{Kind: NO_PROPOSAL_CHOSEN})
+		return
+	}
+	suite, err := SuiteOf(chosen)
+	if err != nil {
+		reply(&Notify{Kind: NO_PROPOSAL_CHOSEN})
+		return
+	}
+	if DHGroup(ke.Group) != suite.DH {
+		reply(&Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(suite.DH))})
+		return
+	}
+	dh, err := GenerateDH(suite.DH, e.rand)
+	if err != nil {
+		return
+	}
+	shared, err := dh.Shared(ke.Data)
+	if err != nil {
+		reply(&Notify{Kind: INVALID_SYNTAX})
+		return
+	}
+	sa := &ikeSA{spiI: m.SPIi, spiR: e.newIKESPI(), suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen), initReq: raw, expectReqID: 1, nextReqID: 0}
+	e.checkNAT(sa, ps)
+	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
+		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: dh.Public()}, &Nonce{Data: sa.nr}},
+			e.natPayloads(sa.spiI, sa.spiR)...)}
+	resp, err := out.Encode()
+	if err != nil {
+		return
+	}
+	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
+	shared.Wipe()
+	if err == nil {
+		err = sa.deriveKeys(skeyseed)
+	}
+	if err != nil {
+		return
+	}
+	sa.initResp = resp
+	e.half = sa
+	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
+	e.write(resp)
+}
