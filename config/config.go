@@ -63,6 +63,7 @@ type Config struct {
 	ReplayWindow int
 
 	Static Static
+	IKE    IKE
 
 	ControlSocket string
 	LogLevel      string
@@ -151,6 +152,7 @@ type file struct {
 		KeyOut *string `toml:"key_out"`
 		KeyIn  *string `toml:"key_in"`
 	} `toml:"static"`
+	IKE     *ikeFile `toml:"ike"`
 	Control struct {
 		Socket *string `toml:"socket"`
 	} `toml:"control"`
@@ -183,8 +185,13 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Keying == KeyingStatic {
+	switch c.Keying {
+	case KeyingStatic:
 		if err := checkPrivate(path); err != nil {
+			return nil, err
+		}
+	case KeyingIKEv2:
+		if err := loadPSKs(c); err != nil {
 			return nil, err
 		}
 	}
@@ -298,10 +305,8 @@ func (v *validator) build(f *file) *Config {
 	c.Keying = KeyingStatic
 	if k := f.IPsec.Keying; k != nil {
 		switch Keying(*k) {
-		case KeyingStatic, KeyingNone:
+		case KeyingStatic, KeyingNone, KeyingIKEv2:
 			c.Keying = Keying(*k)
-		case KeyingIKEv2:
-			v.fail("ipsec.keying", "\"ikev2\" is not available in this build yet; expected \"static\" or \"none\"")
 		default:
 			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %q", *k)
 		}
@@ -319,10 +324,18 @@ func (v *validator) build(f *file) *Config {
 	switch c.Keying {
 	case KeyingStatic:
 		v.static(f, c)
+	case KeyingIKEv2:
+		v.ike(f.IKE, c)
+		if f.Static != nil {
+			v.fail("static", "static keys given but ipsec.keying is \"ikev2\"; expected no [static] section")
+		}
 	case KeyingNone:
 		if f.Static != nil {
 			v.fail("static", "keys given but ipsec.keying is \"none\"; expected no [static] section")
 		}
+	}
+	if c.Keying != KeyingIKEv2 && f.IKE != nil {
+		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or no [ike] section", c.Keying)
 	}
 
 	if t.MTU != nil {

@@ -70,15 +70,19 @@ type side struct {
 
 // pair is two sites with gresec running between them.
 type pair struct {
-	t    *testing.T
-	a, b *side
-	dir  string
+	t        *testing.T
+	a, b     *side
+	dir      string
+	psk      string
+	wrongPSK bool
+	ikeExtra string // more [ike] lines
 }
 
 type pairOpt struct {
 	keying   string // static or none
 	ipv6     bool   // IPv6 underlay
 	wrongKey bool   // b decrypts with a key a does not use
+	ikeExtra string // more [ike] lines for keying ikev2
 }
 
 func newKey(t *testing.T) string {
@@ -98,7 +102,7 @@ func startPair(t *testing.T, o pairOpt) *pair {
 	if o.keying == "" {
 		o.keying = "static"
 	}
-	p := &pair{t: t, dir: t.TempDir()}
+	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
 	if o.ipv6 {
@@ -147,8 +151,21 @@ keying = %q
 [control]
 socket = %q
 `, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, keying, s.sock)
-	if keying == "static" {
+	switch keying {
+	case "static":
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n", s.spiOut, peer.spiOut, s.keyOut, s.keyIn)
+	case "ikev2":
+		psk := filepath.Join(p.dir, name+".psk")
+		key := p.psk
+		if p.wrongPSK && s == p.b {
+			key += "-but-not-the-same"
+		}
+		if err := os.WriteFile(psk, []byte(key+"\n"), 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+		// One initiator: the engine does not yet resolve both sides
+		// initiating at once.
+		c += fmt.Sprintf("[ike]\ninitiate = %v\npsk_file = %q\n%s", s == p.a, psk, p.ikeExtra)
 	}
 	if err := os.WriteFile(s.cfgPath, []byte(c), 0o600); err != nil {
 		p.t.Fatal(err)

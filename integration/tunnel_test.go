@@ -60,7 +60,16 @@ func TestPingIPv4AndIPv6BothWays(t *testing.T) {
 // TestTCPTransfer sends 8 MiB of random data through the tunnel and checks
 // the receiver's SHA-256 against the sender's.
 func TestTCPTransfer(t *testing.T) {
-	p := startPair(t, pairOpt{})
+	for _, keying := range []string{"static", "ikev2"} {
+		t.Run(keying, func(t *testing.T) { tcpTransfer(t, keying) })
+	}
+}
+
+func tcpTransfer(t *testing.T, keying string) {
+	p := startPair(t, pairOpt{keying: keying})
+	if keying == "ikev2" {
+		p.waitEstablished(15 * time.Second)
+	}
 	const size = 8 << 20
 	data := make([]byte, size)
 	rand.Read(data)

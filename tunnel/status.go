@@ -22,8 +22,21 @@ type Status struct {
 	Inner         Traffic           `json:"inner"`
 	Outbound      *SAStatus         `json:"outbound_sa,omitempty"`
 	Inbound       []SAStatus        `json:"inbound_sas,omitempty"`
+	IKE           *IKEStatus        `json:"ike,omitempty"`
 	Drops         map[string]uint64 `json:"drops"`
 	ReadErrors    uint64            `json:"read_errors"`
+}
+
+// IKEStatus is the IKE SA, for keying = "ikev2".
+type IKEStatus struct {
+	State      string `json:"state"`
+	SPIi       string `json:"spi_i,omitempty"`
+	SPIr       string `json:"spi_r,omitempty"`
+	Suite      string `json:"suite,omitempty"`
+	ESPSuite   string `json:"esp_suite,omitempty"`
+	AgeSeconds int64  `json:"age_seconds,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	Children   int    `json:"children"`
 }
 
 // Traffic counts inner packets crossing the tunnel.
@@ -70,6 +83,16 @@ func (t *Tunnel) Status() Status {
 	}
 	for d := range numDrops {
 		s.Drops[dropNames[d]] = t.stats.drops[d].Load()
+	}
+	if t.ikeReady.Load() {
+		is := t.ike.Status()
+		s.IKE = &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children)}
+		if is.SPIi != 0 {
+			s.IKE.SPIi, s.IKE.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
+		}
+		if !is.Established.IsZero() {
+			s.IKE.AgeSeconds = int64(time.Since(is.Established).Seconds())
+		}
 	}
 	if t.sadb != nil {
 		s.Protocol = "esp"

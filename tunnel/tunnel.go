@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,6 +19,7 @@ import (
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/gre"
+	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/rawip"
 	"github.com/gresec/gresec/tun"
 )
@@ -53,6 +55,10 @@ type Tunnel struct {
 
 	started time.Time
 	stats   stats
+
+	children children    // CHILD_SAs installed by IKE
+	ike      *ike.Engine // nil unless keying = "ikev2"
+	ikeReady atomic.Bool // ike is set
 }
 
 // New creates the TUN device and the raw socket and installs the static SAs.
@@ -112,18 +118,30 @@ const batchSize = 128
 
 // Run moves packets until ctx is cancelled or a device fails.
 func (t *Tunnel) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
 	go func() { defer wg.Done(); errc <- t.receiveLoop() }()
+	if t.cfg.Keying == config.KeyingIKEv2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.runIKE(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	// Closing the devices is what unblocks the pumps.
+	// Cancelling stops IKE; closing the devices unblocks the pumps.
+	cancel()
 	t.Close()
 	wg.Wait()
 	return err

@@ -65,6 +65,12 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	}
 	fmt.Fprintf(w, "   inner: %d pkts / %d bytes sent, %d pkts / %d bytes received\n",
 		st.Inner.TxPackets, st.Inner.TxBytes, st.Inner.RxPackets, st.Inner.RxBytes)
+	if k := st.IKE; k != nil {
+		fmt.Fprintf(w, "\n   ike sa: %s  spi_i %s  spi_r %s  suite %s  age %ds  children %d\n", k.State, k.SPIi, k.SPIr, k.Suite, k.AgeSeconds, k.Children)
+		if k.LastError != "" {
+			fmt.Fprintf(w, "      last error: %s\n", k.LastError)
+		}
+	}
 	if st.Outbound != nil {
 		fmt.Fprintf(w, "\n   outbound esp sa: spi %s  transform %s\n", st.Outbound.SPI, st.Outbound.Transform)
 		fmt.Fprintf(w, "      #pkts encrypt: %d  #bytes: %d  last seq: %d\n", st.Outbound.Packets, st.Outbound.Bytes, st.Outbound.Sequence)

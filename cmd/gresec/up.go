@@ -47,6 +47,7 @@ func cmdUp(args []string) error {
 	// The SAs hold their own copies; drop the config's.
 	clear(cfg.Static.KeyIn)
 	clear(cfg.Static.KeyOut)
+	// The IKE engine keeps cfg.IKE's PSKs for as long as it runs.
 
 	go ctl.Serve(func(cmd string) (any, error) {
 		if cmd != "status" {

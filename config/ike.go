@@ -1,0 +1,204 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gresec/gresec/ike"
+)
+
+// Defaults are seed 000's: iked/IOS with aes-256-gcm, prf hmac-sha2-384,
+// ecp384, PFS ecp384, 86400 s / 3600 s / 500 MiB, DPD.
+var (
+	DefaultProposals     = []string{"aes256gcm16-prfsha384-ecp384"}
+	DefaultESPProposals  = []string{"aes256gcm16-ecp384"}
+	DefaultLifetime      = 24 * time.Hour
+	DefaultChildLifetime = time.Hour
+	DefaultChildBytes    = uint64(500 << 20)
+	DefaultDPD           = 60 * time.Second
+)
+
+// IKE is the [ike] section: how IKEv2 negotiates the ESP keys.
+type IKE struct {
+	Initiate            bool
+	LocalPSKFile        string
+	RemotePSKFile       string
+	LocalPSK, RemotePSK ike.Secret // read by Load, never by Parse
+	LocalID, RemoteID   ike.ID
+	LocalIDText         string
+	RemoteIDText        string
+	Proposals           []ike.Proposal
+	ESPProposals        []ike.Proposal
+	ProposalText        []string
+	ESPProposalText     []string
+	Lifetime            time.Duration
+	ChildLifetime       time.Duration
+	ChildLifetimeBytes  uint64
+	DPD                 time.Duration
+}
+
+type ikeFile struct {
+	Initiate           *bool    `toml:"initiate"`
+	PSKFile            *string  `toml:"psk_file"`
+	LocalPSKFile       *string  `toml:"local_psk_file"`
+	RemotePSKFile      *string  `toml:"remote_psk_file"`
+	LocalID            *string  `toml:"local_id"`
+	RemoteID           *string  `toml:"remote_id"`
+	Proposals          []string `toml:"proposals"`
+	ESPProposals       []string `toml:"esp_proposals"`
+	Lifetime           *string  `toml:"lifetime"`
+	ChildLifetime      *string  `toml:"child_lifetime"`
+	ChildLifetimeBytes *string  `toml:"child_lifetime_bytes"`
+	DPD                *string  `toml:"dpd"`
+}
+
+func (v *validator) ike(f *ikeFile, c *Config) {
+	if f == nil {
+		v.fail("ike", "missing; ipsec.keying = \"ikev2\" needs an [ike] section with at least psk_file")
+		return
+	}
+	k := &c.IKE
+	k.Initiate = true
+	if f.Initiate != nil {
+		k.Initiate = *f.Initiate
+	}
+	switch {
+	case f.PSKFile != nil && (f.LocalPSKFile != nil || f.RemotePSKFile != nil):
+		v.fail("ike.psk_file", "expected either psk_file or local_psk_file + remote_psk_file, not both")
+	case f.PSKFile != nil:
+		k.LocalPSKFile, k.RemotePSKFile = *f.PSKFile, *f.PSKFile
+	case f.LocalPSKFile != nil && f.RemotePSKFile != nil:
+		k.LocalPSKFile, k.RemotePSKFile = *f.LocalPSKFile, *f.RemotePSKFile
+	default:
+		v.fail("ike.psk_file", "missing; expected the path of a file holding the pre-shared key (mode 0600)")
+	}
+
+	k.LocalIDText = c.Local.String()
+	if f.LocalID != nil {
+		k.LocalIDText = *f.LocalID
+	}
+	var err error
+	if k.LocalID, err = ike.ParseID(k.LocalIDText); err != nil {
+		v.fail("ike.local_id", "expected an IP address, a domain name or user@domain, got %q", k.LocalIDText)
+	}
+	k.RemoteIDText = c.Remote.String()
+	if f.RemoteID != nil {
+		k.RemoteIDText = *f.RemoteID
+	}
+	if k.RemoteID, err = ike.ParseID(k.RemoteIDText); err != nil {
+		v.fail("ike.remote_id", "expected an IP address, a domain name or user@domain, got %q", k.RemoteIDText)
+	}
+
+	k.ProposalText, k.Proposals = v.proposals("ike.proposals", ike.ProtoIKE, f.Proposals, DefaultProposals)
+	k.ESPProposalText, k.ESPProposals = v.proposals("ike.esp_proposals", ike.ProtoESP, f.ESPProposals, DefaultESPProposals)
+	k.Lifetime = v.duration("ike.lifetime", f.Lifetime, DefaultLifetime, time.Minute)
+	k.ChildLifetime = v.duration("ike.child_lifetime", f.ChildLifetime, DefaultChildLifetime, 10*time.Second)
+	k.DPD = v.duration("ike.dpd", f.DPD, DefaultDPD, 0)
+	k.ChildLifetimeBytes = DefaultChildBytes
+	if f.ChildLifetimeBytes != nil {
+		n, err := parseBytes(*f.ChildLifetimeBytes)
+		if err != nil || (n != 0 && n < 1<<20) {
+			v.fail("ike.child_lifetime_bytes", "expected a size like \"500MiB\", \"2GB\" or \"0\" (no limit), at least 1MiB, got %q", *f.ChildLifetimeBytes)
+		}
+		k.ChildLifetimeBytes = n
+	}
+}
+
+func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []string) ([]string, []ike.Proposal) {
+	if given == nil {
+		given = def
+	}
+	if len(given) == 0 {
+		v.fail(key, "expected at least one proposal like %q", def[0])
+		return nil, nil
+	}
+	var all []ike.Proposal
+	for i, s := range given {
+		ps, err := ike.ParseProposals(proto, s)
+		if err != nil {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "expected a proposal like %q: %v", def[0], err)
+			continue
+		}
+		all = append(all, ps...)
+	}
+	return given, all
+}
+
+func (v *validator) duration(key string, s *string, def, min time.Duration) time.Duration {
+	if s == nil {
+		return def
+	}
+	if *s == "0" && min == 0 {
+		return 0
+	}
+	d, err := time.ParseDuration(*s)
+	if err != nil || d < min || (d == 0 && min > 0) {
+		v.fail(key, "expected a duration like \"1h\" or \"90s\" of at least %s, got %q", min, *s)
+		return def
+	}
+	return d
+}
+
+var sizeRE = regexp.MustCompile(`^([0-9]+)\s*([KMGT]i?B|B)?$`)
+
+// parseBytes reads "500MiB", "2GB", "4096" (bytes).
+func parseBytes(s string) (uint64, error) {
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	mult := map[string]uint64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	if n > (1<<64-1)/mult {
+		return 0, fmt.Errorf("size too large: %q", s)
+	}
+	return n * mult, nil
+}
+
+// loadPSKs reads the pre-shared keys, refusing files others can read.
+func loadPSKs(c *Config) error {
+	read := func(key, path string) (ike.Secret, error) {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("cannot read the pre-shared key file: %v", err)}
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf(
+				"%s has mode %#o; expected no group/other access (chmod 600 %s)", path, st.Mode().Perm(), path)}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("cannot read the pre-shared key file: %v", err)}
+		}
+		// One trailing newline is how editors save a one-line file.
+		b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
+		if len(b) < 16 {
+			clear(b)
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("%s holds %d bytes; expected a pre-shared key of at least 16", path, len(b))}
+		}
+		return ike.Secret(b), nil
+	}
+	var err error
+	key := "ike.psk_file"
+	if c.IKE.LocalPSKFile != c.IKE.RemotePSKFile {
+		key = "ike.local_psk_file"
+	}
+	if c.IKE.LocalPSK, err = read(key, c.IKE.LocalPSKFile); err != nil {
+		return err
+	}
+	if c.IKE.LocalPSKFile == c.IKE.RemotePSKFile {
+		c.IKE.RemotePSK = c.IKE.LocalPSK
+		return nil
+	}
+	c.IKE.RemotePSK, err = read("ike.remote_psk_file", c.IKE.RemotePSKFile)
+	return err
+}
