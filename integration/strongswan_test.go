@@ -1,0 +1,236 @@
+package integration
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/swan"
+	"github.com/gresec/gresec/tunnel"
+)
+
+// swanPair is gresec in site a and strongSwan's charon in site b.
+type swanPair struct {
+	*pair
+	charon *swan.Charon
+}
+
+// startSwanPair brings up gresec (keying ikev2, seed 000 defaults) against
+// charon with seed 000's proposals, transport mode, GRE selectors.
+func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
+	t.Helper()
+	requireRoot(t)
+	if err := swan.Install(); err != nil {
+		t.Fatalf("strongSwan: %v", err)
+	}
+	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-swan-" + newKey(t)[2:34]}
+	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127")}
+	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24")}
+	for _, s := range []*side{p.a, p.b} {
+		ns, err := netns.Create(netns.Unique("gresec-swan"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ns = ns
+		t.Cleanup(func() { ns.Delete() })
+	}
+	if err := netns.Link(p.a.ns, "veth-a", []netip.Prefix{p.a.under}, p.b.ns, "veth-b", []netip.Prefix{p.b.under}); err != nil {
+		t.Fatal(err)
+	}
+
+	conf := swan.Conn{Local: "198.18.0.2", Remote: "198.18.0.1", PSK: swan.Key(p.psk), ChildExtra: childExtra}
+	ch, err := swan.Start(p.b.ns.Name, conf.SwanctlConf(), swan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("charon log (redacted, last lines):\n%s", lastLines(ch.RedactedLog(), 40))
+		}
+		ch.Stop()
+	})
+
+	psk := filepath.Join(p.dir, "a.psk")
+	os.WriteFile(psk, []byte(p.psk+"\n"), 0o600)
+	p.a.cfgPath, p.a.sock = filepath.Join(p.dir, "a.toml"), filepath.Join(p.dir, "a.sock")
+	c := fmt.Sprintf(`[tunnel]
+local = "198.18.0.1"
+remote = "198.18.0.2"
+addresses = [%q, %q]
+[ipsec]
+keying = "ikev2"
+[ike]
+initiate = %v
+psk_file = %q
+%s[control]
+socket = %q
+`, p.a.tun4, p.a.tun6, gresecInitiates, psk, gresecExtra, p.a.sock)
+	if err := os.WriteFile(p.a.cfgPath, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.start(p.a)
+	if !gresecInitiates {
+		if err := ch.Initiate("gre"); err != nil {
+			t.Fatalf("charon initiate: %v", err)
+		}
+	}
+	return &swanPair{pair: p, charon: ch}
+}
+
+// installed waits for gresec and charon to agree on one installed
+// CHILD_SA and returns both views.
+func (sp *swanPair) installed(t *testing.T, notSPI string) (tunnel.Status, swan.ChildSA) {
+	t.Helper()
+	var st tunnel.Status
+	var child swan.ChildSA
+	ok := netns.WaitFor(20*time.Second, func() bool {
+		var err error
+		if st, err = sp.status(sp.a); err != nil || st.IKE == nil || st.IKE.State != "established" || st.Outbound == nil || st.Outbound.SPI == notSPI {
+			return false
+		}
+		sas, err := sp.charon.SAs()
+		if err != nil || len(sas) == 0 || sas[0].State != "ESTABLISHED" {
+			return false
+		}
+		for _, c := range sas[0].Installed() {
+			if fmt.Sprintf("0x%08x", c.SPIIn) == st.Outbound.SPI {
+				child = c
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		raw, _ := sp.charon.ListSAs()
+		t.Fatalf("gresec and strongSwan did not agree on an installed CHILD_SA within 20 s\ngresec: %+v out %+v\nstrongSwan:\n%s\ngresec log:\n%s", st.IKE, st.Outbound, raw, sp.a.proc.Out)
+	}
+	return st, child
+}
+
+// checkKeysAgree captures ESP that gresec sends and has tshark decrypt it
+// with the key strongSwan derived (from its own log), expecting GRE
+// carrying our pings inside.
+func (sp *swanPair) checkKeysAgree(t *testing.T, spiOut string) {
+	t.Helper()
+	keys, err := sp.charon.ChildKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key []byte
+	for _, k := range keys {
+		if fmt.Sprintf("0x%08x", k.SPIIn) == spiOut {
+			key = k.KeyIn
+		}
+	}
+	if key == nil {
+		t.Fatalf("strongSwan's log has no key for its inbound SPI %s", spiOut)
+	}
+	pcap := filepath.Join(t.TempDir(), "esp.pcap")
+	dump, err := sp.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "esp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !netns.WaitFor(5*time.Second, func() bool { return strings.Contains(dump.Out.String(), "listening on") }) {
+		t.Fatalf("tcpdump did not start: %s", dump.Out)
+	}
+	// Nobody answers on strongSwan's side (its kernel has no ESP here):
+	// the requests are what we decrypt.
+	sp.ping(sp.a, netip.MustParseAddr("198.19.0.1"), 3)
+	dump.Stop(5 * time.Second)
+	out, err := exec.Command("tshark", "-n", "-r", pcap,
+		"-o", "esp.enable_encryption_decode:TRUE",
+		"-o", fmt.Sprintf(`uat:esp_sa:"IPv4","198.18.0.1","198.18.0.2","%s","AES-GCM with 16 octet ICV [RFC4106]","0x%s","NULL",""`, spiOut, hex.EncodeToString(key)),
+		"-T", "fields", "-E", "separator=,", "-e", "esp.spi", "-e", "gre.proto", "-e", "icmp.type",
+	).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	want := spiOut + ",0x0800,8"
+	if n := strings.Count(string(out), want); n < 3 {
+		t.Errorf("tshark with strongSwan's key decoded %d of 3 echo requests as %q:\n%s", n, want, out)
+	}
+}
+
+func TestStrongSwanInterop(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		gresecInitiates bool
+	}{{"gresec-initiates", true}, {"strongswan-initiates", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := startSwanPair(t, tc.gresecInitiates, "", "")
+			st, child := sp.installed(t, "")
+			if child.Mode != "TRANSPORT" || child.EncrAlg != "AES_GCM_16" || child.EncrKey != 256 {
+				t.Errorf("strongSwan installed %+v, want TRANSPORT AES_GCM_16-256", child)
+			}
+			if fmt.Sprintf("0x%08x", child.SPIOut) != st.Inbound[0].SPI {
+				t.Errorf("strongSwan sends with 0x%08x, gresec receives on %s", child.SPIOut, st.Inbound[0].SPI)
+			}
+			if strings.Join(child.LocalTS, " ") != "198.18.0.2/32[gre]" || strings.Join(child.RemoteTS, " ") != "198.18.0.1/32[gre]" {
+				t.Errorf("selectors %v === %v, want GRE (protocol 47) host to host", child.LocalTS, child.RemoteTS)
+			}
+			sas, _ := sp.charon.SAs()
+			if s := sas[0]; s.EncrAlg != "AES_GCM_16" || s.PRF != "PRF_HMAC_SHA2_384" || s.DHGroup != "ECP_384" {
+				t.Errorf("IKE SA %s/%s/%s, want seed 000's AES_GCM_16/PRF_HMAC_SHA2_384/ECP_384", s.EncrAlg, s.PRF, s.DHGroup)
+			}
+			sp.checkKeysAgree(t, st.Outbound.SPI)
+
+			// strongSwan rekeys the CHILD_SA: PFS with ecp384, gresec follows.
+			if out, err := sp.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
+				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+			}
+			st2, child2 := sp.installed(t, st.Outbound.SPI)
+			if child2.DHGroup != "ECP_384" {
+				t.Errorf("rekeyed CHILD_SA has DH group %q, want ECP_384 (PFS)", child2.DHGroup)
+			}
+			sp.checkKeysAgree(t, st2.Outbound.SPI)
+
+			// strongSwan deletes the IKE SA: gresec removes its SAs.
+			if out, err := sp.charon.Swanctl("--terminate", "--ike", "gre"); err != nil {
+				t.Fatalf("swanctl --terminate: %v\n%s", err, out)
+			}
+			if !netns.WaitFor(10*time.Second, func() bool {
+				st, err := sp.status(sp.a)
+				return err == nil && st.Outbound == nil
+			}) {
+				t.Errorf("gresec still sends on an SA after strongSwan deleted the IKE SA: %+v", sp.mustStatus(sp.a).Outbound)
+			}
+		})
+	}
+}
+
+// TestStrongSwanGresecRekeysAndDeletes has gresec rekey the CHILD_SA
+// (child_lifetime 10 s, PFS) and then delete everything on shutdown.
+func TestStrongSwanGresecRekeysAndDeletes(t *testing.T) {
+	sp := startSwanPair(t, true, "child_lifetime = \"10s\"\n", "rekey_time = 0")
+	st, _ := sp.installed(t, "")
+	deadline := 20 * time.Second
+	var child2 swan.ChildSA
+	if !netns.WaitFor(deadline, func() bool {
+		var st2 tunnel.Status
+		st2, child2 = sp.installed(t, st.Outbound.SPI)
+		return st2.Outbound.SPI != st.Outbound.SPI
+	}) {
+		t.Fatal("gresec did not rekey the CHILD_SA")
+	}
+	if child2.DHGroup != "ECP_384" {
+		t.Errorf("gresec's rekey gave DH group %q, want ECP_384 (PFS)", child2.DHGroup)
+	}
+	// SIGTERM: gresec deletes its IKE SA, strongSwan drops it.
+	if err := sp.a.proc.Stop(5 * time.Second); err != nil {
+		t.Errorf("gresec stop: %v", err)
+	}
+	if !netns.WaitFor(10*time.Second, func() bool {
+		sas, err := sp.charon.SAs()
+		return err == nil && len(sas) == 0
+	}) {
+		raw, _ := sp.charon.ListSAs()
+		t.Errorf("strongSwan still lists SAs after gresec stopped:\n%s", raw)
+	}
+}
