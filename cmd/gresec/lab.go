@@ -29,14 +29,14 @@ var labSites = [2]struct {
 }
 
 func cmdLab(args []string) error {
-	fs := newFlags("lab", "[-keying static|none] [-seconds N]")
-	keying := fs.String("keying", "static", "`keying`: static (ESP with random keys) or none (plain GRE)")
+	fs := newFlags("lab", "[-keying ikev2|static|none] [-seconds N]")
+	keying := fs.String("keying", "ikev2", "`keying`: ikev2 (IKEv2 with a random PSK), static (ESP with random keys) or none (plain GRE)")
 	secs := fs.Int("seconds", 3, "length of the TCP test in `seconds`, when iperf3 is installed (0 skips it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *keying != "static" && *keying != "none" {
-		return fmt.Errorf("-keying: expected static or none, got %q", *keying)
+	if *keying != "ikev2" && *keying != "static" && *keying != "none" {
+		return fmt.Errorf("-keying: expected ikev2, static or none, got %q", *keying)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TUN, raw sockets): run it with sudo")
@@ -98,6 +98,32 @@ func (l *lab) run(secs int) error {
 		if !up {
 			return fmt.Errorf("site %s: gresec did not come up within 10 s; its output:\n%s", labSites[i].name, l.procs[i].Out)
 		}
+	}
+	if l.keying == "ikev2" {
+		l.say("IKEv2: site a initiates (aes256gcm16-prfsha384-ecp384, PSK), site b responds")
+		for i := range labSites {
+			sock := filepath.Join(l.dir, labSites[i].name+".sock")
+			var last string
+			ok := netns.WaitFor(15*time.Second, func() bool {
+				raw, err := control.Query(sock, "status")
+				var st struct {
+					IKE *struct {
+						State     string `json:"state"`
+						LastError string `json:"last_error"`
+					} `json:"ike"`
+					Outbound *struct{} `json:"outbound_sa"`
+				}
+				if err != nil || json.Unmarshal(raw, &st) != nil || st.IKE == nil {
+					return false
+				}
+				last = st.IKE.State + " " + st.IKE.LastError
+				return st.IKE.State == "established" && st.Outbound != nil
+			})
+			if !ok {
+				return fmt.Errorf("site %s: IKE SA not established within 15 s (%s); output:\n%s", labSites[i].name, last, l.procs[i].Out)
+			}
+		}
+		fmt.Println("    IKE SA and CHILD_SA established on both sites")
 	}
 
 	l.say("pinging across the tunnel, IPv4 and IPv6, both directions")
@@ -165,6 +191,13 @@ func (l *lab) iperf(dst netip.Addr, secs int) (float64, error) {
 
 func (l *lab) writeConfigs() error {
 	spi := [2]uint32{0x1001, 0x1002}
+	psk := make([]byte, 24)
+	if _, err := rand.Read(psk); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "psk"), []byte(hex.EncodeToString(psk)+"\n"), 0o600); err != nil {
+		return err
+	}
 	var keys [2]string
 	for i := range keys {
 		k := make([]byte, 36)
@@ -186,6 +219,9 @@ mss_clamp = true
 [ipsec]
 keying = %q
 `, s.name, s.underlay.Addr(), peer.underlay.Addr(), s.tunnel4, s.tunnel6, l.keying)
+		if l.keying == "ikev2" {
+			c += fmt.Sprintf("mode = \"transport\"\n\n[ike]\ninitiate = %v\npsk_file = %q\n", i == 0, filepath.Join(l.dir, "psk"))
+		}
 		if l.keying == "static" {
 			c += fmt.Sprintf(`mode = "transport"
 replay_window = 1024
