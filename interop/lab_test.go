@@ -211,7 +211,7 @@ func newKey(t *testing.T) string {
 
 // startGresec writes the host's config (mode 0600: it may hold keys) and
 // runs `gresec up` in the namespace until the end of the test.
-func (l *lab) startGresec(keying string, keys *staticKeys) tunnel.Status {
+func (l *lab) startGresec(keying string, keys *staticKeys, extra ...string) tunnel.Status {
 	t := l.t
 	t.Helper()
 	l.cfg = filepath.Join(l.dir, "gresec.toml")
@@ -232,6 +232,7 @@ socket = %q
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n",
 			keys.spiOut, keys.spiIn, keys.keyOut, keys.keyIn)
 	}
+	c += strings.Join(extra, "")
 	if err := os.WriteFile(l.cfg, []byte(c), 0o600); err != nil {
 		t.Fatal(err)
 	}
