@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 )
 
 // TestOSPFAcrossTunnel is why GRE sits inside IPsec: BIRD 2 runs OSPF over
@@ -18,7 +19,7 @@ import (
 // the encrypted tunnel, the adjacency reaches Full, each site learns the
 // other's LAN prefix, and the LANs reach each other.
 func TestOSPFAcrossTunnel(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
 	if _, err := exec.LookPath("bird"); err != nil {
 		t.Fatal("bird (Debian bird2) is not installed: `sudo make test` installs it")
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -36,22 +37,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// requireRoot fails under CI, where these tests must run, and skips loudly
-// elsewhere.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIPPED (-short): this test needs root, network namespaces and TUN")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces, TUN, raw sockets) and CI runs as root: run `sudo make test`")
-	}
-	t.Skip("SKIPPED: needs root (network namespaces, TUN, raw sockets); run `sudo make test`")
 }
 
 // side is one end of the test tunnel.
@@ -98,7 +83,7 @@ func newKey(t *testing.T) string {
 // removed at the end of the test.
 func startPair(t *testing.T, o pairOpt) *pair {
 	t.Helper()
-	requireRoot(t)
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
 	if o.keying == "" {
 		o.keying = "static"
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 	"github.com/gresec/gresec/internal/swan"
 	"github.com/gresec/gresec/tunnel"
 )
@@ -26,7 +27,7 @@ type swanPair struct {
 // charon with seed 000's proposals, transport mode, GRE selectors.
 func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
 	t.Helper()
-	requireRoot(t)
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
 	if err := swan.Install(); err != nil {
 		t.Fatalf("strongSwan: %v", err)
 	}

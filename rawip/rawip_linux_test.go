@@ -11,28 +11,15 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIPPED (-short): needs root and network namespaces")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root (raw sockets, network namespaces) and CI runs as root")
-	}
-	t.Skip("SKIPPED: needs root (raw sockets, network namespaces); run `sudo make test`")
-}
 
 // twoSites returns raw sockets for proto in two fresh namespaces joined by
 // veth, with addresses a and b. Each socket is made on a thread inside its
 // namespace and stays there.
 func twoSites(t testing.TB, proto int, a, b netip.Prefix, batch int) (ca, cb *Conn) {
 	t.Helper()
-	requireRoot(t)
+	nstest.RequireRoot(t, "raw sockets, network namespaces")
 	var ns [2]*netns.NS
 	for i := range ns {
 		n, err := netns.Create(netns.Unique("gresec-rawip"))
@@ -208,7 +195,7 @@ func TestWriteBatchSkipsBadMessages(t *testing.T) {
 }
 
 func TestListenRefuses(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t, "raw sockets, network namespaces")
 	for _, tc := range []struct {
 		proto int
 		addr  netip.Addr

@@ -15,26 +15,13 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIPPED (-short): needs root and network namespaces")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root (TUN, network namespaces) and CI runs as root")
-	}
-	t.Skip("SKIPPED: needs root (TUN, network namespaces); run `sudo make test`")
-}
 
 // newDevice creates a TUN device inside a fresh namespace.
 func newDevice(t *testing.T, name string, mtu int) (*netns.NS, *Device) {
 	t.Helper()
-	requireRoot(t)
+	nstest.RequireRoot(t, "TUN, network namespaces")
 	ns, err := netns.Create(netns.Unique("gresec-tun"))
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +263,7 @@ func TestWriteNeedsHeadroom(t *testing.T) {
 }
 
 func TestCreateRefusesBadMTU(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t, "TUN, network namespaces")
 	ns, err := netns.Create(netns.Unique("gresec-tun"))
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +292,7 @@ func TestCreateRefusesBadMTU(t *testing.T) {
 // the TUN and reads the kernel's 32 replies back: the device's own cost
 // per batch, and its allocations (0 expected).
 func BenchmarkDeviceWriteRead(b *testing.B) {
-	requireRoot(b)
+	nstest.RequireRoot(b, "TUN, network namespaces")
 	ns, err := netns.Create(netns.Unique("gresec-tun"))
 	if err != nil {
 		b.Fatal(err)

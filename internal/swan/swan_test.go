@@ -14,25 +14,10 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 )
 
 var testPSK = Key("gresec-swan-test-psk-not-secret")
-
-// requireRoot fails under CI, which must run these tests, and skips loudly
-// elsewhere.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: strongSwan harness tests need network namespaces and charon")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("strongSwan harness tests need root (network namespaces, charon); CI must run them as root")
-	}
-	t.Skip("SKIPPING strongSwan harness test: needs root (network namespaces, charon). Run: sudo go test ./internal/swan/")
-}
 
 type site struct {
 	ns     *netns.NS
@@ -44,7 +29,7 @@ type site struct {
 // veth, configured as GRE-over-IPsec peers with the seed proposals.
 func twoCharons(t *testing.T, v6 bool, opts Options) (ini, resp *site) {
 	t.Helper()
-	requireRoot(t)
+	nstest.RequireRoot(t, "network namespaces, charon")
 	if err := Install(); err != nil {
 		t.Fatal(err)
 	}
