@@ -492,7 +492,7 @@ def build_vector(pcap, ilog, rlog):
                     "strings are hex. Every key below was recomputed from the wire and the logged "
                     "g^ir by make_vector.py (RFC 7296 2.14/2.15/2.17) before it was written."),
         "strongswan_version": "5.9.8",
-        "ike_proposal": "ENCR_AES_GCM_16 (20) key 256, PRF_HMAC_SHA2_384 (7), ECP_384 (20)",
+        "ike_proposal": "ENCR_AES_GCM_16 (20) key 256, PRF_HMAC_SHA2_384 (6), ECP_384 (20)",
         "esp_proposal": "ENCR_AES_GCM_16 (20) key 256, no ESN; PFS ECP_384 on rekey only",
         "initiator_ip": INIT_IP, "responder_ip": RESP_IP,
         "psk": hx(PSK), "psk_text": PSK.decode(),
