@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,28 +132,15 @@ func (sp *swanPair) checkKeysAgree(t *testing.T, spiOut string) {
 	if key == nil {
 		t.Fatalf("strongSwan's log has no key for its inbound SPI %s", spiOut)
 	}
-	pcap := filepath.Join(t.TempDir(), "esp.pcap")
-	dump, err := sp.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "esp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !netns.WaitFor(5*time.Second, func() bool { return strings.Contains(dump.Out.String(), "listening on") }) {
-		t.Fatalf("tcpdump did not start: %s", dump.Out)
-	}
+	pcap, stop := captureESPFile(t, sp.b, "veth-b")
 	// Nobody answers on strongSwan's side (its kernel has no ESP here):
 	// the requests are what we decrypt.
 	sp.ping(sp.a, netip.MustParseAddr("198.19.0.1"), 3)
-	dump.Stop(5 * time.Second)
-	out, err := exec.Command("tshark", "-n", "-r", pcap,
-		"-o", "esp.enable_encryption_decode:TRUE",
-		"-o", fmt.Sprintf(`uat:esp_sa:"IPv4","198.18.0.1","198.18.0.2","%s","AES-GCM with 16 octet ICV [RFC4106]","0x%s","NULL",""`, spiOut, hex.EncodeToString(key)),
-		"-T", "fields", "-E", "separator=,", "-e", "esp.spi", "-e", "gre.proto", "-e", "icmp.type",
-	).Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
+	stop()
+	out := tsharkESP(t, pcap, []espSA{{sp.a.under.Addr(), sp.b.under.Addr(), spiOut, "0x" + hex.EncodeToString(key)}},
+		"esp.spi", "gre.proto", "icmp.type")
 	want := spiOut + ",0x0800,8"
-	if n := strings.Count(string(out), want); n < 3 {
+	if n := strings.Count(out, want); n < 3 {
 		t.Errorf("tshark with strongSwan's key decoded %d of 3 echo requests as %q:\n%s", n, want, out)
 	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,49 @@ func TestReplayAndTamperDropped(t *testing.T) {
 	}
 }
 
+// captureESPFile starts tcpdump on the site's veth, writing ESP to a pcap; stop
+// flushes and ends it. --immediate-mode: without it tcpdump loses the last
+// packets when stopped.
+func captureESPFile(t *testing.T, s *side, iface string) (pcap string, stop func()) {
+	t.Helper()
+	pcap = filepath.Join(t.TempDir(), "esp.pcap")
+	dump, err := s.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", iface, "-w", pcap, "esp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !netns.WaitFor(5*time.Second, func() bool { return strings.Contains(dump.Out.String(), "listening on") }) {
+		t.Fatalf("tcpdump did not start: %s", dump.Out)
+	}
+	return pcap, func() { dump.Stop(5 * time.Second) }
+}
+
+// espSA is one row of Wireshark's ESP SA table.
+type espSA struct {
+	src, dst netip.Addr
+	spi      string // "0x%08x"
+	key      string // "0x" + key and salt in hex
+}
+
+// tsharkESP has Wireshark's dissectors decrypt pcap with only the given SAs
+// and returns the fields, comma-separated, one line per packet.
+func tsharkESP(t *testing.T, pcap string, sas []espSA, fields ...string) string {
+	t.Helper()
+	args := []string{"-n", "-r", pcap, "-o", "esp.enable_encryption_decode:TRUE"}
+	for _, sa := range sas {
+		args = append(args, "-o", fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%s","AES-GCM with 16 octet ICV [RFC4106]","%s","NULL",""`,
+			sa.src, sa.dst, sa.spi, sa.key))
+	}
+	args = append(args, "-T", "fields", "-E", "separator=,")
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	out, err := exec.Command("tshark", args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
 // TestTsharkDecryptsESP captures the tunnel's ESP with tcpdump and has
 // Wireshark's dissectors, given only the configured keys, find GRE inside
 // carrying the pings.
@@ -122,34 +166,17 @@ func TestTsharkDecryptsESP(t *testing.T) {
 		}
 	}
 	p := startPair(t, pairOpt{})
-	pcap := filepath.Join(t.TempDir(), "esp.pcap")
-	dump, err := p.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "esp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !netns.WaitFor(5*time.Second, func() bool { return strings.Contains(dump.Out.String(), "listening on") }) {
-		t.Fatalf("tcpdump did not start: %s", dump.Out)
-	}
+	pcap, stop := captureESPFile(t, p.b, "veth-b")
 	p.ping(p.a, p.b.tun4.Addr(), 3)
 	p.ping(p.a, p.b.tun6.Addr(), 3)
-	dump.Stop(5 * time.Second)
+	stop()
 
-	sa := func(src, dst *side, spi uint32, key string) string {
-		return fmt.Sprintf(`"IPv4","%s","%s","0x%08x","AES-GCM with 16 octet ICV [RFC4106]","%s","NULL",""`,
-			src.under.Addr(), dst.under.Addr(), spi, key)
-	}
-	out, err := exec.Command("tshark", "-n", "-r", pcap,
-		"-o", "esp.enable_encryption_decode:TRUE",
-		"-o", "uat:esp_sa:"+sa(p.a, p.b, p.a.spiOut, p.a.keyOut),
-		"-o", "uat:esp_sa:"+sa(p.b, p.a, p.b.spiOut, p.b.keyOut),
-		"-T", "fields", "-E", "separator=,",
-		"-e", "esp.spi", "-e", "gre.proto", "-e", "icmp.type", "-e", "icmpv6.type",
-	).Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
+	out := tsharkESP(t, pcap, []espSA{
+		{p.a.under.Addr(), p.b.under.Addr(), fmt.Sprintf("0x%08x", p.a.spiOut), p.a.keyOut},
+		{p.b.under.Addr(), p.a.under.Addr(), fmt.Sprintf("0x%08x", p.b.spiOut), p.b.keyOut},
+	}, "esp.spi", "gre.proto", "icmp.type", "icmpv6.type")
 	counts := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		counts[line]++
 	}
 	// spi,gre protocol,icmp type,icmpv6 type
@@ -158,7 +185,7 @@ func TestTsharkDecryptsESP(t *testing.T) {
 		"0x00001001,0x86dd,,128", "0x00001002,0x86dd,,129",
 	} {
 		if counts[want] < 3 {
-			t.Errorf("tshark found %d packets %q, want 3; all:\n%s\ntcpdump: %s", counts[want], want, out, dump.Out)
+			t.Errorf("tshark found %d packets %q, want 3; all:\n%s", counts[want], want, out)
 		}
 	}
 }
