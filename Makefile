@@ -11,14 +11,18 @@ BIN := bin/gresec
 APT_LAB  := iproute2 iputils-ping iperf3
 APT_TEST := $(APT_LAB) bird2 tshark python3-scapy python3-cryptography nftables tcpdump procps \
             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev \
-            qemu-system-x86 debootstrap e2fsprogs
+            qemu-system-x86 debootstrap e2fsprogs prometheus openiked groff-base man-db systemd
 
-.PHONY: all build lab test interop unit lint deps-lab deps-test deps-bench bench fuzz clean
+.PHONY: all build lab test interop unit lint cross install deps-lab deps-test deps-bench bench fuzz clean
+
+PREFIX ?= /usr/local
 
 all: build
 
+# Without cgo: daemon.user's privilege drop must change every thread at once
+# (syscall.AllThreadsSyscall), which Go refuses in a cgo binary.
 build:
-	$(GO) build -o $(BIN) ./cmd/gresec
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/gresec
 
 lab: deps-lab build
 	./$(BIN) lab
@@ -34,7 +38,19 @@ interop: deps-test
 unit:
 	$(GO) test -count=1 -short ./...
 
-lint: $(GOBIN_DIR)/staticcheck
+# The BSDs and macOS: the same code with the platform parts behind build
+# tags (rawip, tun addresses, privdrop). Compiled, not run, here.
+cross:
+	CGO_ENABLED=0 GOOS=freebsd GOARCH=amd64 $(GO) build -o /dev/null ./cmd/gresec
+	CGO_ENABLED=0 GOOS=openbsd GOARCH=amd64 $(GO) build -o /dev/null ./cmd/gresec
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/gresec
+
+# Binary, man pages, the systemd unit (or rc.d script), an example config and
+# a random PSK file; DESTDIR for packaging. See scripts/install.sh.
+install: build
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) sh scripts/install.sh $(BIN)
+
+lint: cross $(GOBIN_DIR)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN_DIR)/staticcheck ./...

@@ -26,20 +26,29 @@ import (
 
 // Options say what to run.
 type Options struct {
-	Gresec      string        // path of the gresec binary
-	WireguardGo string        // path of wireguard-go; empty skips it
-	Rounds      int           // rounds per path
-	Duration    time.Duration // per measurement
-	Out         io.Writer     // progress
+	Gresec      string // path of the gresec binary
+	WireguardGo string // path of wireguard-go; empty skips it
+	// Baseline is another gresec binary (an earlier build) measured in the
+	// same rounds as path "gresec-baseline", so that a change is judged
+	// against what it replaces under the same load; empty skips it.
+	Baseline string
+	Rounds   int           // rounds per path
+	Duration time.Duration // per measurement
+	Out      io.Writer     // progress
 }
 
 // Result is one measurement.
 type Result struct {
-	Path         string  // "veth", "gresec", "wireguard-go"
-	Round        int     // 1-based
-	Gbps         float64 // as the receiver counted
-	CPUSecPerGB  float64 // whole-machine CPU time per GB received
-	BytesMovedGB float64
+	Path        string  // "veth", "gresec", "wireguard-go"
+	Round       int     // 1-based
+	Gbps        float64 // as the receiver counted
+	CPUSecPerGB float64 // whole-machine CPU time per GB received
+	// TunnelCPUSecPerGB is the CPU time of the tunnel's own processes
+	// (both sites, kernel time they cause included) per GB received: less
+	// disturbed than CPUSecPerGB by whatever else the machine runs. Zero
+	// for bare veth.
+	TunnelCPUSecPerGB float64
+	BytesMovedGB      float64
 	// Resident memory of the tunnel's processes (both sites, summed):
 	// before traffic, and the peak (VmHWM) after it. Zero for bare veth.
 	RSSIdleMB, RSSPeakMB float64
@@ -50,6 +59,7 @@ const (
 	PathVeth      = "veth"
 	PathGresec    = "gresec"
 	PathWireguard = "wireguard-go"
+	PathBaseline  = "gresec-baseline"
 )
 
 var (
@@ -61,13 +71,16 @@ var (
 // change in the machine's load hits them alike.
 func Run(o Options) ([]Result, error) {
 	paths := []string{PathVeth, PathGresec}
+	if o.Baseline != "" {
+		paths = append(paths, PathBaseline)
+	}
 	if o.WireguardGo != "" {
 		paths = append(paths, PathWireguard)
 	}
 	var results []Result
 	for round := 1; round <= o.Rounds; round++ {
 		for _, p := range paths {
-			fmt.Fprintf(o.Out, "[round %d/%d] %-13s ", round, o.Rounds, p)
+			fmt.Fprintf(o.Out, "[round %d/%d] %-15s ", round, o.Rounds, p)
 			r, err := measure(o, p)
 			if err != nil {
 				fmt.Fprintln(o.Out, "failed")
@@ -75,6 +88,9 @@ func Run(o Options) ([]Result, error) {
 			}
 			r.Round = round
 			fmt.Fprintf(o.Out, "%6.2f Gbit/s  %5.2f CPU s/GB", r.Gbps, r.CPUSecPerGB)
+			if r.TunnelCPUSecPerGB > 0 {
+				fmt.Fprintf(o.Out, " (tunnel %.2f)", r.TunnelCPUSecPerGB)
+			}
 			if r.RSSPeakMB > 0 {
 				fmt.Fprintf(o.Out, "  RSS %.1f MB idle, %.1f MB peak (both sites)", r.RSSIdleMB, r.RSSPeakMB)
 			}
@@ -148,6 +164,8 @@ func measure(o Options, path string) (Result, error) {
 		dst = underB.Addr()
 	case PathGresec:
 		dst, err = s.gresec(o.Gresec)
+	case PathBaseline:
+		dst, err = s.gresec(o.Baseline)
 	case PathWireguard:
 		dst, err = s.wireguard(o.WireguardGo)
 	}
@@ -156,9 +174,43 @@ func measure(o Options, path string) (Result, error) {
 	}
 	tunnelProcs := append([]*netns.Proc(nil), s.procs...)
 	idle := rss(tunnelProcs, "VmRSS")
+	var pids []int
+	for _, p := range tunnelProcs {
+		pids = append(pids, p.Cmd.Process.Pid)
+	}
+	cpu0 := procCPUSeconds(pids)
 	r, err := s.iperf(path, dst, o.Duration)
+	if r.BytesMovedGB > 0 && len(pids) > 0 {
+		r.TunnelCPUSecPerGB = (procCPUSeconds(pids) - cpu0) / r.BytesMovedGB
+	}
 	r.RSSIdleMB, r.RSSPeakMB = idle, rss(tunnelProcs, "VmHWM")
 	return r, err
+}
+
+// procCPUSeconds sums the user and system time of the processes (all
+// their threads) from /proc/PID/stat.
+func procCPUSeconds(pids []int) float64 {
+	var ticks float64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The command name (field 2) may hold spaces: count from its end.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		for _, v := range f[11:13] { // utime, stime: fields 14 and 15
+			n, _ := strconv.ParseFloat(v, 64)
+			ticks += n
+		}
+	}
+	return ticks / 100 // USER_HZ
 }
 
 // rss sums a memory field of /proc/PID/status over procs, in MB.
@@ -322,9 +374,11 @@ type Summary struct {
 	Path        string
 	Gbps        float64
 	CPUSecPerGB float64
-	Rounds      int
-	RSSIdleMB   float64
-	RSSPeakMB   float64
+	// TunnelCPUSecPerGB: median of Result.TunnelCPUSecPerGB.
+	TunnelCPUSecPerGB float64
+	Rounds            int
+	RSSIdleMB         float64
+	RSSPeakMB         float64
 }
 
 // Summarize takes medians per path, in measuring order.
@@ -342,8 +396,9 @@ func Summarize(results []Result) []Summary {
 		rs := by[p]
 		out = append(out, Summary{Path: p, Gbps: median(rs, func(r Result) float64 { return r.Gbps }),
 			CPUSecPerGB: median(rs, func(r Result) float64 { return r.CPUSecPerGB }), Rounds: len(rs),
-			RSSIdleMB: median(rs, func(r Result) float64 { return r.RSSIdleMB }),
-			RSSPeakMB: median(rs, func(r Result) float64 { return r.RSSPeakMB })})
+			TunnelCPUSecPerGB: median(rs, func(r Result) float64 { return r.TunnelCPUSecPerGB }),
+			RSSIdleMB:         median(rs, func(r Result) float64 { return r.RSSIdleMB }),
+			RSSPeakMB:         median(rs, func(r Result) float64 { return r.RSSPeakMB })})
 	}
 	return out
 }

@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"encoding/xml"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSummarizeMediansAndRatios(t *testing.T) {
@@ -26,5 +28,27 @@ func TestSummarizeMediansAndRatios(t *testing.T) {
 	}
 	if err := xml.Unmarshal([]byte(Chart(sums)), new(struct{})); err != nil {
 		t.Errorf("chart is not well-formed SVG: %v", err)
+	}
+}
+
+// TestProcCPUSeconds: the tunnel CPU column reads /proc/PID/stat; this
+// process's own time must show up there and grow while it computes.
+func TestProcCPUSeconds(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc here:", err)
+	}
+	self := []int{os.Getpid()}
+	before := procCPUSeconds(self)
+	x := 0
+	for end := time.Now().Add(2 * time.Second); procCPUSeconds(self) <= before && time.Now().Before(end); {
+		for i := range 1_000_000 {
+			x += i
+		}
+	}
+	if after := procCPUSeconds(self); after <= before {
+		t.Errorf("CPU time of this process did not grow (%v -> %v, %d)", before, after, x)
+	}
+	if got := procCPUSeconds([]int{-1}); got != 0 {
+		t.Errorf("a missing process counts %v s", got)
 	}
 }

@@ -19,17 +19,20 @@ func WriteTable(w io.Writer, sums []Summary) {
 		base[s.Path] = s.Gbps
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tGbit/s (median)\tCPU s/GB\tvs veth\tvs wireguard-go\tRSS idle MB\tRSS peak MB\trounds\t")
+	fmt.Fprintln(tw, "path\tGbit/s (median)\tCPU s/GB\ttunnel CPU s/GB\tvs veth\tvs wireguard-go\tRSS idle MB\tRSS peak MB\trounds\t")
 	for _, s := range sums {
 		vsWG := "-"
 		if wg := base[PathWireguard]; wg > 0 {
 			vsWG = fmt.Sprintf("%.2f×", s.Gbps/wg)
 		}
-		idle, peak := "-", "-"
+		idle, peak, tcpu := "-", "-", "-"
+		if s.TunnelCPUSecPerGB > 0 {
+			tcpu = fmt.Sprintf("%.2f", s.TunnelCPUSecPerGB)
+		}
 		if s.RSSPeakMB > 0 {
 			idle, peak = fmt.Sprintf("%.1f", s.RSSIdleMB), fmt.Sprintf("%.1f", s.RSSPeakMB)
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f×\t%s\t%s\t%s\t%d\t\n", s.Path, s.Gbps, s.CPUSecPerGB, s.Gbps/base[PathVeth], vsWG, idle, peak, s.Rounds)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%s\t%.2f×\t%s\t%s\t%s\t%d\t\n", s.Path, s.Gbps, s.CPUSecPerGB, tcpu, s.Gbps/base[PathVeth], vsWG, idle, peak, s.Rounds)
 	}
 	tw.Flush()
 }
@@ -44,9 +47,9 @@ func Save(dir string, results []Result, sums []Summary) error {
 		return err
 	}
 	cw := csv.NewWriter(f)
-	cw.Write([]string{"path", "round", "gbit_per_s", "cpu_s_per_gb", "gb_received", "rss_idle_mb", "rss_peak_mb"})
+	cw.Write([]string{"path", "round", "gbit_per_s", "cpu_s_per_gb", "tunnel_cpu_s_per_gb", "gb_received", "rss_idle_mb", "rss_peak_mb"})
 	for _, r := range results {
-		cw.Write([]string{r.Path, strconv.Itoa(r.Round), fmt.Sprintf("%.3f", r.Gbps), fmt.Sprintf("%.3f", r.CPUSecPerGB), fmt.Sprintf("%.3f", r.BytesMovedGB), fmt.Sprintf("%.1f", r.RSSIdleMB), fmt.Sprintf("%.1f", r.RSSPeakMB)})
+		cw.Write([]string{r.Path, strconv.Itoa(r.Round), fmt.Sprintf("%.3f", r.Gbps), fmt.Sprintf("%.3f", r.CPUSecPerGB), fmt.Sprintf("%.3f", r.TunnelCPUSecPerGB), fmt.Sprintf("%.3f", r.BytesMovedGB), fmt.Sprintf("%.1f", r.RSSIdleMB), fmt.Sprintf("%.1f", r.RSSPeakMB)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
@@ -74,7 +77,7 @@ func Chart(sums []Summary) string {
 	out := fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`+"\n", width, h)
 	out += `<rect width="100%" height="100%" fill="white"/>` + "\n"
 	out += fmt.Sprintf(`<text x="10" y="22" font-size="15">TCP, one stream (iperf3), median Gbit/s</text>` + "\n")
-	colors := map[string]string{PathVeth: "#9e9e9e", PathGresec: "#1565c0", PathWireguard: "#88171a"}
+	colors := map[string]string{PathVeth: "#9e9e9e", PathGresec: "#1565c0", PathBaseline: "#90caf9", PathWireguard: "#88171a"}
 	for i, s := range sums {
 		y := top + i*(barH+gap)
 		w := 1.0

@@ -67,6 +67,12 @@ type Config struct {
 
 	ControlSocket string
 	LogLevel      string
+
+	// MetricsListen is where the Prometheus endpoint listens ("": off).
+	MetricsListen netip.AddrPort
+	// User is who the daemon becomes once its devices and sockets are
+	// open ("": it stays who started it).
+	User string
 }
 
 // Static holds manually configured SAs.
@@ -159,6 +165,12 @@ type file struct {
 	Log struct {
 		Level *string `toml:"level"`
 	} `toml:"log"`
+	Metrics struct {
+		Listen *string `toml:"listen"`
+	} `toml:"metrics"`
+	Daemon struct {
+		User *string `toml:"user"`
+	} `toml:"daemon"`
 }
 
 // Error is a configuration error at one key.
@@ -363,8 +375,23 @@ func (v *validator) build(f *file) *Config {
 			v.fail("log.level", "expected \"debug\", \"info\", \"warn\" or \"error\", got %q", *l)
 		}
 	}
+	if l := f.Metrics.Listen; l != nil {
+		ap, err := netip.ParseAddrPort(*l)
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			v.fail("metrics.listen", "expected an address and port like \"127.0.0.1:9470\" or \"[::1]:9470\", got %q", *l)
+		}
+		c.MetricsListen = ap
+	}
+	if u := f.Daemon.User; u != nil {
+		if !userName.MatchString(*u) {
+			v.fail("daemon.user", "expected a user name or numeric uid such as \"gresec\", got %q", *u)
+		}
+		c.User = *u
+	}
 	return c
 }
+
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$|^[0-9]{1,10}$`)
 
 func (v *validator) addr(key string, s *string) netip.Addr {
 	if s == nil {

@@ -46,6 +46,16 @@ func TestParseGood(t *testing.T) {
 	if len(c.Addresses) != 2 || c.ReplayWindow != 1024 {
 		t.Errorf("addresses %v window %d", c.Addresses, c.ReplayWindow)
 	}
+	if c.MetricsListen.IsValid() || c.User != "" {
+		t.Errorf("metrics %v user %q, want both off by default", c.MetricsListen, c.User)
+	}
+	c, err = Parse("good.toml", []byte(strings.Replace(good, "[ipsec]", "[metrics]\nlisten = \"[::1]:9470\"\n[daemon]\nuser = \"gresec\"\n[ipsec]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsListen.String() != "[::1]:9470" || c.User != "gresec" {
+		t.Errorf("metrics %v user %q", c.MetricsListen, c.User)
+	}
 }
 
 func TestComputedMTU(t *testing.T) {
@@ -102,6 +112,9 @@ func TestParseErrorsNameFileAndKey(t *testing.T) {
 		{`key_out = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223"`, `key_out = "0x0001020304"`, `static.key_out: expected 36 bytes (AES-256 key + salt) or 20 bytes (AES-128 key + salt), got 5 bytes (value not shown)`},
 		{`key_in = "0x202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f40414243"`, `key_in = "0xzz2122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f40414243"`, `static.key_in: expected hex digits`},
 		{`[tunnel]`, `[tunnel`, `bad.toml: line `},
+		{`[ipsec]`, "[metrics]\nlisten = \"localhost:9470\"\n[ipsec]", `metrics.listen: expected an address and port like "127.0.0.1:9470"`},
+		{`[ipsec]`, "[metrics]\nlisten = \"127.0.0.1\"\n[ipsec]", `metrics.listen: expected an address and port`},
+		{`[ipsec]`, "[daemon]\nuser = \"root; rm\"\n[ipsec]", `daemon.user: expected a user name or numeric uid`},
 	} {
 		if tc.want == "" {
 			continue

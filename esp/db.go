@@ -61,7 +61,16 @@ func (db *DB) RemoveInbound(spi uint32) {
 	if in == nil || !slices.ContainsFunc(*in, func(o *SA) bool { return o.spi == spi }) {
 		return
 	}
-	next := slices.DeleteFunc(slices.Clone(*in), func(o *SA) bool { return o.spi == spi })
+	next := slices.DeleteFunc(slices.Clone(*in), func(o *SA) bool {
+		if o.spi != spi {
+			return false
+		}
+		// Keep the SA's drops in the totals, so they never go backwards.
+		for _, r := range []DropReason{DropMalformed, DropReplay, DropAuth} {
+			db.drops[r].Add(o.drops[r].Load())
+		}
+		return true
+	})
 	db.inbound.Store(&next)
 }
 
@@ -77,8 +86,15 @@ func (db *DB) Inbound() []*SA {
 // DropBadSPI (no such SA) or DropMalformed (too short to hold an SPI).
 func (db *DB) CountDrop(r DropReason) { db.drops.add(r) }
 
-// Drops returns the database-level drops by reason name; bad_spi and
-// malformed are always present, other reasons once counted.
+// Drops returns the tunnel's ESP drops by reason name, every reason
+// present: those before any SA took the packet, plus those of every
+// inbound SA, installed or retired, so that the totals never decrease.
 func (db *DB) Drops() map[string]uint64 {
-	return db.drops.snapshot(DropBadSPI, DropMalformed)
+	m := db.drops.snapshot(DropBadSPI, DropMalformed, DropReplay, DropAuth)
+	for _, sa := range db.Inbound() {
+		for _, r := range []DropReason{DropMalformed, DropReplay, DropAuth} {
+			m[r.String()] += sa.drops[r].Load()
+		}
+	}
+	return m
 }

@@ -58,15 +58,15 @@ func TestDB(t *testing.T) {
 	db.CountDrop(DropBadSPI)
 	db.CountDrop(DropMalformed)
 	d := db.Drops()
-	if d["bad_spi"] != 2 || d["malformed"] != 1 || len(d) != 2 {
+	if d["bad_spi"] != 2 || d["malformed"] != 1 || len(d) != 4 {
 		t.Errorf("Drops = %v", d)
 	}
 	db.CountDrop(DropAuth)
 	db.CountDrop(DropReason(99)) // ignored, not a panic
-	if d := db.Drops(); d["auth"] != 1 || len(d) != 3 {
+	if d := db.Drops(); d["auth"] != 1 || len(d) != 4 {
 		t.Errorf("Drops = %v", d)
 	}
-	if d := (&DB{}).Drops(); len(d) != 2 || d["bad_spi"] != 0 {
+	if d := (&DB{}).Drops(); len(d) != 4 || d["bad_spi"] != 0 || d["replay"] != 0 {
 		t.Errorf("fresh Drops = %v", d)
 	}
 }
@@ -113,5 +113,26 @@ func TestDBConcurrent(t *testing.T) {
 	wg.Wait()
 	if db.Drops()["bad_spi"] != 2000 {
 		t.Error("concurrent CountDrop lost counts")
+	}
+}
+
+// TestDBDropsSurviveRemoval: an SA's drops stay in the totals after a
+// rekey retires it, so Prometheus counters never go backwards.
+func TestDBDropsSurviveRemoval(t *testing.T) {
+	var db DB
+	sa, err := NewSA(0x1234, make([]byte, 36), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.AddInbound(sa)
+	sa.drops.add(DropAuth)
+	sa.drops.add(DropReplay)
+	sa.drops.add(DropReplay)
+	if d := db.Drops(); d["auth"] != 1 || d["replay"] != 2 {
+		t.Fatalf("live SA: Drops = %v", d)
+	}
+	db.RemoveInbound(0x1234)
+	if d := db.Drops(); d["auth"] != 1 || d["replay"] != 2 {
+		t.Errorf("after removal: Drops = %v, want auth 1 replay 2", d)
 	}
 }

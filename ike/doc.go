@@ -9,6 +9,19 @@
 // the input buffer, so a caller may reuse it. Encoding is canonical: decoding
 // what Encode wrote gives back an equal Message, which the fuzz targets check.
 //
+// The engine keeps every IKE SA it has with the peer, each with its own
+// request window (RFC 7296 §2.3), so that collisions resolve as the RFC
+// says rather than by timing: CHILD_SA and IKE SA rekeys that cross are
+// both answered, and the SA made with the lowest of the four nonces is
+// deleted by whoever initiated it (§2.8.1, §2.8.2); an IKE SA rekey
+// crossing a CHILD_SA rekey gets TEMPORARY_FAILURE and both retry after a
+// random delay (§2.25.2). Two IKE SAs set up at once by IKE_SA_INIT (both
+// peers initiating) are treated like a rekey collision, on the nonces of
+// the two IKE_SA_INIT exchanges. Before it removes the CHILD_SA that is
+// sending, the engine moves sending to the surviving one (OutboundSwitcher).
+// Under a flood of IKE_SA_INIT requests it answers with stateless cookies
+// (§2.6).
+//
 // Key material is held in Secret values that print as "[redacted]" under
 // every fmt verb, so a key or PSK cannot reach a log through %v of a holder.
 package ike

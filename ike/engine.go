@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +23,13 @@ type ChildKeys struct {
 	Transform     string // e.g. "aes256gcm16"
 	Lifetime      time.Duration
 	LifetimeBytes uint64
+	ESN           bool // extended sequence numbers; always false: we do not negotiate ESN
+	// KeepOutbound: install both halves but keep sending on the current
+	// outbound SA. Set when we answer a rekey: the initiator installs its
+	// inbound half only once our answer arrives, so packets on the new SA
+	// before then are lost; we switch when it deletes the old SA.
+	KeepOutbound bool
+	ReplayWindow int // Config.ReplayWindow, passed through
 }
 
 // DataPlane is what the engine needs from the ESP side.
@@ -32,6 +41,28 @@ type DataPlane interface {
 	// ChildBytes reports traffic, for byte lifetimes and liveness.
 	ChildBytes(spiIn uint32) (in, out uint64)
 }
+
+// OutboundSwitcher is an optional DataPlane method. After a collision
+// (both peers rekeying one CHILD_SA, or both creating an IKE SA) the
+// CHILD_SA installed last may be the redundant one; before removing it the
+// engine moves sending back to the survivor with SetOutbound, so that the
+// data plane never lacks an outbound SA. A DataPlane without it loses its
+// outbound SA until the next install in those (rare) cases.
+type OutboundSwitcher interface {
+	// SetOutbound makes the outbound half of the installed CHILD_SA whose
+	// inbound SPI is spiIn the one that sends.
+	SetOutbound(spiIn uint32) error
+}
+
+// SequenceReporter is an optional DataPlane method: the last sequence
+// number sent on a CHILD_SA's outbound half, so the engine rekeys before
+// the 32-bit counter runs out.
+type SequenceReporter interface {
+	ChildSequence(spiIn uint32) uint64
+}
+
+// seqRekeyAt is 90 % of the 32-bit sequence space.
+const seqRekeyAt = uint64(1<<32-1) / 10 * 9
 
 // PacketConn is the UDP socket (port 500). *net.UDPConn implements it.
 type PacketConn interface {
@@ -54,8 +85,14 @@ type Config struct {
 	ReplayWindow        int           // passed through for the data plane's benefit
 	RemotePort          uint16        // 0: 500
 
-	// Rand supplies SPIs, nonces and DH keys; nil is crypto/rand. Tests
-	// inject a deterministic reader.
+	// CookieThreshold is how many answered IKE_SA_INIT requests that have
+	// not (yet) led to an authenticated IKE SA, within the last minute,
+	// make us demand a COOKIE (RFC 7296 §2.6) before keeping any state.
+	// 0: 10; negative: never.
+	CookieThreshold int
+
+	// Rand supplies SPIs, nonces, DH keys and timer jitter; nil is
+	// crypto/rand. Tests inject a deterministic reader.
 	Rand io.Reader
 	// Retransmit is the first retransmission timeout (0: 2 s), doubled on
 	// each try up to RetransmitTries (0: 5) tries.
@@ -70,6 +107,7 @@ type Status struct {
 	Suite       string
 	ESPSuite    string
 	Established time.Time
+	RekeyAt     time.Time // when we will next rekey the IKE SA (zero if not scheduled)
 	Children    []ChildStatus
 	LastError   string
 	Counters    Counters
@@ -80,11 +118,28 @@ type ChildStatus struct {
 	SPIIn, SPIOut uint32
 	Transform     string
 	Installed     time.Time
+	RekeyAt       time.Time // when we will rekey this CHILD_SA by time (zero: never)
+	ExpiresAt     time.Time // hard expiry (lifetime; zero: none)
+	LifetimeBytes uint64    // byte limit (0: none)
 }
 
 // Counters count what happened, bad input included.
 type Counters struct {
 	Received, Sent, Retransmits, Dropped, AuthFailures, Rekeys uint64
+	DPDFailures                                                uint64 // liveness checks the peer did not answer
+	InvalidSyntax                                              uint64 // requests that decrypted but did not parse (answered INVALID_SYNTAX)
+	// Exchanges counts finished exchanges; Status returns a copy.
+	Exchanges map[ExchangeKey]uint64
+}
+
+// ExchangeKey classifies one finished exchange.
+type ExchangeKey struct {
+	Exchange  string // "IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL"
+	Initiated bool   // we sent the request
+	// Result is "ok", the error notify that ended it ("NO_PROPOSAL_CHOSEN",
+	// "AUTHENTICATION_FAILED", "TS_UNACCEPTABLE", "INVALID_KE_PAYLOAD",
+	// "TEMPORARY_FAILURE", ...), "COOKIE" for a cookie demand, or "timeout".
+	Result string
 }
 
 const (
@@ -92,11 +147,18 @@ const (
 	defaultTries      = 5
 	reconnectDelay    = 10 * time.Second
 	maxPacket         = 65535
+	// halfOpenTimeout forgets responder IKE SAs whose IKE_AUTH never came.
+	halfOpenTimeout = 30 * time.Second
+	// maxHalfOpen bounds responder IKE SAs awaiting IKE_AUTH.
+	maxHalfOpen = 4
+	// redundantGrace is how long we wait for the peer to delete an IKE SA
+	// that lost a collision and that the peer is to delete, before we do.
+	redundantGrace = 30 * time.Second
 )
 
 // Engine runs IKEv2 for one peer. All protocol state is owned by the Run
-// goroutine (or a test driving handle/tick); Status may be called from any
-// goroutine.
+// goroutine (or a test driving handle/tick); Status and ExportKeys may be
+// called from any goroutine.
 type Engine struct {
 	cfg  Config
 	dp   DataPlane
@@ -105,22 +167,37 @@ type Engine struct {
 	conn PacketConn
 	peer netip.AddrPort
 
-	sa       *ikeSA // current IKE SA (we initiate: from the start; responder: once authenticated)
-	half     *ikeSA // responder: an IKE SA between IKE_SA_INIT and IKE_AUTH
-	old      *ikeSA // an IKE SA being replaced by a rekey, kept to answer its Delete
-	req      *request
-	queue    []func(now time.Time)
+	// sas are all IKE SAs with the peer: normally one; more while one is
+	// being set up, rekeyed, or found redundant after a collision.
+	sas []*ikeSA
+	// seq numbers events (SA creation, installs) so that "before" and
+	// "newest" do not depend on the clock, which tests hold still.
+	seq uint64
+	// outSPI is the inbound SPI of the CHILD_SA whose outbound half the
+	// data plane sends on (0: none).
+	outSPI   uint32
+	warnedSw bool
+
 	retryAt  time.Time // initiator: reconnect after a failure
 	lastErr  string
 	counters Counters
+	cookies  cookieJar
+	pending  []pendingInit // answered IKE_SA_INIT requests, for CookieThreshold
+	// deferred runs after the response to the current request is sent.
+	deferred []func(time.Time)
+	// result overrides the counted result of the exchange whose response
+	// is being processed (a failure we detect, not one the peer reports).
+	result string
+	keyGen uint64 // bumped when keys come or go
 
-	mu     sync.Mutex
-	status Status
+	mu      sync.Mutex
+	status  Status
+	keys    ExportedKeys
+	keysGen uint64
 }
 
-// request is our one outstanding request (window size 1, §2.3).
+// request is our one outstanding request on an IKE SA (window size 1, §2.3).
 type request struct {
-	sa       *ikeSA
 	exchange ExchangeType
 	id       uint32
 	raw      []byte
@@ -145,6 +222,9 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	if cfg.RetransmitTries == 0 {
 		cfg.RetransmitTries = defaultTries
 	}
+	if cfg.CookieThreshold == 0 {
+		cfg.CookieThreshold = 10
+	}
 	port := cfg.RemotePort
 	if port == 0 {
 		port = 500
@@ -152,36 +232,8 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	e := &Engine{cfg: cfg, dp: dp, rand: cfg.Rand, log: log.With(zap.Stringer("peer", cfg.Remote))}
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
 	e.status.State = "idle"
+	e.counters.Exchanges = map[ExchangeKey]uint64{}
 	return e
-}
-
-// Status returns a snapshot of the engine's state.
-func (e *Engine) Status() Status {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := e.status
-	s.Children = append([]ChildStatus(nil), s.Children...)
-	return s
-}
-
-func (e *Engine) publish() {
-	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters}
-	if sa := e.sa; sa != nil {
-		s.State = "connecting"
-		s.SPIi, s.SPIr = sa.spiI, sa.spiR
-		if sa.established {
-			s.State = "established"
-			s.Established = sa.establishedAt
-			s.Suite = sa.suite.String()
-		}
-		for _, c := range sa.children {
-			s.ESPSuite = c.keys.Transform
-			s.Children = append(s.Children, ChildStatus{SPIIn: c.keys.SPIIn, SPIOut: c.keys.SPIOut, Transform: c.keys.Transform, Installed: c.installed})
-		}
-	}
-	e.mu.Lock()
-	e.status = s
-	e.mu.Unlock()
 }
 
 type packet struct {
@@ -275,6 +327,14 @@ func (e *Engine) randBytes(n int) []byte {
 	return b
 }
 
+// randDuration is uniform in [lo, hi).
+func (e *Engine) randDuration(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(binary.BigEndian.Uint64(e.randBytes(8))%uint64(hi-lo))
+}
+
 func (e *Engine) newIKESPI() uint64 {
 	for {
 		if v := binary.BigEndian.Uint64(e.randBytes(8)); v != 0 {
@@ -292,12 +352,35 @@ func (e *Engine) newESPSPI() uint32 {
 	}
 }
 
+func (e *Engine) nextSeq() uint64 {
+	e.seq++
+	return e.seq
+}
+
+func (e *Engine) countExchange(exch ExchangeType, initiated bool, result string) {
+	e.counters.Exchanges[ExchangeKey{Exchange: exch.String(), Initiated: initiated, Result: result}]++
+}
+
+// resultOf is how an exchange ended, read off its response.
+func resultOf(ps Payloads) string {
+	if n := ps.FirstError(); n != nil {
+		return n.Kind.String()
+	}
+	if ps.Notify(COOKIE) != nil {
+		return "COOKIE"
+	}
+	return "ok"
+}
+
 // sendRequest sends a request on sa now, or queues it behind the one in
-// flight. build returns the message to send (without message ID).
+// flight there.
 func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner Payloads,
 	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	if e.req != nil {
-		e.queue = append(e.queue, func(now time.Time) { e.sendRequest(now, sa, exch, inner, onResp, onFail) })
+	if sa.gone {
+		return
+	}
+	if sa.req != nil {
+		sa.queue = append(sa.queue, func(now time.Time) { e.sendRequest(now, sa, exch, inner, onResp, onFail) })
 		return
 	}
 	m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: exch, Flags: sa.flags(false), MessageID: sa.nextReqID}
@@ -307,7 +390,7 @@ func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner 
 		return
 	}
 	sa.nextReqID++
-	e.req = &request{sa: sa, exchange: exch, id: m.MessageID, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: m.MessageID, raw: raw, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.log.Debug("request", e.saFields(sa, m)...)
 	e.write(raw)
@@ -317,16 +400,16 @@ func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner 
 // encrypted and whose bytes the AUTH payload covers).
 func (e *Engine) sendRaw(now time.Time, sa *ikeSA, exch ExchangeType, id uint32, raw []byte,
 	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	e.req = &request{sa: sa, exchange: exch, id: id, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: id, raw: raw, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.write(raw)
 }
 
-func (e *Engine) finishRequest(now time.Time) {
-	e.req = nil
-	if len(e.queue) > 0 {
-		next := e.queue[0]
-		e.queue = e.queue[1:]
+// nextRequest sends what is queued on sa, if its window is free.
+func (e *Engine) nextRequest(now time.Time, sa *ikeSA) {
+	for sa.req == nil && !sa.gone && len(sa.queue) > 0 {
+		next := sa.queue[0]
+		sa.queue = sa.queue[1:]
 		next(now)
 	}
 }
@@ -334,71 +417,99 @@ func (e *Engine) finishRequest(now time.Time) {
 // tick runs timers: retransmission, DPD, rekeying, reconnecting.
 func (e *Engine) tick(now time.Time) {
 	defer e.publish()
-	if r := e.req; r != nil && !now.Before(r.deadline) {
+	for _, sa := range slices.Clone(e.sas) {
+		r := sa.req
+		if sa.gone || r == nil || now.Before(r.deadline) {
+			continue
+		}
 		if r.tries+1 >= e.cfg.RetransmitTries {
-			e.log.Warn("peer does not answer, giving up", e.saFields(r.sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
-			e.req = nil
-			e.queue = nil
+			e.log.Warn("peer does not answer, giving up", e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
+			sa.req, sa.queue = nil, nil
+			e.countExchange(r.exchange, true, "timeout")
 			if r.onFail != nil {
 				r.onFail(now)
+			} else {
+				e.fail(now, sa, r.exchange.String()+": no response")
 			}
-			return
+			continue
 		}
 		r.tries++
 		r.timeout *= 2
 		r.deadline = now.Add(r.timeout)
 		e.counters.Retransmits++
-		e.log.Debug("retransmit", append(e.saFields(r.sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
+		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
 		e.write(r.raw)
 	}
-	if e.sa == nil {
-		if e.cfg.Initiate && !e.retryAt.IsZero() && !now.Before(e.retryAt) {
-			e.initiate(now)
+	for _, sa := range slices.Clone(e.sas) {
+		switch {
+		case sa.gone:
+		case sa.state == saConnecting && !sa.initiator && now.Sub(sa.createdAt) >= halfOpenTimeout:
+			e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
+			e.removeSA(sa)
+		case sa.state == saEstablished && sa.redundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
+			// The peer should have deleted it by now; it may not follow
+			// our collision rule, so we do.
+			e.log.Info("peer did not delete the redundant IKE SA; deleting it", e.saFields(sa, nil)...)
+			e.deleteIKESA(now, sa)
+		case sa.usable():
+			e.timers(now, sa)
 		}
-		return
 	}
-	if e.sa.established {
-		e.timers(now)
+	if len(e.sas) == 0 && e.cfg.Initiate && !e.retryAt.IsZero() && !now.Before(e.retryAt) {
+		e.initiate(now)
 	}
 }
 
-// fail tears the IKE SA down locally (its children too) and, if we
-// initiate, schedules a reconnect.
-func (e *Engine) fail(now time.Time, reason string) {
+// fail tears sa down locally (its children too) and, if it was our last
+// IKE SA and we initiate, schedules a reconnect.
+func (e *Engine) fail(now time.Time, sa *ikeSA, reason string) {
 	e.lastErr = reason
-	if e.sa != nil {
-		e.log.Warn("IKE SA down", append(e.saFields(e.sa, nil), zap.String("reason", reason))...)
-		e.removeChildren(e.sa)
-		e.sa.keys.Wipe()
+	if sa != nil && !sa.gone {
+		e.log.Warn("IKE SA down", append(e.saFields(sa, nil), zap.String("reason", reason))...)
+		e.removeSA(sa)
 	}
-	e.sa = nil
-	e.req = nil
-	e.queue = nil
-	if e.cfg.Initiate {
+	if len(e.sas) == 0 && e.cfg.Initiate {
 		e.retryAt = now.Add(reconnectDelay)
 	}
-	e.publish()
 }
 
-func (e *Engine) removeChildren(sa *ikeSA) {
-	for _, c := range sa.children {
-		if err := e.dp.RemoveChild(c.keys.SPIIn); err != nil {
-			e.log.Warn("remove child failed", zap.Uint32("spi_in", c.keys.SPIIn), zap.Error(err))
+// removeSA forgets sa and removes its children from the data plane.
+func (e *Engine) removeSA(sa *ikeSA) {
+	if sa.gone {
+		return
+	}
+	sa.gone = true
+	e.sas = slices.DeleteFunc(e.sas, func(x *ikeSA) bool { return x == sa })
+	for _, x := range slices.Clone(e.sas) { // removeSA below edits e.sas
+		// An SA that lost to sa is no longer redundant.
+		if x.survivor == sa {
+			x.redundant, x.survivor = false, nil
+		}
+		if x.pendingOn == sa {
+			x.pendingOn = nil
+			if x.pending {
+				e.removeSA(x)
+			}
 		}
 	}
-	sa.children = nil
+	for _, c := range slices.Clone(sa.children) {
+		e.retireChild(sa, c)
+	}
+	sa.req, sa.queue = nil, nil
+	sa.keys.Wipe()
+	e.keyGen++
 }
 
-// shutdown sends a Delete for the IKE SA (one try: we are leaving).
+// shutdown sends a Delete for each IKE SA (one try: we are leaving).
 func (e *Engine) shutdown(now time.Time) {
-	if sa := e.sa; sa != nil && sa.established {
-		m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: INFORMATIONAL, Flags: sa.flags(false), MessageID: sa.nextReqID}
-		if raw, err := sa.protect(m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
-			e.write(raw)
-		}
-	}
 	e.cfg.Initiate = false
-	e.fail(now, "shut down")
+	for _, sa := range slices.Clone(e.sas) {
+		if sa.keyed() && sa.state != saConnecting {
+			e.deleteIKEOnce(sa)
+		}
+		e.fail(now, sa, "shut down")
+	}
+	e.publish()
 }
 
 // handle processes one datagram from the peer.
@@ -420,7 +531,7 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	if m.Exchange == IKE_SA_INIT {
-		e.respondInit(now, m, raw)
+		e.respondInit(now, m, raw, from)
 		return
 	}
 	sa := e.findSA(m.SPIi, m.SPIr)
@@ -439,17 +550,35 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		e.counters.Dropped++
 		return
 	}
+	switch m.Exchange {
+	case IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL:
+	default:
+		e.counters.Dropped++
+		return
+	}
 	inner, err := sa.unprotect(m, raw)
-	if err != nil {
+	var resp Payloads
+	switch {
+	case errors.Is(err, ErrInnerSyntax):
+		// Authentic (the ICV verified) but unparseable: the peer is owed
+		// an answer, or it retransmits until it gives up (§2.21.2).
+		e.counters.InvalidSyntax++
+		e.log.Warn("request decrypted but its payloads do not parse; answering INVALID_SYNTAX",
+			append(e.saFields(sa, m), zap.String("reason", err.Error()))...)
+		resp = Payloads{&Notify{Kind: INVALID_SYNTAX}}
+		if m.Exchange == IKE_AUTH && sa.state == saConnecting {
+			sa.deleteAfterResponse = true
+		}
+	case err != nil:
 		e.counters.Dropped++
 		e.log.Debug("request failed integrity", append(e.saFields(sa, m), zap.Error(err))...)
 		return
-	}
-	sa.lastRecv = now
-	var resp Payloads
-	if u := inner.UnsupportedCritical(); u != nil {
-		resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}
-	} else {
+	default:
+		sa.lastRecv = now
+		if u := inner.UnsupportedCritical(); u != nil {
+			resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}
+			break
+		}
 		switch m.Exchange {
 		case IKE_AUTH:
 			resp = e.respondAuth(now, sa, m, inner)
@@ -457,77 +586,117 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 			resp = e.respondCreateChild(now, sa, inner)
 		case INFORMATIONAL:
 			resp = e.respondInformational(now, sa, inner)
-		default:
-			e.counters.Dropped++
-			return
 		}
 	}
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: m.Exchange, Flags: sa.flags(true), MessageID: m.MessageID}
 	rawResp, err := sa.protect(out, resp)
 	if err != nil {
 		e.log.Error("cannot build response", append(e.saFields(sa, out), zap.Error(err))...)
+		e.deferred = nil
 		return
 	}
 	sa.expectReqID++
 	sa.lastResp = rawResp
 	e.write(rawResp)
+	e.countExchange(m.Exchange, false, resultOf(resp))
 	if sa.deleteAfterResponse {
-		e.dropSA(now, sa, "deleted by peer")
+		reason := "deleted by peer"
+		if sa.state == saConnecting {
+			reason = "IKE_AUTH failed"
+		}
+		e.dropSA(now, sa, reason)
+	}
+	e.runDeferred(now)
+}
+
+func (e *Engine) runDeferred(now time.Time) {
+	for len(e.deferred) > 0 {
+		f := e.deferred[0]
+		e.deferred = e.deferred[1:]
+		f(now)
 	}
 }
 
 func (e *Engine) findSA(spiI, spiR uint64) *ikeSA {
-	for _, sa := range []*ikeSA{e.sa, e.half, e.old} {
-		if sa != nil && sa.spiI == spiI && sa.spiR == spiR {
+	for _, sa := range e.sas {
+		if sa.spiI == spiI && sa.spiR == spiR {
 			return sa
 		}
 	}
 	return nil
 }
 
-// dropSA forgets sa: the current one through fail, others quietly.
+// dropSA forgets sa. The last established one fails (and reconnects if we
+// initiate); others go quietly.
 func (e *Engine) dropSA(now time.Time, sa *ikeSA, reason string) {
-	switch sa {
-	case e.sa:
-		e.fail(now, reason)
-	case e.half:
-		e.half = nil
-		sa.keys.Wipe()
-	case e.old:
-		e.old = nil
-		e.removeChildren(sa)
-		sa.keys.Wipe()
+	if sa.gone {
+		return
+	}
+	last := true
+	for _, x := range e.sas {
+		if x != sa && x.state != saConnecting {
+			last = false
+		}
+	}
+	if last && sa.state != saConnecting {
+		e.fail(now, sa, reason)
+		return
+	}
+	e.log.Info("IKE SA removed", append(e.saFields(sa, nil), zap.String("reason", reason))...)
+	e.removeSA(sa)
+	if len(e.sas) == 0 && e.cfg.Initiate {
+		e.retryAt = now.Add(reconnectDelay)
 	}
 }
 
 func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
-	r := e.req
-	if r == nil || r.id != m.MessageID || r.exchange != m.Exchange || r.sa.spiI != m.SPIi {
+	var sa *ikeSA
+	for _, x := range e.sas {
+		if x.initiatorOfReq(m) {
+			sa = x
+			break
+		}
+	}
+	if sa == nil || sa.req == nil || sa.req.id != m.MessageID || sa.req.exchange != m.Exchange {
 		e.counters.Dropped++
 		return
 	}
-	sa := r.sa
+	r := sa.req
 	if m.Exchange == IKE_SA_INIT {
-		e.finishRequestWith(now, r, m, raw, m.Payloads)
-		return
-	}
-	if sa.spiR != m.SPIr {
-		e.counters.Dropped++
+		if n := m.Payloads.Notify(COOKIE); n != nil && (len(n.Data) < 1 || len(n.Data) > 64) {
+			// §2.6 allows 1..64 bytes; anything else is not from a real
+			// responder. Keep waiting for one.
+			e.counters.Dropped++
+			return
+		}
+		e.finishRequest(now, sa, r, m, raw, m.Payloads)
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrInnerSyntax):
+		// Authentic but unparseable: the exchange failed; nothing would
+		// come of waiting for a retransmission of the same bytes.
+		e.counters.InvalidSyntax++
+		e.log.Warn("response decrypted but its payloads do not parse",
+			append(e.saFields(sa, m), zap.String("reason", err.Error()))...)
+		inner = Payloads{&Notify{Kind: INVALID_SYNTAX}}
+	case err != nil:
 		e.counters.Dropped++
 		return
 	}
 	sa.lastRecv = now
-	e.finishRequestWith(now, r, m, raw, inner)
+	e.finishRequest(now, sa, r, m, raw, inner)
 }
 
-func (e *Engine) finishRequestWith(now time.Time, r *request, m *Message, raw []byte, inner Payloads) {
-	e.req = nil
+func (e *Engine) finishRequest(now time.Time, sa *ikeSA, r *request, m *Message, raw []byte, inner Payloads) {
+	sa.req = nil
+	e.result = ""
 	r.onResp(now, m, raw, inner)
-	if e.req == nil {
-		e.finishRequest(now)
+	result := e.result
+	if result == "" {
+		result = resultOf(inner)
 	}
+	e.countExchange(r.exchange, true, result)
+	e.nextRequest(now, sa)
 }

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -26,25 +27,65 @@ func (c *fakeConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
 	return len(b), nil
 }
 
+// fakeDP is a data plane with the Tunnel's semantics: InstallChild
+// switches sending to the new SA, removing the sending SA leaves none. It
+// records every moment it had no outbound SA after having had one.
 type fakeDP struct {
-	installed []ChildKeys
+	installed []ChildKeys // history, with cloned keys
 	removed   []uint32
 	bytesIn   map[uint32]uint64
+	live      map[uint32]ChildKeys
+	out       uint32 // inbound SPI of the sending child, 0: none
+	gaps      []string
+	seq       map[uint32]uint64 // last sequence number sent, by inbound SPI
 }
 
-func (d *fakeDP) InstallChild(k ChildKeys) error { d.installed = append(d.installed, k); return nil }
-func (d *fakeDP) RemoveChild(spi uint32) error   { d.removed = append(d.removed, spi); return nil }
+func (d *fakeDP) ChildSequence(spi uint32) uint64 { return d.seq[spi] }
+
+func (d *fakeDP) InstallChild(k ChildKeys) error {
+	k.KeyIn, k.KeyOut = bytes.Clone(k.KeyIn), bytes.Clone(k.KeyOut)
+	d.installed = append(d.installed, k)
+	d.live[k.SPIIn] = k
+	if !k.KeepOutbound || d.out == 0 {
+		d.out = k.SPIIn
+	}
+	return nil
+}
+
+func (d *fakeDP) RemoveChild(spi uint32) error {
+	d.removed = append(d.removed, spi)
+	delete(d.live, spi)
+	if d.out == spi {
+		d.out = 0
+		d.gaps = append(d.gaps, fmt.Sprintf("removed the sending SA %#x", spi))
+	}
+	return nil
+}
+
 func (d *fakeDP) ChildBytes(spi uint32) (uint64, uint64) {
 	return d.bytesIn[spi], 0
 }
 
+// switchingDP adds SetOutbound to fakeDP.
+type switchingDP struct{ *fakeDP }
+
+func (d switchingDP) SetOutbound(spi uint32) error {
+	if _, ok := d.live[spi]; !ok {
+		return fmt.Errorf("no SA %#x", spi)
+	}
+	d.out = spi
+	return nil
+}
+
 type testPeer struct {
-	name string
-	e    *Engine
-	conn *fakeConn
-	dp   *fakeDP
-	addr netip.AddrPort
-	logs *observer.ObservedLogs
+	name    string
+	e       *Engine
+	conn    *fakeConn
+	dp      *fakeDP
+	addr    netip.AddrPort
+	logs    *observer.ObservedLogs
+	secrets secretSet // every key either peer held, for the log check
+	mark    uint64    // engine event number at the start of a scenario
 }
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -64,19 +105,100 @@ func seed000(local, remote string, initiate bool, seed uint64) Config {
 // newPair makes an initiator a (198.18.0.1) and a responder b (198.18.0.2)
 // configured like seed 000; mutate may change either config first.
 func newPair(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
+	a, b = newPeers(t, mutate)
+	t.Cleanup(func() { checkLogsHoldNoSecrets(t, a, b) })
+	return a, b
+}
+
+type secretSet map[string]bool
+
+func (s secretSet) add(ks ...[]byte) {
+	for _, k := range ks {
+		if len(k) >= 8 {
+			s[string(k)] = true
+		}
+	}
+}
+
+// newPeers is newPair without the log check at the end of the test.
+func newPeers(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
 	ca, cb := seed000("198.18.0.1", "198.18.0.2", true, 1), seed000("198.18.0.2", "198.18.0.1", false, 2)
 	if mutate != nil {
 		mutate(&ca, &cb)
 	}
+	secrets := secretSet{}
+	secrets.add(ca.LocalPSK, ca.RemotePSK, cb.LocalPSK, cb.RemotePSK)
 	mk := func(name string, c Config) *testPeer {
 		core, logs := observer.New(zapcore.DebugLevel)
-		p := &testPeer{name: name, conn: &fakeConn{}, dp: &fakeDP{bytesIn: map[uint32]uint64{}}, logs: logs,
-			addr: netip.AddrPortFrom(c.Local, 500)}
-		p.e = New(c, p.dp, zap.New(core))
+		p := &testPeer{name: name, conn: &fakeConn{}, dp: &fakeDP{bytesIn: map[uint32]uint64{}, live: map[uint32]ChildKeys{}}, logs: logs,
+			addr: netip.AddrPortFrom(c.Local, 500), secrets: secrets}
+		var dp DataPlane = switchingDP{p.dp}
+		if noSwitch {
+			dp = p.dp
+		}
+		p.e = New(c, dp, zap.New(core))
 		p.e.conn = p.conn
 		return p
 	}
 	return mk("a", ca), mk("b", cb)
+}
+
+// noSwitch makes newPair's data planes lack SetOutbound (set it only in
+// tests that do not run in parallel).
+var noSwitch bool
+
+// harvest remembers the keys p holds now.
+func harvest(p *testPeer) {
+	k := p.e.ExportKeys()
+	for _, x := range k.IKE {
+		p.secrets.add(x.SKei, x.SKer)
+	}
+	for _, sa := range p.e.sas {
+		p.secrets.add(sa.keys.SKd, sa.keys.SKpi, sa.keys.SKpr, sa.keys.SKei, sa.keys.SKer)
+	}
+	for _, c := range p.dp.installed {
+		p.secrets.add(c.KeyIn, c.KeyOut)
+	}
+}
+
+// checkLogsHoldNoSecrets looks for every key and PSK either peer held, in
+// raw, hex and base64 form, in every field of every log entry.
+func checkLogsHoldNoSecrets(t *testing.T, ps ...*testPeer) {
+	t.Helper()
+	for _, l := range leaks(ps...) {
+		t.Errorf("logged key material: %s", l)
+	}
+}
+
+// leaks returns the log lines that hold a key, as JSON (how zap writes
+// them: bytes in base64) and as Go values.
+func leaks(ps ...*testPeer) []string {
+	for _, p := range ps {
+		harvest(p)
+	}
+	var forms []string
+	for k := range ps[0].secrets {
+		s := []byte(k)
+		forms = append(forms, k, hex.EncodeToString(s), strings.ToUpper(hex.EncodeToString(s)),
+			base64.StdEncoding.EncodeToString(s), strings.Trim(fmt.Sprint(s), "[]"))
+	}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	var out []string
+	for _, p := range ps {
+		for _, entry := range p.logs.All() {
+			line := entry.Message + fmt.Sprint(entry.ContextMap())
+			if buf, err := enc.EncodeEntry(entry.Entry, entry.Context); err == nil {
+				line += buf.String()
+			}
+			for _, f := range forms {
+				if strings.Contains(line, f) {
+					out = append(out, p.name+": "+line)
+					break
+				}
+			}
+		}
+	}
+	return out
 }
 
 // deliver hands from's oldest unsent message to `to` and returns it.
@@ -84,6 +206,7 @@ func deliver(t *testing.T, from, to *testPeer, now time.Time) []byte {
 	t.Helper()
 	raw := drop(t, from)
 	to.e.handle(raw, from.addr, now)
+	harvest(to)
 	return raw
 }
 
@@ -172,7 +295,7 @@ func TestHandshake(t *testing.T) {
 		t.Errorf("status a %+v b %+v", sa, sb)
 	}
 	// The child keys are KEYMAT from SK_d and the IKE_SA_INIT nonces (§2.17).
-	i2r, r2i, _ := ChildKeymat(PRFSHA384, a.e.sa.keys.SKd, nil, a.e.sa.ni, a.e.sa.nr, 36)
+	i2r, r2i, _ := ChildKeymat(PRFSHA384, a.e.primary().keys.SKd, nil, a.e.primary().ni, a.e.primary().nr, 36)
 	if !ka.KeyOut.Equal(i2r) || !kb.KeyOut.Equal(r2i) {
 		t.Error("child keys are not KEYMAT in the i->r, r->i order")
 	}
@@ -180,7 +303,7 @@ func TestHandshake(t *testing.T) {
 	for _, p := range []*testPeer{a, b} {
 		for _, entry := range p.logs.All() {
 			line := entry.Message + fmt.Sprint(entry.ContextMap())
-			for _, k := range []Secret{ka.KeyIn, ka.KeyOut, a.e.sa.keys.SKd, a.e.sa.keys.SKei, Secret("ThisShouldBeAStrongPassword")} {
+			for _, k := range []Secret{ka.KeyIn, ka.KeyOut, a.e.primary().keys.SKd, a.e.primary().keys.SKei, Secret("ThisShouldBeAStrongPassword")} {
 				if strings.Contains(line, hex.EncodeToString(k)) || strings.Contains(line, string(k)) {
 					t.Errorf("%s logged key material: %s", p.name, line)
 				}
@@ -237,7 +360,7 @@ func TestInvalidKERetry(t *testing.T) {
 	if n := m.Payloads.Notify(INVALID_KE_PAYLOAD); n == nil || !bytes.Equal(n.Data, []byte{0, 20}) {
 		t.Fatalf("responder did not ask for group 20: %+v", m.Payloads)
 	}
-	if b.e.half != nil {
+	if len(b.e.sas) != 0 {
 		t.Error("responder kept state for a request it refused")
 	}
 	second := deliver(t, a, b, t0)
@@ -298,19 +421,19 @@ func TestGiveUpAndReconnect(t *testing.T) {
 	a, _ := newPair(t, nil)
 	a.e.initiate(t0)
 	now := t0
-	for i := 0; i < 10 && a.e.sa != nil; i++ {
+	for i := 0; i < 10 && len(a.e.sas) != 0; i++ {
 		a.conn.out = nil
 		now = now.Add(time.Minute)
 		a.e.tick(now)
 	}
-	if a.e.sa != nil || !strings.Contains(a.e.Status().LastError, "no response") {
+	if len(a.e.sas) != 0 || !strings.Contains(a.e.Status().LastError, "no response") {
 		t.Fatalf("still trying: %+v", a.e.Status())
 	}
 	if got := a.e.Status().Counters.Retransmits; got != defaultTries-1 {
 		t.Errorf("%d retransmits", got)
 	}
 	a.e.tick(now.Add(reconnectDelay))
-	if a.e.sa == nil || len(a.conn.out) != 1 {
+	if len(a.e.sas) != 1 || len(a.conn.out) != 1 {
 		t.Error("did not reconnect")
 	}
 }
@@ -331,7 +454,7 @@ func TestWrongPSK(t *testing.T) {
 	if b.e.Status().Counters.AuthFailures != 1 || !strings.Contains(a.e.Status().LastError, "AUTHENTICATION_FAILED") {
 		t.Errorf("a %+v b %+v", a.e.Status(), b.e.Status())
 	}
-	if b.e.half != nil || b.e.sa != nil || a.e.sa != nil {
+	if len(b.e.sas) != 0 || len(a.e.sas) != 0 {
 		t.Error("state kept after failed authentication")
 	}
 }
@@ -368,7 +491,7 @@ func TestTSUnacceptable(t *testing.T) {
 		t.Fatalf("a sent %d messages", len(a.conn.out))
 	}
 	deliver(t, a, b, t0)
-	if b.e.sa != nil {
+	if len(b.e.sas) != 0 {
 		t.Error("b kept the IKE SA after a's delete")
 	}
 }
@@ -388,8 +511,8 @@ func TestResponderRequiresTransportMode(t *testing.T) {
 	deliver(t, b, a, t0)
 	// Rebuild a's IKE_AUTH without USE_TRANSPORT_MODE.
 	a.conn.out = nil
-	a.e.req = nil
-	sa := a.e.sa
+	sa := a.e.sas[0]
+	sa.req = nil
 	sa.nextReqID = 1
 	idi := a.e.localID()
 	inner := Payloads{&IDi{idi}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, a.e.cfg.LocalPSK, sa.initReq, sa.nr, sa.keys.SKpi, idi)}}
@@ -407,21 +530,25 @@ func TestResponderRequiresTransportMode(t *testing.T) {
 	}
 }
 
-// rekeyTime is when a (the original initiator) rekeys its child.
-var rekeyTime = t0.Add(3600 * time.Second * 85 / 100)
-
 func noDPD(a, b *Config) { a.DPD, b.DPD = 0, 0 }
 
 func TestChildRekeyPFS(t *testing.T) {
 	a, b := newPair(t, noDPD)
 	establish(t, a, b)
 	old := a.dp.installed[0]
+	rekeyTime := a.e.Status().Children[0].RekeyAt
+	if lo, hi := t0.Add(3600*time.Second*85/100), t0.Add(3600*time.Second*88/100); rekeyTime.Before(lo) || rekeyTime.After(hi) {
+		t.Errorf("child rekey at %v, want 85-88 %% of the lifetime", rekeyTime.Sub(t0))
+	}
+	if rb := b.e.Status().Children[0].RekeyAt; rb.Before(t0.Add(3600 * time.Second * 92 / 100)) {
+		t.Errorf("responder rekeys its child at %v, want 92-95 %%", rb.Sub(t0))
+	}
 	a.e.tick(rekeyTime.Add(-time.Second))
 	quiet(t, a)
 	a.e.tick(rekeyTime)
 	req := deliver(t, a, b, rekeyTime)
 	m, _ := DecodeMessage(req)
-	inner, err := b.e.sa.in.Open(req, m)
+	inner, err := b.e.primary().in.Open(req, m)
 	if err != nil || m.Exchange != CREATE_CHILD_SA {
 		t.Fatal(m.Exchange, err)
 	}
@@ -439,8 +566,24 @@ func TestChildRekeyPFS(t *testing.T) {
 	if a.dp.installed[1].KeyOut.Equal(old.KeyOut) || a.dp.installed[1].SPIIn == old.SPIIn {
 		t.Error("rekey reused keys or SPI")
 	}
+	// The responder keeps sending on the old SA until the initiator, which
+	// installs the new one only on our answer, deletes the old: packets on
+	// the new SA before then would be lost (strongSwan in the kernel peer
+	// test dropped them).
+	if a.dp.out != a.dp.installed[1].SPIIn {
+		t.Errorf("initiator sends on %#x after the rekey, want the new %#x", a.dp.out, a.dp.installed[1].SPIIn)
+	}
+	if b.dp.out != old.SPIOut {
+		t.Errorf("responder switched to %#x before the initiator deleted the old SA %#x", b.dp.out, old.SPIOut)
+	}
 	// Without PFS the keys would be prf+(SK_d, Ni|Nr): they must differ.
 	deliver(t, a, b, rekeyTime) // INFORMATIONAL Delete
+	if b.dp.out != b.dp.installed[1].SPIIn {
+		t.Errorf("responder sends on %#x after the Delete, want the new %#x", b.dp.out, b.dp.installed[1].SPIIn)
+	}
+	if len(b.dp.gaps) > 0 {
+		t.Errorf("responder had no outbound SA: %v", b.dp.gaps)
+	}
 	deliver(t, b, a, rekeyTime)
 	quiet(t, a, b)
 	if len(a.dp.removed) != 1 || a.dp.removed[0] != old.SPIIn || len(b.dp.removed) != 1 || b.dp.removed[0] != old.SPIOut {
@@ -453,34 +596,60 @@ func TestChildRekeyPFS(t *testing.T) {
 	}
 }
 
+// TestRekeyBeforeSequenceRunsOut: a CHILD_SA whose outbound sequence
+// number nears 2^32 is rekeyed at once, long before its time lifetime.
+func TestRekeyBeforeSequenceRunsOut(t *testing.T) {
+	a, b := newPair(t, func(a, b *Config) { noDPD(a, b); a.ChildLifetimeBytes, b.ChildLifetimeBytes = 0, 0 })
+	establish(t, a, b)
+	spi := a.dp.installed[0].SPIIn
+	now := t0.Add(time.Minute)
+	a.dp.seq = map[uint32]uint64{spi: seqRekeyAt - 1}
+	a.e.tick(now)
+	quiet(t, a)
+	a.dp.seq[spi] = seqRekeyAt
+	a.e.tick(now)
+	req := deliver(t, a, b, now)
+	if ex, _ := exchangeOf(t, req); ex != CREATE_CHILD_SA {
+		t.Fatalf("sent %v, want CREATE_CHILD_SA", ex)
+	}
+	deliver(t, b, a, now)
+	if len(a.dp.installed) != 2 {
+		t.Fatalf("installed %d CHILD_SAs, want the rekeyed one too", len(a.dp.installed))
+	}
+}
+
 func TestIKERekey(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { noDPD(a, b); a.DPD = 30 * time.Second })
 	establish(t, a, b)
-	oldI, oldR := a.e.sa.spiI, a.e.sa.spiR
-	oldSKd := bytes.Clone(a.e.sa.keys.SKd)
-	at := t0.Add(86400 * time.Second * 85 / 100)
+	oldI, oldR := a.e.primary().spiI, a.e.primary().spiR
+	oldSKd := bytes.Clone(a.e.primary().keys.SKd)
+	at := a.e.Status().RekeyAt
+	if lo, hi := t0.Add(86400*time.Second*85/100), t0.Add(86400*time.Second*88/100); at.Before(lo) || at.After(hi) {
+		t.Errorf("IKE rekey at %v, want 85-88 %% of the lifetime", at.Sub(t0))
+	}
 	a.e.tick(at)
 	deliver(t, a, b, at) // CREATE_CHILD_SA (IKE)
 	deliver(t, b, a, at)
 	deliver(t, a, b, at) // Delete old IKE SA
 	deliver(t, b, a, at)
 	quiet(t, a, b)
-	if a.e.sa.spiI == oldI || a.e.sa.spiR == oldR || a.e.sa.spiI != b.e.sa.spiI || a.e.sa.spiR != b.e.sa.spiR {
-		t.Fatalf("SPIs after rekey: a %x/%x b %x/%x", a.e.sa.spiI, a.e.sa.spiR, b.e.sa.spiI, b.e.sa.spiR)
+	if len(a.e.sas) != 1 || len(b.e.sas) != 1 {
+		t.Fatal("old IKE SA not deleted")
 	}
-	if a.e.old != nil || b.e.old != nil {
-		t.Error("old IKE SA not deleted")
+	sa, sb := a.e.primary(), b.e.primary()
+	if sa.spiI == oldI || sa.spiR == oldR || sa.spiI != sb.spiI || sa.spiR != sb.spiR {
+		t.Fatalf("SPIs after rekey: a %x/%x b %x/%x", sa.spiI, sa.spiR, sb.spiI, sb.spiR)
 	}
-	if !a.e.sa.keys.SKd.Equal(b.e.sa.keys.SKd) || a.e.sa.keys.SKd.Equal(oldSKd) {
+	if !sa.keys.SKd.Equal(sb.keys.SKd) || sa.keys.SKd.Equal(oldSKd) {
 		t.Error("new SK_d wrong")
 	}
-	if len(a.e.sa.children) != 1 || len(b.e.sa.children) != 1 || len(a.dp.removed)+len(b.dp.removed) != 0 {
+	if len(sa.children) != 1 || len(sb.children) != 1 || len(a.dp.removed)+len(b.dp.removed) != 0 {
 		t.Error("children did not move to the new IKE SA")
 	}
 	// The new SA works: the child, long overdue, is rekeyed on it.
 	a.e.tick(at.Add(time.Second))
 	req := deliver(t, a, b, at.Add(time.Second))
-	if m, _ := DecodeMessage(req); m.SPIi != a.e.sa.spiI || m.Exchange != CREATE_CHILD_SA || m.MessageID != 0 {
+	if m, _ := DecodeMessage(req); m.SPIi != sa.spiI || m.Exchange != CREATE_CHILD_SA || m.MessageID != 0 {
 		t.Errorf("child rekey on the new SA: %+v", m)
 	}
 	for i := 0; i < 3; i++ {
@@ -500,7 +669,7 @@ func TestIKERekey(t *testing.T) {
 	deliver(t, a, b, at.Add(40*time.Second))
 	deliver(t, b, a, at.Add(40*time.Second))
 	quiet(t, a, b)
-	if a.e.req != nil {
+	if sa.req != nil {
 		t.Error("liveness check unanswered")
 	}
 }
@@ -519,12 +688,12 @@ func TestDPDDeadPeer(t *testing.T) {
 	if x, _ := exchangeOf(t, drop(t, a)); x != INFORMATIONAL {
 		t.Fatal(x)
 	}
-	for i := 0; i < 10 && a.e.sa != nil; i++ {
+	for i := 0; i < 10 && len(a.e.sas) != 0; i++ {
 		now = now.Add(time.Minute)
 		a.e.tick(now)
 		a.conn.out = nil
 	}
-	if a.e.sa != nil || len(a.dp.removed) != 1 || a.dp.removed[0] != spi {
+	if len(a.e.sas) != 0 || len(a.dp.removed) != 1 || a.dp.removed[0] != spi {
 		t.Fatalf("dead peer not detected: %+v removed %x", a.e.Status(), a.dp.removed)
 	}
 }
@@ -540,8 +709,8 @@ func TestHostileInputDropped(t *testing.T) {
 		}
 		if len(junk) >= HeaderLen && i%2 == 0 {
 			// Make some of it look like messages for the live SA.
-			Header(junk).SetSPIi(b.e.sa.spiI)
-			Header(junk).SetSPIr(b.e.sa.spiR)
+			Header(junk).SetSPIi(b.e.primary().spiI)
+			Header(junk).SetSPIr(b.e.primary().spiR)
 			Header(junk).SetVersion(0x20)
 			Header(junk).SetLength(uint32(len(junk)))
 		}

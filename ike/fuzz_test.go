@@ -181,7 +181,7 @@ func FuzzEngineRequest(f *testing.F) {
 		}
 		a, b := newPair(t, nil)
 		establish(t, a, b)
-		sa := a.e.sa
+		sa := a.e.primary()
 		m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: ExchangeType(exch), Flags: FlagInitiator, MessageID: sa.nextReqID}
 		raw, err := sa.out.Seal(m, inner)
 		if err != nil {
@@ -193,6 +193,49 @@ func FuzzEngineRequest(f *testing.F) {
 			if len(b.conn.out) != 1 {
 				t.Fatalf("%d responses", len(b.conn.out))
 			}
+		}
+	})
+}
+
+// FuzzEngineInit sends a responder IKE_SA_INIT requests built from fuzzed
+// payloads, with and without cookies demanded: whatever they say it must
+// not panic, answer at most once, and keep a bounded number of half-open
+// SAs.
+func FuzzEngineInit(f *testing.F) {
+	a, _ := newPeers(&testing.T{}, nil)
+	a.e.initiate(t0)
+	init, _ := DecodeMessage(a.conn.out[0])
+	body, _ := appendChain(nil, init.Payloads)
+	f.Add(uint8(init.Payloads[0].Type()), body, false)
+	f.Add(uint8(init.Payloads[0].Type()), body, true)
+	withCookie := append(Payloads{&Notify{Kind: COOKIE, Data: make([]byte, cookieLen)}}, init.Payloads...)
+	cbody, _ := appendChain(nil, withCookie)
+	f.Add(uint8(PayloadNotify), cbody, true)
+	f.Fuzz(func(t *testing.T, first uint8, chain []byte, cookies bool) {
+		n := 0
+		ps, err := decodeChain(PayloadType(first), chain, false, &n)
+		if err != nil || len(ps) == 0 {
+			return
+		}
+		a, b := newPeers(t, func(a, b *Config) { b.CookieThreshold = -1 })
+		if cookies {
+			b.e.cfg.CookieThreshold = 1
+			b.e.notePending(t0, 1) // one answered request: cookies from now on
+		}
+		for i := uint64(0); i < 3; i++ {
+			m := &Message{SPIi: 0x1000 + i, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
+			raw, err := m.Encode()
+			if err != nil {
+				return
+			}
+			b.e.handle(raw, a.addr, t0)
+			if len(b.conn.out) > 1 {
+				t.Fatalf("%d answers", len(b.conn.out))
+			}
+			b.conn.out = nil
+		}
+		if len(b.e.sas) > maxHalfOpen {
+			t.Fatalf("%d half-open SAs", len(b.e.sas))
 		}
 	})
 }

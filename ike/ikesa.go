@@ -1,14 +1,28 @@
 package ike
 
 import (
+	"bytes"
 	"errors"
 	"time"
+)
+
+type saState uint8
+
+const (
+	saConnecting  saState = iota // IKE_SA_INIT and IKE_AUTH under way
+	saEstablished                // authenticated
+	saRekeyed                    // replaced by a rekey; kept to finish its Delete exchange
+	saDeleting                   // we sent a Delete for it
 )
 
 // ikeSA is one IKE SA and the CHILD_SAs it owns.
 type ikeSA struct {
 	spiI, spiR uint64
 	initiator  bool // we are this SA's original initiator (I flag)
+	state      saState
+	gone       bool      // removed from the engine; late callbacks ignore it
+	seq        uint64    // engine event number of its creation (responder: its IKE_SA_INIT's arrival)
+	createdAt  time.Time //
 	suite      Suite
 	keys       IKEKeys
 	out, in    *SKCipher
@@ -18,30 +32,74 @@ type ikeSA struct {
 	initReq       []byte // IKE_SA_INIT request as sent (AUTH covers it)
 	initResp      []byte
 	cookie        []byte
-	established   bool
 	establishedAt time.Time
+	estSeq        uint64 // engine event number of its authentication
 	lastRecv      time.Time
+	rekeyAt       time.Time
 
 	nextReqID   uint32 // ID of our next request
 	expectReqID uint32 // ID of the peer's next request
 	lastResp    []byte // our response to the peer's last request
+	req         *request
+	queue       []func(now time.Time)
 
 	children            []*childSA
 	childSPI            uint32 // inbound SPI offered in IKE_AUTH
-	rekeying            bool
+	ikeRekeying         bool   // our CREATE_CHILD_SA rekeying this SA is in flight
 	retryRekey          time.Time
 	deleteAfterResponse bool
+
+	// Collisions. peerRekey is the SA the peer's rekey of this one created
+	// while ours was in flight (§2.8.2); pending marks such an SA until
+	// the collision is resolved, pendingOn is the SA both rekeyed.
+	peerRekey *ikeSA
+	pending   bool
+	pendingOn *ikeSA
+	// redundant: lost a collision to survivor; its initiator deletes it.
+	redundant      bool
+	survivor       *ikeSA
+	redundantSince time.Time
 }
 
 type childSA struct {
 	keys       ChildKeys
 	installed  time.Time
-	rekeying   bool
+	seq        uint64 // engine event number of its installation
+	rekeyAt    time.Time
+	expiresAt  time.Time
+	ni, nr     []byte // nonces of the exchange that created it
+	rekeying   bool   // our CREATE_CHILD_SA rekeying it is in flight
 	retryRekey time.Time
-	lastIn     uint64
+	deleting   bool // we sent a Delete for it
+	redundant  bool // lost a rekey collision (§2.8.1)
+	// replacedBy is the CHILD_SA a rekey created for this one; whoever
+	// initiated the surviving rekey deletes this one.
+	replacedBy *childSA
+	// peerRekey is the CHILD_SA the peer's rekey created while ours was
+	// in flight: a collision, resolved when our exchange completes.
+	peerRekey *childSA
+	gone      bool
+	lastIn    uint64
 }
 
 func (sa *ikeSA) keyed() bool { return sa.out != nil }
+
+// usable: established and in use (not replaced, not being deleted, not a
+// collision loser or an undecided collision winner).
+func (sa *ikeSA) usable() bool {
+	return !sa.gone && sa.state == saEstablished && !sa.redundant && !sa.pending
+}
+
+// initiatorOfReq reports whether m is a response to a request of ours on sa.
+func (sa *ikeSA) initiatorOfReq(m *Message) bool {
+	if sa.spiI != m.SPIi {
+		return false
+	}
+	if m.Exchange == IKE_SA_INIT {
+		return sa.initiator && sa.state == saConnecting && sa.spiR == 0
+	}
+	return sa.spiR == m.SPIr
+}
 
 // flags are the header flags of a message we send on sa.
 func (sa *ikeSA) flags(response bool) Flags {
@@ -88,7 +146,8 @@ func (sa *ikeSA) protect(m *Message, inner Payloads) ([]byte, error) {
 }
 
 // unprotect opens m's SK payload; messages must be encrypted after
-// IKE_SA_INIT (§3.14) and carry the peer's I flag.
+// IKE_SA_INIT (§3.14) and carry the peer's I flag. An authentic message
+// whose payloads do not parse gives an error wrapping ErrInnerSyntax.
 func (sa *ikeSA) unprotect(m *Message, raw []byte) (Payloads, error) {
 	if sa.in == nil {
 		return nil, errors.New("ike: IKE SA has no keys yet")
@@ -99,15 +158,6 @@ func (sa *ikeSA) unprotect(m *Message, raw []byte) (Payloads, error) {
 	return sa.in.Open(raw, m)
 }
 
-func (sa *ikeSA) child(spiIn uint32) *childSA {
-	for _, c := range sa.children {
-		if c.keys.SPIIn == spiIn {
-			return c
-		}
-	}
-	return nil
-}
-
 func (sa *ikeSA) childByOut(spiOut uint32) *childSA {
 	for _, c := range sa.children {
 		if c.keys.SPIOut == spiOut {
@@ -115,4 +165,21 @@ func (sa *ikeSA) childByOut(spiOut uint32) *childSA {
 		}
 	}
 	return nil
+}
+
+// lowestNonce is the smaller of an exchange's two nonces. RFC 7296 §2.8.1
+// and §2.8.2 let the SA created with the lowest of all four nonces of two
+// colliding exchanges lose; both peers see the same four nonces, so they
+// agree without talking.
+func lowestNonce(ni, nr []byte) []byte {
+	if bytes.Compare(ni, nr) <= 0 {
+		return ni
+	}
+	return nr
+}
+
+// loses reports whether an SA created with nonces (ni, nr) is redundant
+// next to one created with (oi, or).
+func loses(ni, nr, oi, or []byte) bool {
+	return bytes.Compare(lowestNonce(ni, nr), lowestNonce(oi, or)) < 0
 }

@@ -7,8 +7,34 @@ import (
 
 // IKEKeys are the keys of one IKE SA (RFC 7296 §2.14). With an AEAD
 // cipher there are no integrity keys, and SK_ei/SK_er are key || salt.
+//
+// The same type serves two uses: DeriveIKEKeys fills the seven SK_* keys;
+// Engine.ExportKeys (for Wireshark's ikev2_decryption_table) fills the
+// SPIs, the algorithm names and only the four keys that decryption needs,
+// leaving SK_d, SK_pi and SK_pr empty.
 type IKEKeys struct {
+	SPIi, SPIr uint64
+	Encr       string // e.g. "aes256gcm16"
+	Integ      string // "" for AEAD
+
 	SKd, SKai, SKar, SKei, SKer, SKpi, SKpr Secret
+}
+
+// ExportedKeys is a copy of every live IKE SA's and CHILD_SA's keys.
+type ExportedKeys struct {
+	IKE      []IKEKeys
+	Children []ChildKeys
+}
+
+// Wipe clears every key of the export.
+func (x *ExportedKeys) Wipe() {
+	for i := range x.IKE {
+		x.IKE[i].Wipe()
+	}
+	for _, c := range x.Children {
+		c.KeyIn.Wipe()
+		c.KeyOut.Wipe()
+	}
 }
 
 // Wipe clears every key.

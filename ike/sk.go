@@ -12,6 +12,12 @@ import (
 // dropped silently (RFC 7296 §2.21.2): it may be an attacker's.
 var ErrIntegrity = errors.New("ike: SK payload failed integrity check")
 
+// ErrInnerSyntax: an SK payload authenticated and decrypted, but what it
+// carries does not parse. Unlike an integrity failure this is the peer's
+// genuine message, so a request gets INVALID_SYNTAX back (§2.21.2).
+// Errors wrapping it also wrap ErrMalformed.
+var ErrInnerSyntax = errors.New("ike: encrypted payloads do not parse")
+
 const (
 	gcmSaltLen = 4
 	gcmIVLen   = 8  // RFC 5282 §3
@@ -132,8 +138,12 @@ func (c *SKCipher) Open(raw []byte, m *Message) (Payloads, error) {
 	}
 	pad := int(plain[len(plain)-1])
 	if pad > len(plain)-1 {
-		return nil, malformed(PayloadSK, "pad length %d in %d bytes", pad, len(plain))
+		return nil, fmt.Errorf("%w: %w", ErrInnerSyntax, malformed(PayloadSK, "pad length %d in %d bytes", pad, len(plain)))
 	}
 	n := len(m.Payloads) - 1
-	return decodeChain(e.First, plain[:len(plain)-1-pad], false, &n)
+	inner, err := decodeChain(e.First, plain[:len(plain)-1-pad], false, &n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInnerSyntax, err)
+	}
+	return inner, nil
 }

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/subtle"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,8 +16,9 @@ func (e *Engine) selectors() (local, remote TrafficSelector) {
 }
 
 // sendAuth sends the initiator's IKE_AUTH request with the first CHILD_SA
-// (§1.2): IDi, [IDr], AUTH, USE_TRANSPORT_MODE, SA, TSi, TSr. The child
-// proposal carries no DH group (there is no KE here), as strongSwan sends it.
+// (§1.2): IDi, [IDr], AUTH, [INITIAL_CONTACT], USE_TRANSPORT_MODE, SA,
+// TSi, TSr. The child proposal carries no DH group (there is no KE here),
+// as strongSwan sends it.
 func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 	sa.childSPI = e.newESPSPI()
 	idi := e.localID()
@@ -25,11 +27,17 @@ func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 	if e.cfg.RemoteID.Type != 0 {
 		inner = append(inner, &IDr{e.cfg.RemoteID})
 	}
-	inner = append(inner, &Auth{Method: AuthPSK, Data: auth}, &Notify{Kind: INITIAL_CONTACT})
+	inner = append(inner, &Auth{Method: AuthPSK, Data: auth})
+	if len(e.sas) == 1 {
+		// INITIAL_CONTACT tells the peer to forget IKE SAs it has with us
+		// (§2.4); only when we have no other one, in any state, so that
+		// simultaneous initiation is resolved by the nonce rule instead.
+		inner = append(inner, &Notify{Kind: INITIAL_CONTACT})
+	}
 	inner = append(inner, e.childRequest(WithoutDH(e.cfg.ESPProposals), sa.childSPI)...)
 	e.sendRequest(now, sa, IKE_AUTH, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
 		e.authResponse(now, sa, m, ps)
-	}, func(now time.Time) { e.fail(now, "IKE_AUTH: no response") })
+	}, func(now time.Time) { e.fail(now, sa, "IKE_AUTH: no response") })
 }
 
 // childRequest is the CHILD_SA part of a request: transport mode, our
@@ -52,50 +60,76 @@ func (e *Engine) childRequest(props []Proposal, spi uint32) Payloads {
 func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads) {
 	if n := ps.Notify(AUTHENTICATION_FAILED); n != nil {
 		e.counters.AuthFailures++
-		e.fail(now, "IKE_AUTH: peer says AUTHENTICATION_FAILED")
+		e.log.Warn("peer rejects our authentication", append(e.saFields(sa, m),
+			zap.Stringer("local_id", e.localID()), zap.String("remote_id", e.remoteIDString()))...)
+		e.fail(now, sa, "IKE_AUTH: peer says AUTHENTICATION_FAILED")
 		return
 	}
 	idr, _ := ps.Get(PayloadIDr).(*IDr)
 	auth, _ := ps.Get(PayloadAUTH).(*Auth)
 	if idr == nil || auth == nil {
 		if n := ps.FirstError(); n != nil {
-			e.fail(now, "IKE_AUTH: peer sent "+n.Kind.String())
+			e.fail(now, sa, "IKE_AUTH: peer sent "+n.Kind.String())
 		} else {
-			e.fail(now, "IKE_AUTH: response lacks IDr or AUTH")
+			e.fail(now, sa, "IKE_AUTH: response lacks IDr or AUTH")
 		}
 		return
 	}
 	if !e.authentic(sa, idr.ID, auth, sa.initResp, sa.ni, sa.keys.SKpr) {
-		e.fail(now, "IKE_AUTH: peer failed authentication")
+		e.result = AUTHENTICATION_FAILED.String()
+		e.fail(now, sa, "IKE_AUTH: peer failed authentication")
 		return
 	}
-	sa.established, sa.establishedAt, sa.lastRecv = true, now, now
+	e.established(now, sa)
 	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idr.ID))...)
 	c, err := e.completeChild(now, sa, ps, e.cfg.ESPProposals, sa.childSPI, sa.ni, sa.nr, nil, false, true)
 	if err != nil {
 		// An IKE SA without its one CHILD_SA is of no use to us.
 		e.log.Warn("CHILD_SA not established", append(e.saFields(sa, m), zap.Error(err))...)
-		e.deleteIKE(now, sa)
-		e.fail(now, "CHILD_SA: "+err.Error())
+		if n := ps.FirstError(); n != nil {
+			e.result = n.Kind.String()
+		}
+		e.deleteIKEOnce(sa)
+		e.fail(now, sa, "CHILD_SA: "+err.Error())
 		return
 	}
 	sa.children = append(sa.children, c)
+	e.checkDuplicates(now, sa)
+}
+
+// established marks sa authenticated and schedules its rekeying.
+func (e *Engine) established(now time.Time, sa *ikeSA) {
+	sa.state, sa.establishedAt, sa.lastRecv, sa.estSeq = saEstablished, now, now, e.nextSeq()
+	sa.rekeyAt = e.rekeyTime(sa, now, e.cfg.Lifetime)
+}
+
+func (e *Engine) remoteIDString() string {
+	if e.cfg.RemoteID.Type == 0 {
+		return "any"
+	}
+	return e.cfg.RemoteID.String()
 }
 
 // authentic checks an identity and its PSK AUTH payload (§2.15).
 func (e *Engine) authentic(sa *ikeSA, id ID, auth *Auth, realMessage, nonce []byte, skp Secret) bool {
+	fields := func(why string) []zap.Field {
+		return append(e.saFields(sa, nil), zap.Stringer("id", id), zap.String("want", e.remoteIDString()),
+			zap.Stringer("local_id", e.localID()), zap.String("reason", why))
+	}
 	if e.cfg.RemoteID.Type != 0 && !id.Equal(e.cfg.RemoteID) {
 		e.counters.AuthFailures++
-		e.log.Warn("peer identity mismatch", append(e.saFields(sa, nil), zap.Stringer("id", id), zap.Stringer("want", e.cfg.RemoteID))...)
+		e.log.Warn("peer identity mismatch", fields("identity not the configured one")...)
 		return false
 	}
 	if auth.Method != AuthPSK {
 		e.counters.AuthFailures++
+		e.log.Warn("peer authentication failed", fields("AUTH method "+itoa(int(auth.Method))+", we use PSK (2)")...)
 		return false
 	}
 	want := PSKAuth(sa.suite.PRF, e.cfg.RemotePSK, realMessage, nonce, skp, id)
 	if subtle.ConstantTimeCompare(want, auth.Data) != 1 {
 		e.counters.AuthFailures++
+		e.log.Warn("peer authentication failed", fields("AUTH payload does not match the PSK")...)
 		return false
 	}
 	return true
@@ -103,7 +137,7 @@ func (e *Engine) authentic(sa *ikeSA, id ID, auth *Auth, realMessage, nonce []by
 
 // respondAuth answers IKE_AUTH on a half-open SA.
 func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) Payloads {
-	if sa != e.half || sa.established {
+	if sa.initiator || sa.state != saConnecting {
 		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
 	}
 	idi, _ := ps.Get(PayloadIDi).(*IDi)
@@ -113,73 +147,85 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
 	}
 	if !e.authentic(sa, idi.ID, auth, sa.initReq, sa.nr, sa.keys.SKpi) {
-		e.log.Warn("IKE_AUTH: initiator failed authentication", e.saFields(sa, m)...)
 		sa.deleteAfterResponse = true
 		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}
 	}
 	idr := e.localID()
 	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
-
-	// The peer authenticated: this SA replaces whatever we had (a restart
-	// of the peer, or its reconnect after losing state).
-	if old := e.sa; old != nil {
-		e.removeChildren(old)
-		old.keys.Wipe()
-		if e.req != nil && e.req.sa == old {
-			e.req, e.queue = nil, nil
+	e.clearPending(sa.spiI)
+	e.established(now, sa)
+	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
+	_, child, notify := e.acceptChild(now, sa, ps, WithoutDH(e.cfg.ESPProposals), sa.ni, sa.nr, nil, false, false)
+	if ps.Notify(INITIAL_CONTACT) != nil {
+		// The peer has no other IKE SA with us (it restarted, or lost
+		// one): those we had before its IKE_SA_INIT arrived are dead.
+		// Later ones are a simultaneous initiation, which the nonce rule
+		// resolves. (After the new child is in: sending moves to it.)
+		for _, old := range slices.Clone(e.sas) {
+			if old != sa && old.state != saConnecting && old.estSeq < sa.seq {
+				e.log.Info("INITIAL_CONTACT: forgetting an IKE SA the peer has lost", e.saFields(old, nil)...)
+				e.removeSA(old)
+			}
 		}
 	}
-	e.sa, e.half = sa, nil
-	sa.established, sa.establishedAt, sa.lastRecv = true, now, now
-	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
-	child, notify := e.acceptChild(now, sa, ps, WithoutDH(e.cfg.ESPProposals), sa.ni, sa.nr, nil, false)
 	if notify != nil {
 		return append(out, notify)
 	}
+	// After the response is out, so the peer has this SA before it hears
+	// of a collision.
+	e.deferred = append(e.deferred, func(now time.Time) { e.checkDuplicates(now, sa) })
 	return append(out, child...)
 }
 
 // acceptChild is the responder's side of creating a CHILD_SA: it checks
 // mode, proposal and selectors, derives and installs the keys, and returns
-// the payloads of the answer or an error notify.
-func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, ni, nr []byte, shared Secret, withDH bool) (Payloads, *Notify) {
+// the new child and the payloads of the answer, or an error notify.
+func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, ni, nr []byte, shared Secret, withDH, rekey bool) (*childSA, Payloads, *Notify) {
 	if ps.Notify(USE_TRANSPORT_MODE) == nil {
 		// We carry GRE between the two endpoints: tunnel mode is not offered.
-		return nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
+		e.log.Warn("peer proposes a tunnel-mode CHILD_SA; we need transport mode", e.saFields(sa, nil)...)
+		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	saP, _ := ps.Get(PayloadSA).(*SA)
 	tsi, _ := ps.Get(PayloadTSi).(*TSi)
 	tsr, _ := ps.Get(PayloadTSr).(*TSr)
 	if saP == nil || tsi == nil || tsr == nil {
-		return nil, &Notify{Kind: INVALID_SYNTAX}
+		return nil, nil, &Notify{Kind: INVALID_SYNTAX}
 	}
 	chosen, ok := SelectProposal(ours, saP.Proposals, withDH)
 	if !ok || len(chosen.SPI) != 4 {
-		return nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
+		e.logProposalMismatch(sa, nil, ours, saP.Proposals)
+		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	suite, err := SuiteOf(chosen)
 	if err != nil {
-		return nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
+		e.logProposalMismatch(sa, nil, ours, saP.Proposals)
+		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	local, remote := e.selectors()
 	if !anyContains(tsi.Selectors, remote) || !anyContains(tsr.Selectors, local) {
-		e.log.Info("traffic selectors unacceptable", e.saFields(sa, nil)...)
-		return nil, &Notify{Kind: TS_UNACCEPTABLE}
+		e.log.Warn("traffic selectors unacceptable", append(e.saFields(sa, nil),
+			zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()),
+			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
+		return nil, nil, &Notify{Kind: TS_UNACCEPTABLE}
 	}
 	spiIn := e.newESPSPI()
 	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen())
 	if err != nil {
-		return nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
+		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	keys := e.childKeys(spiIn, be32(chosen.SPI), i2r, r2i, suite) // we answer: i->r is inbound
-	if err := e.dp.InstallChild(keys); err != nil {
-		e.log.Error("installing CHILD_SA failed", append(e.saFields(sa, nil), zap.Error(err))...)
-		return nil, &Notify{Kind: TEMPORARY_FAILURE}
+	if _, ok := e.dp.(OutboundSwitcher); ok && rekey {
+		keys.KeepOutbound = true // until the initiator deletes the old SA (retireChild switches)
 	}
-	sa.children = append(sa.children, &childSA{keys: keys, installed: now})
-	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut), zap.String("transform", keys.Transform))...)
+	c, err := e.installChild(now, sa, keys, ni, nr)
+	if err != nil {
+		e.log.Error("installing CHILD_SA failed", append(e.saFields(sa, nil), zap.Error(err))...)
+		return nil, nil, &Notify{Kind: TEMPORARY_FAILURE}
+	}
+	sa.children = append(sa.children, c)
 	chosen.SPI = []byte{byte(spiIn >> 24), byte(spiIn >> 16), byte(spiIn >> 8), byte(spiIn)}
-	return Payloads{
+	return c, Payloads{
 		&Notify{Kind: USE_TRANSPORT_MODE},
 		&SA{Proposals: []Proposal{chosen}},
 		&TSi{TrafficSelectors{[]TrafficSelector{remote}}}, // narrowed to GRE host to host
@@ -187,11 +233,39 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 	}, nil
 }
 
+// installChild hands keys to the data plane, whose outbound SA is then
+// this child's, and schedules its rekeying.
+func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr []byte) (*childSA, error) {
+	if err := e.dp.InstallChild(keys); err != nil {
+		return nil, err
+	}
+	if !keys.KeepOutbound || e.outSPI == 0 {
+		e.outSPI = keys.SPIIn
+	}
+	e.keyGen++
+	c := &childSA{keys: keys, installed: now, seq: e.nextSeq(), ni: ni, nr: nr}
+	c.rekeyAt = e.rekeyTime(sa, now, e.cfg.ChildLifetime)
+	if e.cfg.ChildLifetime > 0 {
+		c.expiresAt = now.Add(e.cfg.ChildLifetime)
+	}
+	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut), zap.String("transform", keys.Transform))...)
+	return c, nil
+}
+
 // completeChild is the initiator's side: it checks the responder's choice
 // and installs the CHILD_SA. initiator says whether we initiated this
 // exchange (which decides the key order, §2.17).
 func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, spiIn uint32, ni, nr []byte, shared Secret, withDH, initiator bool) (*childSA, error) {
 	if n := ps.FirstError(); n != nil {
+		switch n.Kind {
+		case NO_PROPOSAL_CHOSEN:
+			e.log.Warn("peer accepts none of our ESP proposals", append(e.saFields(sa, nil),
+				zap.String("ours", FormatProposals(ours)), zap.String("theirs", "unknown (the responder does not say)"))...)
+		case TS_UNACCEPTABLE:
+			local, remote := e.selectors()
+			e.log.Warn("peer does not accept our traffic selectors", append(e.saFields(sa, nil),
+				zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()))...)
+		}
 		return nil, errorf("peer sent %v", n.Kind)
 	}
 	if ps.Notify(USE_TRANSPORT_MODE) == nil {
@@ -208,10 +282,14 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 	}
 	suite, err := e.acceptedSuite(ours, saP.Proposals[0], withDH)
 	if err != nil {
+		e.logProposalMismatch(sa, nil, ours, saP.Proposals)
 		return nil, err
 	}
 	local, remote := e.selectors()
 	if !allEquivalent(tsi.Selectors, local) || !allEquivalent(tsr.Selectors, remote) {
+		e.log.Warn("responder narrowed the traffic selectors to something else", append(e.saFields(sa, nil),
+			zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()),
+			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
 		return nil, errorf("responder narrowed the traffic selectors to something else")
 	}
 	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen())
@@ -224,16 +302,13 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 	} else {
 		keys.KeyIn, keys.KeyOut = i2r, r2i
 	}
-	if err := e.dp.InstallChild(keys); err != nil {
-		return nil, err
-	}
-	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut), zap.String("transform", keys.Transform))...)
-	return &childSA{keys: keys, installed: now}, nil
+	return e.installChild(now, sa, keys, ni, nr)
 }
 
 func (e *Engine) childKeys(spiIn, spiOut uint32, keyIn, keyOut Secret, s Suite) ChildKeys {
 	return ChildKeys{SPIIn: spiIn, SPIOut: spiOut, KeyIn: keyIn, KeyOut: keyOut,
-		Transform: "aes" + itoa(s.KeyBits) + "gcm16", Lifetime: e.cfg.ChildLifetime, LifetimeBytes: e.cfg.ChildLifetimeBytes}
+		Transform: "aes" + itoa(s.KeyBits) + "gcm16", Lifetime: e.cfg.ChildLifetime, LifetimeBytes: e.cfg.ChildLifetimeBytes,
+		ESN: false, ReplayWindow: e.cfg.ReplayWindow}
 }
 
 func anyContains(sels []TrafficSelector, want TrafficSelector) bool {

@@ -6,15 +6,29 @@ import (
 	"go.uber.org/zap"
 )
 
-// deleteIKE tells the peer we are deleting sa (one try; no answer needed).
-func (e *Engine) deleteIKE(now time.Time, sa *ikeSA) {
+// deleteIKEOnce tells the peer we are deleting sa (one try; no answer
+// needed): for an SA we are dropping anyway.
+func (e *Engine) deleteIKEOnce(sa *ikeSA) {
 	m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: INFORMATIONAL, Flags: sa.flags(false), MessageID: sa.nextReqID}
-	if e.req != nil && e.req.sa == sa {
-		m.MessageID = e.req.id + 1
+	if sa.req != nil {
+		m.MessageID = sa.req.id + 1
 	}
 	if raw, err := sa.protect(m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
 		e.write(raw)
 	}
+}
+
+// deleteIKESA deletes sa with an INFORMATIONAL exchange and forgets it
+// when the peer answers (or does not).
+func (e *Engine) deleteIKESA(now time.Time, sa *ikeSA) {
+	if sa.state == saDeleting || sa.gone {
+		return
+	}
+	sa.state = saDeleting
+	e.log.Info("deleting IKE SA", e.saFields(sa, nil)...)
+	done := func(now time.Time) { e.dropSA(now, sa, "deleted") }
+	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoIKE}},
+		func(now time.Time, _ *Message, _ []byte, _ Payloads) { done(now) }, done)
 }
 
 // respondInformational handles Delete and liveness checks (§1.4, §2.4).
@@ -28,7 +42,14 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 		}
 		switch d.Protocol {
 		case ProtoIKE:
+			// §2.25.2: a delete beats our own rekey of it, which is
+			// forgotten with the SA. If the peer rekeyed it too, its
+			// Delete says its rekey won (its answer to ours is late).
 			e.log.Info("peer deletes the IKE SA", e.saFields(sa, nil)...)
+			if p := sa.peerRekey; p != nil && !p.gone {
+				sa.peerRekey, sa.ikeRekeying = nil, false
+				e.completeIKERekey(now, sa, p, false)
+			}
 			sa.deleteAfterResponse = true
 			return nil
 		case ProtoESP:
@@ -39,7 +60,7 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 					continue
 				}
 				ours = append(ours, c.keys.SPIIn)
-				e.removeChild(sa, c)
+				e.retireChild(sa, c)
 			}
 		}
 	}
@@ -49,32 +70,150 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 	return out
 }
 
-func (e *Engine) removeChild(sa *ikeSA, c *childSA) {
+// ownerOf is the IKE SA that c belongs to now (a rekey moves children).
+func (e *Engine) ownerOf(c *childSA) *ikeSA {
+	for _, sa := range e.sas {
+		for _, x := range sa.children {
+			if x == c {
+				return sa
+			}
+		}
+	}
+	return nil
+}
+
+// retireChild removes c from sa and from the data plane, first moving
+// sending to another CHILD_SA if c was the one sending.
+func (e *Engine) retireChild(sa *ikeSA, c *childSA) {
 	for i, x := range sa.children {
 		if x == c {
-			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			sa.children = append(sa.children[:i:i], sa.children[i+1:]...)
 			break
+		}
+	}
+	if c.gone {
+		return
+	}
+	c.gone = true
+	if c.keys.SPIIn == e.outSPI {
+		if alt := e.bestChild(); alt != nil {
+			e.switchOutbound(alt)
 		}
 	}
 	if err := e.dp.RemoveChild(c.keys.SPIIn); err != nil {
 		e.log.Warn("remove child failed", zap.Uint32("spi_in", c.keys.SPIIn), zap.Error(err))
 	}
+	if c.keys.SPIIn == e.outSPI {
+		e.outSPI = 0
+	}
+	e.keyGen++
 	e.log.Info("CHILD_SA removed", append(e.saFields(sa, nil), zap.Uint32("spi_in", c.keys.SPIIn), zap.Uint32("spi_out", c.keys.SPIOut))...)
 }
 
-// rekeyAt is when we start rekeying something with lifetime d created at
-// t. The original initiator rekeys at 85 %, the responder at 92 %: the
-// asymmetry keeps the two sides from starting the same rekey together.
-func (sa *ikeSA) rekeyAt(t time.Time, d time.Duration) time.Time {
-	if sa.initiator {
-		return t.Add(d * 85 / 100)
+// bestChild is the CHILD_SA that should send: the newest one that is not
+// on its way out, on an IKE SA that stays.
+func (e *Engine) bestChild() *childSA {
+	var best *childSA
+	rank := func(sa *ikeSA, c *childSA) int {
+		r := 0
+		if !c.redundant && !c.deleting && c.replacedBy == nil {
+			r += 2
+		}
+		if sa.state == saEstablished && !sa.redundant || sa.pending {
+			r++
+		}
+		return r
 	}
-	return t.Add(d * 92 / 100)
+	bestRank := -1
+	for _, sa := range e.sas {
+		for _, c := range sa.children {
+			if c.gone {
+				continue
+			}
+			if r := rank(sa, c); r > bestRank || r == bestRank && c.seq > best.seq {
+				best, bestRank = c, r
+			}
+		}
+	}
+	return best
+}
+
+// switchOutbound makes c's outbound SA the sending one.
+func (e *Engine) switchOutbound(c *childSA) {
+	if c == nil || c.gone || c.keys.SPIIn == e.outSPI {
+		return
+	}
+	sw, ok := e.dp.(OutboundSwitcher)
+	if !ok {
+		if !e.warnedSw {
+			e.warnedSw = true
+			e.log.Warn("data plane cannot switch its outbound SA back after a collision; sending may pause until the next rekey")
+		}
+		return
+	}
+	if err := sw.SetOutbound(c.keys.SPIIn); err != nil {
+		e.log.Warn("switching the outbound SA failed", zap.Uint32("spi_in", c.keys.SPIIn), zap.Error(err))
+		return
+	}
+	e.outSPI = c.keys.SPIIn
+}
+
+// rekeyTime is when we start rekeying something with lifetime d created at
+// t (zero: never). The original initiator rekeys at 85–88 %, the responder
+// at 92–95 %: the asymmetry and the jitter make collisions rare; the
+// collision handling makes them harmless.
+func (e *Engine) rekeyTime(sa *ikeSA, t time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	base := d * 85 / 100
+	if !sa.initiator {
+		base = d * 92 / 100
+	}
+	return t.Add(base + e.randDuration(0, d*3/100))
+}
+
+// checkDuplicates runs when n has authenticated: another established IKE
+// SA with the peer (both peers initiated at once, or a second connection
+// from a peer that did not say INITIAL_CONTACT) is redundant. As for
+// colliding rekeys (§2.8.1), the SA whose IKE_SA_INIT had the lowest nonce
+// loses and whoever initiated it deletes it; both peers see the same
+// nonces, so they agree without talking.
+func (e *Engine) checkDuplicates(now time.Time, n *ikeSA) {
+	for _, d := range e.sas {
+		if !n.usable() {
+			return
+		}
+		if d == n || !d.usable() {
+			continue
+		}
+		red, surv := n, d
+		if loses(d.ni, d.nr, n.ni, n.nr) {
+			red, surv = d, n
+		}
+		red.redundant, red.survivor, red.redundantSince = true, surv, now
+		e.log.Info("two IKE SAs with the peer: deleting the redundant one", append(e.saFields(red, nil),
+			zap.String("survivor_spi_i", hex64(surv.spiI)), zap.String("survivor_spi_r", hex64(surv.spiR)),
+			zap.Bool("we_delete", red.initiator))...)
+		e.switchOutbound(e.newestChild(surv))
+		if red.initiator {
+			e.deleteIKESA(now, red)
+		}
+	}
+}
+
+func (e *Engine) newestChild(sa *ikeSA) *childSA {
+	var best *childSA
+	for _, c := range sa.children {
+		if !c.gone && (best == nil || c.seq > best.seq) {
+			best = c
+		}
+	}
+	return best
 }
 
 // timers runs an established SA's periodic work.
-func (e *Engine) timers(now time.Time) {
-	sa := e.sa
+func (e *Engine) timers(now time.Time, sa *ikeSA) {
 	// Liveness: inbound ESP counts as a sign of life.
 	for _, c := range sa.children {
 		in, _ := e.dp.ChildBytes(c.keys.SPIIn)
@@ -83,21 +222,27 @@ func (e *Engine) timers(now time.Time) {
 			sa.lastRecv = now
 		}
 	}
-	if e.req != nil || len(e.queue) > 0 {
+	if sa.req != nil || len(sa.queue) > 0 {
 		return
 	}
-	if e.cfg.Lifetime > 0 && !sa.rekeying && !now.Before(sa.rekeyAt(sa.establishedAt, e.cfg.Lifetime)) && now.After(sa.retryRekey) {
+	if e.cfg.Lifetime > 0 && !sa.ikeRekeying && !now.Before(sa.rekeyAt) && !now.Before(sa.retryRekey) {
 		e.rekeyIKE(now, sa)
 		return
 	}
 	for _, c := range sa.children {
-		if c.rekeying || now.Before(c.retryRekey) {
+		if c.rekeying || c.deleting || c.redundant || c.replacedBy != nil || now.Before(c.retryRekey) {
 			continue
 		}
-		due := e.cfg.ChildLifetime > 0 && !now.Before(sa.rekeyAt(c.installed, e.cfg.ChildLifetime))
+		due := e.cfg.ChildLifetime > 0 && !now.Before(c.rekeyAt)
 		if lb := e.cfg.ChildLifetimeBytes; lb > 0 {
 			in, out := e.dp.ChildBytes(c.keys.SPIIn)
 			due = due || max(in, out) >= lb/10*9
+		}
+		if sq, ok := e.dp.(SequenceReporter); ok {
+			// Without ESN the 32-bit sequence number must not wrap
+			// (RFC 4303 §3.3.3): a fast link with no byte limit can use
+			// it up well within the time lifetime.
+			due = due || sq.ChildSequence(c.keys.SPIIn) >= seqRekeyAt
 		}
 		if due {
 			e.rekeyChild(now, sa, c, DHNone, 0)
@@ -108,6 +253,9 @@ func (e *Engine) timers(now time.Time) {
 		e.log.Debug("liveness check", e.saFields(sa, nil)...)
 		sa.lastRecv = now // one check per interval
 		e.sendRequest(now, sa, INFORMATIONAL, nil, func(time.Time, *Message, []byte, Payloads) {},
-			func(now time.Time) { e.fail(now, "peer is dead (no answer to liveness check)") })
+			func(now time.Time) {
+				e.counters.DPDFailures++
+				e.fail(now, sa, "peer is dead (no answer to liveness check)")
+			})
 	}
 }

@@ -40,8 +40,8 @@ func (e *Engine) initiate(now time.Time) {
 		e.lastErr = "no DH group in the IKE proposals"
 		return
 	}
-	sa := &ikeSA{spiI: e.newIKESPI(), initiator: true, ni: e.randBytes(nonceLen)}
-	e.sa = sa
+	sa := &ikeSA{spiI: e.newIKESPI(), initiator: true, ni: e.randBytes(nonceLen), seq: e.nextSeq(), createdAt: now}
+	e.sas = append(e.sas, sa)
 	e.log.Info("initiating", e.saFields(sa, nil)...)
 	e.sendInit(now, sa, groups[0], 0)
 }
@@ -49,7 +49,7 @@ func (e *Engine) initiate(now time.Time) {
 func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 	dh, err := GenerateDH(group, e.rand)
 	if err != nil {
-		e.fail(now, err.Error())
+		e.fail(now, sa, err.Error())
 		return
 	}
 	sa.dh = dh
@@ -62,7 +62,7 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 	m := &Message{SPIi: sa.spiI, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
 	raw, err := m.Encode()
 	if err != nil {
-		e.fail(now, err.Error())
+		e.fail(now, sa, err.Error())
 		return
 	}
 	sa.initReq = raw
@@ -70,28 +70,30 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 		func(now time.Time, m *Message, raw []byte, ps Payloads) {
 			e.initResponse(now, sa, group, tries, m, raw)
 		},
-		func(now time.Time) { e.fail(now, "IKE_SA_INIT: no response") })
+		func(now time.Time) { e.fail(now, sa, "IKE_SA_INIT: no response") })
 }
 
 func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int, m *Message, raw []byte) {
 	ps := m.Payloads
-	if n := ps.Notify(COOKIE); n != nil && tries < maxInitRetries {
-		if len(n.Data) < 1 || len(n.Data) > 64 {
-			e.fail(now, "IKE_SA_INIT: malformed COOKIE")
+	if n := ps.Notify(COOKIE); n != nil {
+		// handleResponse dropped cookies of hostile sizes.
+		if tries >= maxInitRetries {
+			e.fail(now, sa, "IKE_SA_INIT: responder keeps asking for a COOKIE")
 			return
 		}
+		e.log.Info("responder asks for a cookie", e.saFields(sa, m)...)
 		sa.cookie = append([]byte(nil), n.Data...)
 		e.sendInit(now, sa, group, tries+1)
 		return
 	}
 	if n := ps.Notify(INVALID_KE_PAYLOAD); n != nil {
 		if len(n.Data) != 2 || tries >= maxInitRetries {
-			e.fail(now, "IKE_SA_INIT: bad INVALID_KE_PAYLOAD")
+			e.fail(now, sa, "IKE_SA_INIT: bad INVALID_KE_PAYLOAD")
 			return
 		}
 		want := DHGroup(binary.BigEndian.Uint16(n.Data))
 		if want == group || !slices.Contains(DHGroups(e.cfg.Proposals), want) {
-			e.fail(now, fmt.Sprintf("IKE_SA_INIT: peer wants DH group %v, which we do not propose", want))
+			e.fail(now, sa, fmt.Sprintf("IKE_SA_INIT: peer wants DH group %v, which we do not propose", want))
 			return
 		}
 		e.log.Info("peer asks for another DH group", append(e.saFields(sa, m), zap.Stringer("group", want))...)
@@ -99,28 +101,33 @@ func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int
 		return
 	}
 	if n := ps.FirstError(); n != nil {
-		e.fail(now, "IKE_SA_INIT: peer sent "+n.Kind.String())
+		if n.Kind == NO_PROPOSAL_CHOSEN {
+			e.log.Warn("peer accepts none of our IKE proposals", append(e.saFields(sa, m),
+				zap.String("ours", FormatProposals(e.cfg.Proposals)), zap.String("theirs", "unknown (the responder does not say)"))...)
+		}
+		e.fail(now, sa, "IKE_SA_INIT: peer sent "+n.Kind.String())
 		return
 	}
 	saP, _ := ps.Get(PayloadSA).(*SA)
 	ke, _ := ps.Get(PayloadKE).(*KE)
 	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
 	if saP == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(saP.Proposals) != 1 {
-		e.fail(now, "IKE_SA_INIT: response lacks SA, KE or nonce")
+		e.fail(now, sa, "IKE_SA_INIT: response lacks SA, KE or nonce")
 		return
 	}
 	suite, err := e.acceptedSuite(e.cfg.Proposals, saP.Proposals[0], true)
 	if err != nil {
-		e.fail(now, "IKE_SA_INIT: "+err.Error())
+		e.logProposalMismatch(sa, m, e.cfg.Proposals, saP.Proposals)
+		e.fail(now, sa, "IKE_SA_INIT: "+err.Error())
 		return
 	}
 	if suite.DH != group || DHGroup(ke.Group) != group {
-		e.fail(now, "IKE_SA_INIT: responder chose a DH group we did not send")
+		e.fail(now, sa, "IKE_SA_INIT: responder chose a DH group we did not send")
 		return
 	}
 	shared, err := sa.dh.Shared(ke.Data)
 	if err != nil {
-		e.fail(now, "IKE_SA_INIT: "+err.Error())
+		e.fail(now, sa, "IKE_SA_INIT: "+err.Error())
 		return
 	}
 	sa.spiR, sa.nr, sa.suite, sa.initResp = m.SPIr, nonce.Data, suite, raw
@@ -131,9 +138,10 @@ func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int
 		err = sa.deriveKeys(skeyseed)
 	}
 	if err != nil {
-		e.fail(now, err.Error())
+		e.fail(now, sa, err.Error())
 		return
 	}
+	e.keyGen++
 	sa.dh = nil
 	sa.nextReqID, sa.expectReqID = 1, 0
 	e.log.Info("IKE_SA_INIT done", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
@@ -182,23 +190,30 @@ func (e *Engine) checkNAT(sa *ikeSA, ps Payloads) {
 }
 
 // respondInit answers an IKE_SA_INIT request (§1.2).
-func (e *Engine) respondInit(now time.Time, m *Message, raw []byte) {
+func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.AddrPort) {
 	if m.SPIr != 0 || m.MessageID != 0 || !m.FromInitiator() {
 		e.counters.Dropped++
 		return
 	}
-	if h := e.half; h != nil && h.spiI == m.SPIi {
-		if string(h.initReq) == string(raw) {
-			e.write(h.initResp) // retransmitted request
-			return
+	for _, h := range e.sas {
+		if !h.initiator && h.state == saConnecting && h.spiI == m.SPIi {
+			if string(h.initReq) == string(raw) {
+				e.write(h.initResp) // retransmitted request
+				return
+			}
+			e.removeSA(h) // the initiator started over
 		}
-		e.half = nil
 	}
 	reply := func(n *Notify) {
 		out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse, Payloads: Payloads{n}}
 		if b, err := out.Encode(); err == nil {
 			e.write(b)
 		}
+		result := n.Kind.String()
+		if !n.Kind.IsError() {
+			result = "COOKIE"
+		}
+		e.countExchange(IKE_SA_INIT, false, result)
 	}
 	ps := m.Payloads
 	if u := ps.UnsupportedCritical(); u != nil {
@@ -212,14 +227,32 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte) {
 		reply(&Notify{Kind: INVALID_SYNTAX})
 		return
 	}
+	if e.cookiesRequired(now) {
+		// §2.6: the cookie must come first; without a valid one we keep
+		// nothing and spend no DH computation.
+		var got []byte
+		n, brought := ps[0].(*Notify)
+		if brought = brought && n.Kind == COOKIE; brought {
+			got = n.Data
+		}
+		if !e.validCookie(now, got, nonce.Data, from.Addr(), m.SPIi) {
+			if brought {
+				e.counters.Dropped++
+				e.log.Debug("IKE_SA_INIT with a wrong or stale cookie", e.saFields(nil, m)...)
+			}
+			reply(&Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)})
+			return
+		}
+	}
 	chosen, ok := SelectProposal(e.cfg.Proposals, saP.Proposals, true)
 	if !ok || len(chosen.SPI) != 0 {
-		e.log.Info("IKE_SA_INIT: no acceptable proposal", e.saFields(nil, m)...)
+		e.logProposalMismatch(nil, m, e.cfg.Proposals, saP.Proposals)
 		reply(&Notify{Kind: NO_PROPOSAL_CHOSEN})
 		return
 	}
 	suite, err := SuiteOf(chosen)
 	if err != nil {
+		e.logProposalMismatch(nil, m, e.cfg.Proposals, saP.Proposals)
 		reply(&Notify{Kind: NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -236,7 +269,8 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte) {
 		reply(&Notify{Kind: INVALID_SYNTAX})
 		return
 	}
-	sa := &ikeSA{spiI: m.SPIi, spiR: e.newIKESPI(), suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen), initReq: raw, expectReqID: 1, nextReqID: 0}
+	sa := &ikeSA{spiI: m.SPIi, spiR: e.newIKESPI(), suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen), initReq: raw,
+		expectReqID: 1, nextReqID: 0, seq: e.nextSeq(), createdAt: now}
 	e.checkNAT(sa, ps)
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
 		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: dh.Public()}, &Nonce{Data: sa.nr}},
@@ -254,7 +288,26 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte) {
 		return
 	}
 	sa.initResp = resp
-	e.half = sa
+	// Bound the half-open SAs: the oldest goes first.
+	half := 0
+	for _, h := range e.sas {
+		if !h.initiator && h.state == saConnecting {
+			half++
+		}
+	}
+	for _, h := range slices.Clone(e.sas) {
+		if half < maxHalfOpen {
+			break
+		}
+		if !h.initiator && h.state == saConnecting {
+			e.removeSA(h)
+			half--
+		}
+	}
+	e.sas = append(e.sas, sa)
+	e.keyGen++
+	e.notePending(now, sa.spiI)
 	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
 	e.write(resp)
+	e.countExchange(IKE_SA_INIT, false, "ok")
 }

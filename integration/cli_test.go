@@ -65,3 +65,27 @@ func TestStatusWithoutInstanceSaysSo(t *testing.T) {
 		t.Errorf("unknown command: %v\n%s", err, out)
 	}
 }
+
+// TestEveryCommandHasHelp: each command `gresec help` lists answers -h
+// with its usage line and exits 0.
+func TestEveryCommandHasHelp(t *testing.T) {
+	out, err := runGresec(t, "help")
+	if err != nil {
+		t.Fatalf("gresec help: %v\n%s", err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); strings.HasPrefix(line, "  ") && len(f) > 1 {
+			names = append(names, f[0])
+		}
+	}
+	if len(names) < 8 {
+		t.Fatalf("gresec help lists %d commands, want at least 8:\n%s", len(names), out)
+	}
+	for _, n := range names {
+		out, err := runGresec(t, n, "-h")
+		if err != nil || !strings.Contains(out, "Usage: gresec "+n) {
+			t.Errorf("gresec %s -h: %v\n%s", n, err, out)
+		}
+	}
+}

@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gresecBin = filepath.Join(dir, "gresec")
-	if out, err := exec.Command("go", "build", "-o", gresecBin, "../cmd/gresec").CombinedOutput(); err != nil {
+	// Without cgo, as `make build` builds it: daemon.user's privilege drop
+	// changes every thread, which a cgo binary cannot.
+	build := exec.Command("go", "build", "-o", gresecBin, "../cmd/gresec")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building gresec: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -61,6 +65,7 @@ type pair struct {
 	psk      string
 	wrongPSK bool
 	ikeExtra string // more [ike] lines
+	aExtra   string // more sections for side a
 }
 
 type pairOpt struct {
@@ -68,6 +73,7 @@ type pairOpt struct {
 	ipv6     bool   // IPv6 underlay
 	wrongKey bool   // b decrypts with a key a does not use
 	ikeExtra string // more [ike] lines for keying ikev2
+	aExtra   string // more sections for side a's config
 }
 
 func newKey(t *testing.T) string {
@@ -87,7 +93,7 @@ func startPair(t *testing.T, o pairOpt) *pair {
 	if o.keying == "" {
 		o.keying = "static"
 	}
-	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey}
+	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
 	if o.ipv6 {
@@ -99,23 +105,29 @@ func startPair(t *testing.T, o pairOpt) *pair {
 	if o.wrongKey {
 		p.b.keyIn = newKey(t)
 	}
-	for _, s := range []*side{p.a, p.b} {
-		ns, err := netns.Create(netns.Unique("gresec-it"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.ns = ns
-		t.Cleanup(func() { ns.Delete() })
-	}
-	if err := netns.Link(p.a.ns, "veth-a", []netip.Prefix{p.a.under}, p.b.ns, "veth-b", []netip.Prefix{p.b.under}); err != nil {
-		t.Fatal(err)
-	}
+	p.linkSites("gresec-it")
 	p.writeConfig(p.a, p.b, o.keying)
 	p.writeConfig(p.b, p.a, o.keying)
 	for _, s := range []*side{p.a, p.b} {
 		p.start(s)
 	}
 	return p
+}
+
+// linkSites makes both sites' namespaces, joined by veth (veth-a, veth-b)
+// with the underlay addresses, removed at cleanup.
+func (p *pair) linkSites(prefix string) {
+	for _, s := range []*side{p.a, p.b} {
+		ns, err := netns.Create(netns.Unique(prefix))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		s.ns = ns
+		p.t.Cleanup(func() { ns.Delete() })
+	}
+	if err := netns.Link(p.a.ns, "veth-a", []netip.Prefix{p.a.under}, p.b.ns, "veth-b", []netip.Prefix{p.b.under}); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 func (p *pair) writeConfig(s, peer *side, keying string) {
@@ -148,9 +160,12 @@ socket = %q
 		if err := os.WriteFile(psk, []byte(key+"\n"), 0o600); err != nil {
 			p.t.Fatal(err)
 		}
-		// One initiator: the engine does not yet resolve both sides
-		// initiating at once.
-		c += fmt.Sprintf("[ike]\ninitiate = %v\npsk_file = %q\n%s", s == p.a, psk, p.ikeExtra)
+		// Both initiate, as seed 000's iked pair (`active`) does: the two
+		// IKE SAs that cross at start-up are resolved to one.
+		c += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n%s", psk, p.ikeExtra)
+	}
+	if s == p.a {
+		c += p.aExtra
 	}
 	if err := os.WriteFile(s.cfgPath, []byte(c), 0o600); err != nil {
 		p.t.Fatal(err)

@@ -22,43 +22,24 @@ type swanPair struct {
 	charon *swan.Charon
 }
 
-// startSwanPair brings up gresec (keying ikev2, seed 000 defaults) against
-// charon with seed 000's proposals, transport mode, GRE selectors.
-func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
+// newSwanSites makes site a (gresec, with tunnel addresses) and site b (the
+// strongSwan side) in namespaces joined by veth, removed at cleanup.
+func newSwanSites(t *testing.T, prefix, psk string) *pair {
 	t.Helper()
-	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets, strongSwan")
 	if err := swan.Install(); err != nil {
 		t.Fatalf("strongSwan: %v", err)
 	}
-	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-swan-" + newKey(t)[2:34]}
+	p := &pair{t: t, dir: t.TempDir(), psk: psk}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127")}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24")}
-	for _, s := range []*side{p.a, p.b} {
-		ns, err := netns.Create(netns.Unique("gresec-swan"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.ns = ns
-		t.Cleanup(func() { ns.Delete() })
-	}
-	if err := netns.Link(p.a.ns, "veth-a", []netip.Prefix{p.a.under}, p.b.ns, "veth-b", []netip.Prefix{p.b.under}); err != nil {
-		t.Fatal(err)
-	}
+	p.linkSites(prefix)
+	return p
+}
 
-	conf := swan.Conn{Local: "198.18.0.2", Remote: "198.18.0.1", PSK: swan.Key(p.psk), ChildExtra: childExtra}
-	ch, err := swan.Start(p.b.ns.Name, conf.SwanctlConf(), swan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("charon log (redacted, last lines):\n%s", lastLines(ch.RedactedLog(), 40))
-		}
-		ch.Stop()
-	})
-
-	psk := filepath.Join(p.dir, "a.psk")
-	os.WriteFile(psk, []byte(p.psk+"\n"), 0o600)
+// writeGresecSide writes site a's config: keying ikev2 against site b,
+// with ikeKeys (the PSK file lines) and extra lines in [ike].
+func (p *pair) writeGresecSide(initiate bool, ikeKeys, extra string) {
 	p.a.cfgPath, p.a.sock = filepath.Join(p.dir, "a.toml"), filepath.Join(p.dir, "a.sock")
 	c := fmt.Sprintf(`[tunnel]
 local = "198.18.0.1"
@@ -68,13 +49,44 @@ addresses = [%q, %q]
 keying = "ikev2"
 [ike]
 initiate = %v
-psk_file = %q
-%s[control]
+%s%s[control]
 socket = %q
-`, p.a.tun4, p.a.tun6, gresecInitiates, psk, gresecExtra, p.a.sock)
+`, p.a.tun4, p.a.tun6, initiate, ikeKeys, extra, p.a.sock)
 	if err := os.WriteFile(p.a.cfgPath, []byte(c), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// startCharon runs charon with conf in ns, stopped (and its log shown if
+// the test failed) at cleanup.
+func startCharon(t *testing.T, ns, conf string) *swan.Charon {
+	t.Helper()
+	ch, err := swan.Start(ns, conf, swan.Options{})
+	if err != nil {
+		t.Fatalf("charon: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("charon log (redacted, last lines):\n%s", lastLines(ch.RedactedLog(), 40))
+		}
+		ch.Stop()
+	})
+	return ch
+}
+
+// startSwanPair brings up gresec (keying ikev2, seed 000 defaults) against
+// charon with seed 000's proposals, transport mode, GRE selectors.
+func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
+	t.Helper()
+	p := newSwanSites(t, "gresec-swan", "gresec-swan-"+newKey(t)[2:34])
+	conf := swan.Conn{Local: "198.18.0.2", Remote: "198.18.0.1", PSK: swan.Key(p.psk), ChildExtra: childExtra}
+	ch := startCharon(t, p.b.ns.Name, conf.SwanctlConf())
+
+	psk := filepath.Join(p.dir, "a.psk")
+	if err := os.WriteFile(psk, []byte(p.psk+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p.writeGresecSide(gresecInitiates, fmt.Sprintf("psk_file = %q\n", psk), gresecExtra)
 	p.start(p.a)
 	if !gresecInitiates {
 		if err := ch.Initiate("gre"); err != nil {

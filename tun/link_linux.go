@@ -1,6 +1,7 @@
 package tun
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -92,6 +93,25 @@ func (d *Device) Up() error {
 	}
 	if err != nil {
 		return fmt.Errorf("tun: %s: up: %w", d.name, err)
+	}
+	return nil
+}
+
+// RemoveAddresses deletes the prefixes from the interface; one that is not
+// there is not an error.
+func (d *Device) RemoveAddresses(prefixes []netip.Prefix) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nl, err := d.link.get()
+	if err != nil {
+		return fmt.Errorf("tun: %s: %w", d.name, err)
+	}
+	for _, p := range prefixes {
+		addr := p.Addr().Unmap()
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(p.Bits(), addr.BitLen())}}
+		if err := d.link.h.AddrDel(nl, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("tun: %s: removing address %s: %w", d.name, p, err)
+		}
 	}
 	return nil
 }

@@ -2,18 +2,24 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 
+	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ike"
 )
 
 // The tunnel is the IKE engine's data plane: it turns negotiated CHILD_SA
 // keys into ESP SAs.
-var _ ike.DataPlane = (*Tunnel)(nil)
+var (
+	_ ike.DataPlane        = (*Tunnel)(nil)
+	_ ike.OutboundSwitcher = (*Tunnel)(nil)
+	_ ike.SequenceReporter = (*Tunnel)(nil)
+)
 
 // children maps each CHILD_SA's inbound SPI to its outbound SA, so a
 // delete can retire both halves.
@@ -26,7 +32,10 @@ type children struct {
 // packets on the new SA are accepted, then the outbound switch. The old
 // inbound SA stays until the engine removes it (make-before-break).
 func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
-	in, err := esp.NewSA(k.SPIIn, k.KeyIn, t.cfg.ReplayWindow)
+	if k.ESN {
+		return fmt.Errorf("CHILD_SA 0x%08x: extended sequence numbers are not supported", k.SPIIn)
+	}
+	in, err := esp.NewSA(k.SPIIn, k.KeyIn, k.ReplayWindow)
 	if err != nil {
 		return fmt.Errorf("inbound SA 0x%08x: %w", k.SPIIn, err)
 	}
@@ -41,7 +50,9 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 	}
 	t.children.out[k.SPIIn] = out
 	t.sadb.AddInbound(in)
-	t.sadb.SetOutbound(out)
+	if !k.KeepOutbound || t.sadb.Outbound() == nil {
+		t.sadb.SetOutbound(out)
+	}
 	return nil
 }
 
@@ -58,6 +69,31 @@ func (t *Tunnel) RemoveChild(spiIn uint32) error {
 	return nil
 }
 
+// SetOutbound makes the CHILD_SA with this inbound SPI the one that
+// sends, so that the engine can retire the SA installed last when it
+// loses a rekey collision without a pause in sending.
+func (t *Tunnel) SetOutbound(spiIn uint32) error {
+	t.children.mu.Lock()
+	defer t.children.mu.Unlock()
+	out := t.children.out[spiIn]
+	if out == nil {
+		return fmt.Errorf("no CHILD_SA with inbound SPI 0x%08x", spiIn)
+	}
+	t.sadb.SetOutbound(out)
+	return nil
+}
+
+// ChildSequence reports the last sequence number sent on a CHILD_SA.
+func (t *Tunnel) ChildSequence(spiIn uint32) uint64 {
+	t.children.mu.Lock()
+	o := t.children.out[spiIn]
+	t.children.mu.Unlock()
+	if o == nil {
+		return 0
+	}
+	return o.Stats().Sequence
+}
+
 // ChildBytes reports the payload bytes each half has carried.
 func (t *Tunnel) ChildBytes(spiIn uint32) (in, out uint64) {
 	if sa := t.sadb.Lookup(spiIn); sa != nil {
@@ -72,21 +108,127 @@ func (t *Tunnel) ChildBytes(spiIn uint32) (in, out uint64) {
 	return in, out
 }
 
-// runIKE negotiates and renews the SAs until ctx ends.
-func (t *Tunnel) runIKE(ctx context.Context) error {
-	c := t.cfg
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(c.Local, 500)))
+// ikeSocket is UDP port 500, opened once (before privileges are dropped)
+// and read by one goroutine for the tunnel's lifetime, so that an engine
+// restarted by a reload finds every datagram waiting for it.
+type ikeSocket struct {
+	conn *net.UDPConn
+	in   chan ikePacket
+	once sync.Once
+}
+
+type ikePacket struct {
+	b    []byte
+	from netip.AddrPort
+}
+
+func listenIKE(local netip.Addr) (*ikeSocket, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 500)))
 	if err != nil {
-		return fmt.Errorf("IKE socket %s port 500: %w", c.Local, err)
+		return nil, fmt.Errorf("IKE socket %s port 500: %w", local, err)
 	}
-	t.ike = ike.New(ike.Config{
-		Local: c.Local, Remote: c.Remote, Initiate: c.IKE.Initiate,
-		LocalPSK: c.IKE.LocalPSK, RemotePSK: c.IKE.RemotePSK,
-		LocalID: c.IKE.LocalID, RemoteID: c.IKE.RemoteID,
-		Proposals: c.IKE.Proposals, ESPProposals: c.IKE.ESPProposals,
-		Lifetime: c.IKE.Lifetime, ChildLifetime: c.IKE.ChildLifetime, ChildLifetimeBytes: c.IKE.ChildLifetimeBytes,
-		DPD: c.IKE.DPD, ReplayWindow: c.ReplayWindow,
-	}, t, t.log)
-	t.ikeReady.Store(true)
-	return t.ike.Run(ctx, conn)
+	return &ikeSocket{conn: conn, in: make(chan ikePacket, 16)}, nil
+}
+
+// read forwards datagrams until the socket closes. A full queue drops
+// (the peer retransmits), so a flood cannot grow memory.
+func (s *ikeSocket) read() {
+	defer close(s.in)
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		select {
+		case s.in <- ikePacket{append([]byte(nil), buf[:n]...), from}:
+		default:
+		}
+	}
+}
+
+func (s *ikeSocket) close() { s.once.Do(func() { s.conn.Close() }) }
+
+// engineConn is one engine generation's view of the socket: closing it
+// (the engine does, when it stops) ends that engine's reads only.
+type engineConn struct {
+	s    *ikeSocket
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *engineConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	select {
+	case p, ok := <-c.s.in:
+		if !ok {
+			return 0, netip.AddrPort{}, net.ErrClosed
+		}
+		return copy(b, p.b), p.from, nil
+	case <-c.done:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	}
+}
+
+func (c *engineConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	return c.s.conn.WriteToUDPAddrPort(b, to)
+}
+
+func (c *engineConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return nil
+}
+
+// ikeSettings are the reloadable inputs of the IKE engine.
+type ikeSettings struct {
+	ike          config.IKE
+	replayWindow int
+}
+
+func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
+	k := &s.ike
+	return ike.Config{
+		Local: c.Local, Remote: c.Remote, Initiate: k.Initiate,
+		LocalPSK: k.LocalPSK, RemotePSK: k.RemotePSK,
+		LocalID: k.LocalID, RemoteID: k.RemoteID,
+		Proposals: k.Proposals, ESPProposals: k.ESPProposals,
+		Lifetime: k.Lifetime, ChildLifetime: k.ChildLifetime, ChildLifetimeBytes: k.ChildLifetimeBytes,
+		DPD: k.DPD, ReplayWindow: s.replayWindow,
+	}
+}
+
+// runIKE negotiates and renews the SAs until ctx ends. A reload with new
+// IKE settings (restartIKE) stops the engine, which deletes its SAs, and
+// starts one with the new settings.
+func (t *Tunnel) runIKE(ctx context.Context) error {
+	go t.ikeSock.read()
+	for {
+		t.ikeMu.Lock()
+		cfg := ikeConfig(t.cfg, t.ikeCfg)
+		ectx, cancel := context.WithCancel(ctx)
+		e := ike.New(cfg, t, t.log)
+		t.ike.Store(e)
+		t.ikeRestart = cancel
+		t.ikeMu.Unlock()
+
+		err := e.Run(ectx, &engineConn{s: t.ikeSock, done: make(chan struct{})})
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ectx.Err() == nil { // the engine failed on its own
+			return err
+		}
+	}
+}
+
+// restartIKE makes runIKE start a new engine with the current config.
+func (t *Tunnel) restartIKE() {
+	t.ikeMu.Lock()
+	defer t.ikeMu.Unlock()
+	if t.ikeRestart != nil {
+		t.ikeRestart()
+	}
 }

@@ -25,9 +25,6 @@ func (t *Tunnel) receiveLoop() error {
 	out := make([][]byte, 0, batch)
 
 	for {
-		for i := range msgs {
-			msgs[i].Off, msgs[i].N = 0, len(msgs[i].Buf)
-		}
 		n, err := t.conn.ReadBatch(msgs)
 		if err != nil && n == 0 {
 			if isClosed(err) {
@@ -39,13 +36,7 @@ func (t *Tunnel) receiveLoop() error {
 			t.log.Sugar().Warnw("raw socket read failed", "err", err)
 			continue
 		}
-		out = out[:0]
-		for i := 0; i < n; i++ {
-			if inner := t.decapsulate(&msgs[i], bases[i]); inner != nil {
-				out = append(out, inner)
-			}
-		}
-		if len(out) == 0 {
+		if out = t.decapsulateBatch(out[:0], msgs[:n], bases); len(out) == 0 {
 			continue
 		}
 		if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
@@ -59,9 +50,26 @@ func (t *Tunnel) receiveLoop() error {
 	}
 }
 
+// decapsulateBatch opens msgs (received into bases) and appends the inner
+// packets to out, as decapsulate returns them; dropped packets are counted.
+// The traffic counters move once per batch.
+func (t *Tunnel) decapsulateBatch(out [][]byte, msgs []rawip.Message, bases [][]byte) [][]byte {
+	n0, bytes := len(out), 0
+	for i := range msgs {
+		if inner := t.decapsulate(&msgs[i], bases[i]); inner != nil {
+			out = append(out, inner)
+			bytes += len(inner) - tunWriteOffset
+		}
+	}
+	t.stats.rxPackets.Add(uint64(len(out) - n0))
+	t.stats.rxBytes.Add(uint64(bytes))
+	return out
+}
+
 // decapsulate opens one underlay packet and returns the inner packet with
 // tunWriteOffset bytes of headroom in front (the TUN writer's own header),
-// or nil when the packet was dropped (and counted).
+// or nil when the packet was dropped (and counted). The caller counts the
+// packets delivered.
 func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 	if m.Addr != t.remote {
 		t.stats.drop(dropUnknownPeer)
@@ -117,8 +125,6 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 	if t.mss4 != 0 {
 		tun.ClampMSS(inner, t.mss4, t.mss6)
 	}
-	t.stats.rxPackets.Add(1)
-	t.stats.rxBytes.Add(uint64(len(inner)))
 
 	// inner is a sub-slice of base: find where it starts so the TUN writer
 	// gets headroom in front of it and the buffer's spare capacity behind it

@@ -33,19 +33,7 @@ func (t *Tunnel) sendLoop() error {
 			t.log.Sugar().Warnw("TUN read failed", "err", err)
 			continue
 		}
-		var sa *esp.SA
-		if t.sadb != nil {
-			if sa = t.sadb.Outbound(); sa == nil {
-				t.stats.drops[dropNoSA].Add(uint64(n))
-				continue
-			}
-		}
-		m := 0
-		for i := 0; i < n; i++ {
-			if t.encapsulate(&msgs[m], bufs[i], sizes[i], sa) {
-				m++
-			}
-		}
+		m := t.encapsulateBatch(msgs, bufs[:n], sizes)
 		if m == 0 {
 			continue
 		}
@@ -59,9 +47,33 @@ func (t *Tunnel) sendLoop() error {
 	}
 }
 
+// encapsulateBatch encapsulates the packets bufs[i][sendHeadroom:][:sizes[i]]
+// into msgs, from the front, and returns how many it filled; dropped packets
+// are counted. The traffic counters move once per batch.
+func (t *Tunnel) encapsulateBatch(msgs []rawip.Message, bufs [][]byte, sizes []int) int {
+	var sa *esp.SA
+	if t.sadb != nil {
+		if sa = t.sadb.Outbound(); sa == nil {
+			t.stats.drops[dropNoSA].Add(uint64(len(bufs)))
+			return 0
+		}
+	}
+	m, bytes := 0, 0
+	for i, buf := range bufs {
+		if t.encapsulate(&msgs[m], buf, sizes[i], sa) {
+			m++
+			bytes += sizes[i]
+		}
+	}
+	t.stats.txPackets.Add(uint64(m))
+	t.stats.txBytes.Add(uint64(bytes))
+	return m
+}
+
 // encapsulate turns the inner packet at buf[sendHeadroom:][:size] into the
 // underlay payload described by m: GRE, then ESP when sa is not nil. It
-// reports false when the packet was dropped (and counted).
+// reports false when the packet was dropped (and counted). The caller
+// counts the packets sent.
 func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA) bool {
 	pkt := buf[sendHeadroom : sendHeadroom+size]
 	var proto uint16
@@ -81,8 +93,6 @@ func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA)
 	if t.mss4 != 0 {
 		tun.ClampMSS(pkt, t.mss4, t.mss6)
 	}
-	t.stats.txPackets.Add(1)
-	t.stats.txBytes.Add(uint64(size))
 
 	t.greSeq++ // only sent when the GRE options ask for sequence numbers
 	start := gre.Encap(buf, sendHeadroom, size, proto, t.greOpt, t.greSeq)

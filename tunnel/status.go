@@ -1,10 +1,13 @@
 package tunnel
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/ike"
 )
 
 // Status is a snapshot of the tunnel for `gresec status`.
@@ -29,14 +32,50 @@ type Status struct {
 
 // IKEStatus is the IKE SA, for keying = "ikev2".
 type IKEStatus struct {
-	State      string `json:"state"`
-	SPIi       string `json:"spi_i,omitempty"`
-	SPIr       string `json:"spi_r,omitempty"`
-	Suite      string `json:"suite,omitempty"`
-	ESPSuite   string `json:"esp_suite,omitempty"`
-	AgeSeconds int64  `json:"age_seconds,omitempty"`
-	LastError  string `json:"last_error,omitempty"`
-	Children   int    `json:"children"`
+	State          string          `json:"state"`
+	SPIi           string          `json:"spi_i,omitempty"`
+	SPIr           string          `json:"spi_r,omitempty"`
+	Suite          string          `json:"suite,omitempty"`
+	ESPSuite       string          `json:"esp_suite,omitempty"`
+	AgeSeconds     int64           `json:"age_seconds,omitempty"`
+	RekeyInSeconds int64           `json:"rekey_in_seconds,omitempty"`
+	LastError      string          `json:"last_error,omitempty"`
+	Children       int             `json:"children"`
+	ChildSAs       []ChildSAStatus `json:"child_sas,omitempty"`
+	Counters       IKECounters     `json:"counters"`
+	Exchanges      []ExchangeCount `json:"exchanges,omitempty"`
+}
+
+// ChildSAStatus is one CHILD_SA's lifetime, like IOS's "sa timing:
+// remaining key lifetime (k/sec)".
+type ChildSAStatus struct {
+	SPIIn            string `json:"spi_in"`
+	SPIOut           string `json:"spi_out"`
+	Transform        string `json:"transform"`
+	AgeSeconds       int64  `json:"age_seconds"`
+	RekeyInSeconds   int64  `json:"rekey_in_seconds,omitempty"`
+	ExpiresInSeconds int64  `json:"expires_in_seconds,omitempty"`
+	LifetimeBytes    uint64 `json:"lifetime_bytes,omitempty"`
+	BytesLeft        uint64 `json:"bytes_left,omitempty"`
+}
+
+// IKECounters count IKE datagrams and events.
+type IKECounters struct {
+	Received     uint64 `json:"received"`
+	Sent         uint64 `json:"sent"`
+	Retransmits  uint64 `json:"retransmits"`
+	Dropped      uint64 `json:"dropped"`
+	AuthFailures uint64 `json:"auth_failures"`
+	Rekeys       uint64 `json:"rekeys"`
+	DPDFailures  uint64 `json:"dpd_failures"`
+}
+
+// ExchangeCount is how many exchanges of one kind ended one way.
+type ExchangeCount struct {
+	Exchange  string `json:"exchange"`
+	Initiated bool   `json:"initiated"`
+	Result    string `json:"result"`
+	Count     uint64 `json:"count"`
 }
 
 // Traffic counts inner packets crossing the tunnel.
@@ -84,15 +123,8 @@ func (t *Tunnel) Status() Status {
 	for d := range numDrops {
 		s.Drops[dropNames[d]] = t.stats.drops[d].Load()
 	}
-	if t.ikeReady.Load() {
-		is := t.ike.Status()
-		s.IKE = &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children)}
-		if is.SPIi != 0 {
-			s.IKE.SPIi, s.IKE.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
-		}
-		if !is.Established.IsZero() {
-			s.IKE.AgeSeconds = int64(time.Since(is.Established).Seconds())
-		}
+	if e := t.ike.Load(); e != nil {
+		s.IKE = t.ikeStatus(e.Status(), time.Now())
 	}
 	if t.sadb != nil {
 		s.Protocol = "esp"
@@ -123,4 +155,56 @@ func saStatus(sa *esp.SA) SAStatus {
 		AgeSeconds:   int64(time.Since(st.Created).Seconds()),
 		Drops:        st.Drops,
 	}
+}
+
+func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
+	k := &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children)}
+	if is.SPIi != 0 {
+		k.SPIi, k.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
+	}
+	if !is.Established.IsZero() {
+		k.AgeSeconds = int64(now.Sub(is.Established).Seconds())
+	}
+	if !is.RekeyAt.IsZero() {
+		k.RekeyInSeconds = max(1, int64(is.RekeyAt.Sub(now).Seconds()))
+	}
+	c := is.Counters
+	k.Counters = IKECounters{Received: c.Received, Sent: c.Sent, Retransmits: c.Retransmits,
+		Dropped: c.Dropped, AuthFailures: c.AuthFailures, Rekeys: c.Rekeys, DPDFailures: c.DPDFailures}
+	for key, n := range c.Exchanges {
+		k.Exchanges = append(k.Exchanges, ExchangeCount{Exchange: key.Exchange, Initiated: key.Initiated, Result: key.Result, Count: n})
+	}
+	slices.SortFunc(k.Exchanges, func(a, b ExchangeCount) int {
+		return cmp.Or(cmp.Compare(a.Exchange, b.Exchange), cmp.Compare(a.Result, b.Result), boolCmp(a.Initiated, b.Initiated))
+	})
+	for _, ch := range is.Children {
+		cs := ChildSAStatus{SPIIn: fmt.Sprintf("0x%08x", ch.SPIIn), SPIOut: fmt.Sprintf("0x%08x", ch.SPIOut),
+			Transform: ch.Transform, AgeSeconds: int64(now.Sub(ch.Installed).Seconds()), LifetimeBytes: ch.LifetimeBytes}
+		if !ch.RekeyAt.IsZero() {
+			cs.RekeyInSeconds = max(1, int64(ch.RekeyAt.Sub(now).Seconds()))
+		}
+		if !ch.ExpiresAt.IsZero() {
+			cs.ExpiresInSeconds = max(1, int64(ch.ExpiresAt.Sub(now).Seconds()))
+		}
+		if ch.LifetimeBytes > 0 {
+			// Each direction counts against the limit on its own, as
+			// with IOS's per-SA "remaining key lifetime".
+			in, out := t.ChildBytes(ch.SPIIn)
+			if used := max(in, out); used < ch.LifetimeBytes {
+				cs.BytesLeft = ch.LifetimeBytes - used
+			}
+		}
+		k.ChildSAs = append(k.ChildSAs, cs)
+	}
+	return k
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -15,6 +15,7 @@ func cmdBench(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds per path (the table shows medians)")
 	secs := fs.Int("seconds", 5, "length of each iperf3 run in `seconds`")
 	wg := fs.String("wireguard-go", "", "wireguard-go binary to compare with (needs `wg` from wireguard-tools); empty skips it")
+	baseline := fs.String("baseline", "", "another gresec `binary` (an older build) measured in the same rounds, as path gresec-baseline")
 	out := fs.String("out", "results", "`directory` for results.csv and chart.svg (a timestamped folder inside)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -30,7 +31,7 @@ func cmdBench(args []string) error {
 		return err
 	}
 	fmt.Printf("one TCP stream (iperf3) between two network namespaces, %d × %d s per path\n", *rounds, *secs)
-	results, err := bench.Run(bench.Options{Gresec: self, WireguardGo: *wg, Rounds: *rounds, Duration: time.Duration(*secs) * time.Second, Out: os.Stdout})
+	results, err := bench.Run(bench.Options{Gresec: self, Baseline: *baseline, WireguardGo: *wg, Rounds: *rounds, Duration: time.Duration(*secs) * time.Second, Out: os.Stdout})
 	if err != nil {
 		return err
 	}

@@ -18,12 +18,14 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"up":      {"run a tunnel in the foreground until SIGINT/SIGTERM", cmdUp},
-		"status":  {"show a running tunnel's interface, SAs and counters", cmdStatus},
-		"check":   {"validate a config file and print the effective settings", cmdCheck},
-		"bench":   {"measure TCP throughput: bare veth, gresec and wireguard-go side by side", cmdBench},
-		"lab":     {"bring up a two-site tunnel in network namespaces, test it and tear it down", cmdLab},
-		"version": {"print the version", cmdVersion},
+		"up":          {"run a tunnel in the foreground until SIGINT/SIGTERM", cmdUp},
+		"status":      {"show a running tunnel's interface, SAs and counters", cmdStatus},
+		"check":       {"validate a config file and print the effective settings", cmdCheck},
+		"bench":       {"measure TCP throughput: bare veth, gresec and wireguard-go side by side", cmdBench},
+		"keys":        {"write the live SAs' keys for Wireshark (root only)", cmdKeys},
+		"peer-config": {"print the matching configuration for the other end", cmdPeerConfig},
+		"lab":         {"bring up a two-site tunnel in network namespaces, test it and tear it down", cmdLab},
+		"version":     {"print the version", cmdVersion},
 	}
 }
 
@@ -35,7 +37,7 @@ func usage() {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(os.Stderr, "\nRun 'gresec <command> -h' for a command's flags.\n")
 }
@@ -76,6 +78,9 @@ func newFlags(name, args string) *flag.FlagSet {
 }
 
 func cmdVersion(args []string) error {
+	if err := newFlags("version", "").Parse(args); err != nil {
+		return err
+	}
 	v := "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		v = bi.Main.Version

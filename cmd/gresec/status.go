@@ -24,16 +24,9 @@ func cmdStatus(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	socket := "/run/gresec/" + *iface + ".sock"
-	switch {
-	case *sock != "":
-		socket = *sock
-	case *path != "":
-		cfg, err := config.Load(*path)
-		if err != nil {
-			return err
-		}
-		socket = cfg.ControlSocket
+	socket, err := socketFor(*path, *sock, *iface)
+	if err != nil {
+		return err
 	}
 	raw, err := control.Query(socket, "status")
 	if err != nil {
@@ -54,6 +47,26 @@ func cmdStatus(args []string) error {
 	return nil
 }
 
+// socketFor finds an instance's control socket from -c, -s or -i.
+func socketFor(path, sock, iface string) (string, error) {
+	switch {
+	case sock != "":
+		return sock, nil
+	case path != "":
+		// Parse, not Load: only the socket path is needed, not the keys.
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
+		cfg, err := config.Parse(path, data)
+		if err != nil {
+			return "", err
+		}
+		return cfg.ControlSocket, nil
+	}
+	return "/run/gresec/" + iface + ".sock", nil
+}
+
 // printStatus lays the state out the way `show crypto ipsec sa` does: the
 // interface first, then each SA with its counters, then every drop reason.
 func printStatus(w io.Writer, st *tunnel.Status) {
@@ -66,7 +79,22 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	fmt.Fprintf(w, "   inner: %d pkts / %d bytes sent, %d pkts / %d bytes received\n",
 		st.Inner.TxPackets, st.Inner.TxBytes, st.Inner.RxPackets, st.Inner.RxBytes)
 	if k := st.IKE; k != nil {
-		fmt.Fprintf(w, "\n   ike sa: %s  spi_i %s  spi_r %s  suite %s  age %ds  children %d\n", k.State, k.SPIi, k.SPIr, k.Suite, k.AgeSeconds, k.Children)
+		fmt.Fprintf(w, "\n   ike sa: %s  spi_i %s  spi_r %s  suite %s  age %s", k.State, k.SPIi, k.SPIr, k.Suite, secs(k.AgeSeconds))
+		if k.RekeyInSeconds > 0 {
+			fmt.Fprintf(w, "  rekey in %s", secs(k.RekeyInSeconds))
+		}
+		fmt.Fprintf(w, "  children %d\n", k.Children)
+		for _, c := range k.ChildSAs {
+			fmt.Fprintf(w, "      child sa: spi in %s out %s  %s  age %s", c.SPIIn, c.SPIOut, c.Transform, secs(c.AgeSeconds))
+			if c.RekeyInSeconds > 0 || c.LifetimeBytes > 0 {
+				// IOS's "remaining key lifetime (k/sec)".
+				fmt.Fprintf(w, "  remaining lifetime (k/sec): (%d/%d)", c.BytesLeft/1024, c.RekeyInSeconds)
+			}
+			fmt.Fprintln(w)
+		}
+		n := k.Counters
+		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures\n",
+			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures)
 		if k.LastError != "" {
 			fmt.Fprintf(w, "      last error: %s\n", k.LastError)
 		}
@@ -101,3 +129,5 @@ func printDrops(w io.Writer, indent string, drops map[string]uint64) {
 		parts = parts[k:]
 	}
 }
+
+func secs(n int64) string { return (time.Duration(n) * time.Second).String() }

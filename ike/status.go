@@ -1,0 +1,130 @@
+package ike
+
+import "maps"
+
+// Status returns a snapshot of the engine's state. The Exchanges map is
+// the caller's own copy.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.status
+	s.Children = append([]ChildStatus(nil), s.Children...)
+	s.Counters.Exchanges = maps.Clone(s.Counters.Exchanges)
+	if s.Counters.Exchanges == nil {
+		s.Counters.Exchanges = map[ExchangeKey]uint64{}
+	}
+	return s
+}
+
+// ExportKeys returns a copy of the keys of every live IKE SA and CHILD_SA,
+// for `gresec keys --wireshark`. Safe from any goroutine; the caller owns
+// (and may Wipe) the copy.
+func (e *Engine) ExportKeys() ExportedKeys {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return copyKeys(e.keys)
+}
+
+func copyKeys(k ExportedKeys) ExportedKeys {
+	var out ExportedKeys
+	for _, x := range k.IKE {
+		x.SKd, x.SKai, x.SKar = clone(x.SKd), clone(x.SKai), clone(x.SKar)
+		x.SKei, x.SKer, x.SKpi, x.SKpr = clone(x.SKei), clone(x.SKer), clone(x.SKpi), clone(x.SKpr)
+		out.IKE = append(out.IKE, x)
+	}
+	for _, c := range k.Children {
+		c.KeyIn, c.KeyOut = clone(c.KeyIn), clone(c.KeyOut)
+		out.Children = append(out.Children, c)
+	}
+	return out
+}
+
+// primary is the IKE SA that Status describes: the one in use, or, while
+// none is, the one being set up.
+func (e *Engine) primary() *ikeSA {
+	var best *ikeSA
+	for _, sa := range e.sas {
+		if sa.usable() && (best == nil || loses(best.ni, best.nr, sa.ni, sa.nr)) {
+			best = sa
+		}
+	}
+	if best != nil {
+		return best
+	}
+	for _, sa := range e.sas {
+		if sa.state != saConnecting {
+			return sa
+		}
+	}
+	for _, sa := range e.sas {
+		if sa.initiator {
+			return sa
+		}
+	}
+	return nil
+}
+
+func (e *Engine) publish() {
+	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters}
+	s.Counters.Exchanges = maps.Clone(e.counters.Exchanges)
+	if sa := e.primary(); sa != nil {
+		s.State = "connecting"
+		s.SPIi, s.SPIr = sa.spiI, sa.spiR
+		if sa.state != saConnecting {
+			s.State = "established"
+			s.Established = sa.establishedAt
+			s.Suite = sa.suite.String()
+			if sa.usable() && e.cfg.Lifetime > 0 {
+				s.RekeyAt = sa.rekeyAt
+				if !sa.retryRekey.IsZero() && sa.retryRekey.After(s.RekeyAt) {
+					s.RekeyAt = sa.retryRekey
+				}
+			}
+		}
+	}
+	for _, sa := range e.sas {
+		for _, c := range sa.children {
+			s.ESPSuite = c.keys.Transform
+			cs := ChildStatus{SPIIn: c.keys.SPIIn, SPIOut: c.keys.SPIOut, Transform: c.keys.Transform,
+				Installed: c.installed, ExpiresAt: c.expiresAt, LifetimeBytes: c.keys.LifetimeBytes}
+			if c.replacedBy == nil && !c.deleting && !c.redundant {
+				cs.RekeyAt = c.rekeyAt
+				if !c.retryRekey.IsZero() && c.retryRekey.After(cs.RekeyAt) {
+					cs.RekeyAt = c.retryRekey
+				}
+			}
+			s.Children = append(s.Children, cs)
+		}
+	}
+	var keys ExportedKeys
+	fresh := false
+	if e.keyGen != e.keysGen {
+		keys, fresh = e.exportKeys(), true
+	}
+	e.mu.Lock()
+	e.status = s
+	var old ExportedKeys
+	if fresh {
+		old, e.keys, e.keysGen = e.keys, keys, e.keyGen
+	}
+	e.mu.Unlock()
+	old.Wipe()
+}
+
+// exportKeys copies the live keys (engine goroutine).
+func (e *Engine) exportKeys() ExportedKeys {
+	var k ExportedKeys
+	for _, sa := range e.sas {
+		if !sa.keyed() {
+			continue
+		}
+		k.IKE = append(k.IKE, IKEKeys{SPIi: sa.spiI, SPIr: sa.spiR, Encr: "aes" + itoa(sa.suite.KeyBits) + "gcm16",
+			SKei: clone(sa.keys.SKei), SKer: clone(sa.keys.SKer), SKai: clone(sa.keys.SKai), SKar: clone(sa.keys.SKar)})
+		for _, c := range sa.children {
+			ck := c.keys
+			ck.KeyIn, ck.KeyOut = clone(ck.KeyIn), clone(ck.KeyOut)
+			k.Children = append(k.Children, ck)
+		}
+	}
+	return k
+}

@@ -1,0 +1,198 @@
+// Package metrics serves a tunnel's counters to Prometheus.
+//
+// Nothing is counted twice: at each scrape the collector takes one
+// tunnel.Status snapshot, the same one `gresec status` prints, and turns it
+// into metrics, so the two can never disagree and the data plane carries
+// no extra cost for being observed.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gresec/gresec/tunnel"
+)
+
+const ns = "gresec"
+
+// Source is where the collector reads the tunnel's state.
+type Source func() tunnel.Status
+
+type desc struct {
+	info, up, uptime                               *prometheus.Desc
+	packets, bytes, drops, readErrors              *prometheus.Desc
+	ikeState, ikeAge, ikeRekeyIn, ikeChildren      *prometheus.Desc
+	ikeMessages, ikeExchanges, ikeRetransmits      *prometheus.Desc
+	ikeDropped, ikeAuthFailures, ikeRekeys, ikeDPD *prometheus.Desc
+	saPackets, saBytes, saAge, saReplayDrops       *prometheus.Desc
+	childRekeyIn, childBytesLeft                   *prometheus.Desc
+}
+
+func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
+}
+
+// collector turns one Status snapshot into metrics per scrape.
+type collector struct {
+	src Source
+	d   desc
+}
+
+// NewCollector returns a prometheus.Collector over src.
+func NewCollector(src Source) prometheus.Collector {
+	return &collector{src: src, d: desc{
+		info:            newDesc("tunnel_info", "The tunnel's configuration; the value is always 1.", "interface", "local", "remote", "protocol", "keying"),
+		up:              newDesc("tunnel_up", "1 when the tunnel can send: plain GRE, or an outbound ESP SA is installed.", "interface"),
+		uptime:          newDesc("tunnel_uptime_seconds", "Seconds since the tunnel started.", "interface"),
+		packets:         newDesc("inner_packets_total", "Inner packets that crossed the tunnel.", "interface", "direction"),
+		bytes:           newDesc("inner_bytes_total", "Inner bytes that crossed the tunnel.", "interface", "direction"),
+		drops:           newDesc("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		readErrors:      newDesc("read_errors_total", "Failed TUN or socket reads.", "interface"),
+		ikeState:        newDesc("ike_sa_state", "1 for the IKE SA's current state.", "interface", "state"),
+		ikeAge:          newDesc("ike_sa_age_seconds", "Seconds since the IKE SA was established.", "interface"),
+		ikeRekeyIn:      newDesc("ike_sa_rekey_in_seconds", "Seconds until the IKE SA is rekeyed.", "interface"),
+		ikeChildren:     newDesc("ike_child_sas", "CHILD_SAs installed.", "interface"),
+		ikeMessages:     newDesc("ike_messages_total", "IKE datagrams, by direction.", "interface", "direction"),
+		ikeExchanges:    newDesc("ike_exchanges_total", "IKE exchanges completed, by type, who initiated and result.", "interface", "exchange", "initiator", "result"),
+		ikeRetransmits:  newDesc("ike_retransmits_total", "IKE requests sent again for want of an answer.", "interface"),
+		ikeDropped:      newDesc("ike_dropped_total", "IKE datagrams dropped: undecodable, unexpected or failing integrity.", "interface"),
+		ikeAuthFailures: newDesc("ike_auth_failures_total", "IKE_AUTH exchanges that failed authentication.", "interface"),
+		ikeRekeys:       newDesc("ike_rekeys_total", "IKE and CHILD SA rekeys completed.", "interface"),
+		ikeDPD:          newDesc("ike_dpd_failures_total", "Liveness checks the peer did not answer.", "interface"),
+		saPackets:       newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
+		saBytes:         newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
+		saAge:           newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
+		saReplayDrops:   newDesc("esp_sa_drops_total", "Packets an inbound ESP SA refused, by reason.", "interface", "spi", "reason"),
+		childRekeyIn:    newDesc("child_sa_rekey_in_seconds", "Seconds until a CHILD_SA is rekeyed by time.", "interface", "spi_in"),
+		childBytesLeft:  newDesc("child_sa_bytes_left", "Bytes a CHILD_SA may still carry before its byte rekey.", "interface", "spi_in"),
+	}}
+}
+
+// Describe sends nothing: the collector is unchecked, because the SA
+// labels come and go with rekeys.
+func (c *collector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src()
+	d := &c.d
+	i := s.Interface
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{i}, labels...)...)
+	}
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), append([]string{i}, labels...)...)
+	}
+
+	gauge(d.info, 1, s.Local, s.Remote, s.Protocol, s.Keying)
+	up := 0.0
+	if s.Protocol == "gre" || s.Outbound != nil {
+		up = 1
+	}
+	gauge(d.up, up)
+	gauge(d.uptime, float64(s.UptimeSeconds))
+	counter(d.packets, s.Inner.TxPackets, "tx")
+	counter(d.packets, s.Inner.RxPackets, "rx")
+	counter(d.bytes, s.Inner.TxBytes, "tx")
+	counter(d.bytes, s.Inner.RxBytes, "rx")
+	for reason, n := range s.Drops {
+		counter(d.drops, n, reason)
+	}
+	counter(d.readErrors, s.ReadErrors)
+
+	if o := s.Outbound; o != nil {
+		counter(d.saPackets, o.Packets, "out", o.SPI)
+		counter(d.saBytes, o.Bytes, "out", o.SPI)
+		gauge(d.saAge, float64(o.AgeSeconds), "out", o.SPI)
+	}
+	for _, in := range s.Inbound {
+		counter(d.saPackets, in.Packets, "in", in.SPI)
+		counter(d.saBytes, in.Bytes, "in", in.SPI)
+		gauge(d.saAge, float64(in.AgeSeconds), "in", in.SPI)
+		for reason, n := range in.Drops {
+			counter(d.saReplayDrops, n, in.SPI, reason)
+		}
+	}
+
+	k := s.IKE
+	if k == nil {
+		return
+	}
+	for _, st := range []string{"idle", "connecting", "established"} {
+		v := 0.0
+		if k.State == st {
+			v = 1
+		}
+		gauge(d.ikeState, v, st)
+	}
+	if k.State == "established" {
+		gauge(d.ikeAge, float64(k.AgeSeconds))
+		if k.RekeyInSeconds > 0 {
+			gauge(d.ikeRekeyIn, float64(k.RekeyInSeconds))
+		}
+	}
+	gauge(d.ikeChildren, float64(k.Children))
+	counter(d.ikeMessages, k.Counters.Received, "received")
+	counter(d.ikeMessages, k.Counters.Sent, "sent")
+	counter(d.ikeRetransmits, k.Counters.Retransmits)
+	counter(d.ikeDropped, k.Counters.Dropped)
+	counter(d.ikeAuthFailures, k.Counters.AuthFailures)
+	counter(d.ikeRekeys, k.Counters.Rekeys)
+	counter(d.ikeDPD, k.Counters.DPDFailures)
+	for _, e := range k.Exchanges {
+		counter(d.ikeExchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
+	}
+	for _, ch := range k.ChildSAs {
+		if ch.RekeyInSeconds > 0 {
+			gauge(d.childRekeyIn, float64(ch.RekeyInSeconds), ch.SPIIn)
+		}
+		if ch.LifetimeBytes > 0 {
+			gauge(d.childBytesLeft, float64(ch.BytesLeft), ch.SPIIn)
+		}
+	}
+}
+
+// Handler is the /metrics handler: the tunnel's metrics plus the Go
+// runtime's and the process's own.
+func Handler(src Source) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Serve listens on addr and serves /metrics until ctx ends. The listener
+// is opened before Serve returns its first error, so a port in use is
+// reported at start-up, not lost in a goroutine.
+func Serve(ctx context.Context, addr netip.AddrPort, src Source) (wait func() error, err error) {
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(src))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	return func() error {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, nil
+}

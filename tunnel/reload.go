@@ -1,0 +1,122 @@
+package tunnel
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/esp"
+)
+
+// restartOnly are the keys a running tunnel cannot take over: they name
+// its device, its sockets or its privileges, or the pumps read them
+// without locks (the MTU, the MSS clamp, the GRE key).
+var restartOnly = []string{
+	"tunnel.interface", "tunnel.local", "tunnel.remote", "tunnel.mtu", "tunnel.mss_clamp",
+	"tunnel.gre_key", "ipsec.keying", "control.socket", "metrics.listen", "daemon.user",
+}
+
+// Reload applies next, the new validated config of this tunnel, given the
+// changes config.Diff found. It refuses (changing nothing) when a key
+// needs a restart. Otherwise: addresses are added and removed on the
+// interface; new static keys take over at once (the new inbound SA is
+// installed before the outbound one switches); new IKE settings restart
+// the IKE engine, which deletes its SAs and negotiates with the new ones.
+// The log level is the caller's.
+func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
+	var refused []string
+	for _, k := range config.Keys(changes) {
+		if slices.Contains(restartOnly, k) {
+			refused = append(refused, k)
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%s: %s changed: a restart is needed for that; still running the previous configuration",
+			next.Path, strings.Join(refused, ", "))
+	}
+	changed := func(prefix string) bool {
+		for _, c := range changes {
+			if strings.HasPrefix(c.Key, prefix) || c.Key == "ipsec.replay_window" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range changes {
+		if c.Key != "tunnel.addresses" {
+			continue
+		}
+		t.addrMu.Lock()
+		var gone []netip.Prefix
+		for _, p := range t.addrs {
+			if !slices.Contains(next.Addresses, p) {
+				gone = append(gone, p)
+			}
+		}
+		err := t.dev.SetAddresses(next.Addresses)
+		if err == nil {
+			err = t.dev.RemoveAddresses(gone)
+		}
+		if err == nil {
+			t.addrs = slices.Clone(next.Addresses)
+		}
+		t.addrMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%s: tunnel.addresses: %w", next.Path, err)
+		}
+	}
+	switch next.Keying {
+	case config.KeyingStatic:
+		if changed("static.") {
+			return t.replaceStatic(next)
+		}
+	case config.KeyingIKEv2:
+		if changed("ike.") {
+			t.ikeMu.Lock()
+			t.ikeCfg = ikeSettings{ike: next.IKE, replayWindow: next.ReplayWindow}
+			t.ikeMu.Unlock()
+			t.restartIKE()
+		}
+	}
+	return nil
+}
+
+// replaceStatic installs next's static SAs, inbound first, and retires
+// the old inbound one: the peer is being re-keyed by hand too.
+func (t *Tunnel) replaceStatic(next *config.Config) error {
+	in, err := esp.NewSA(next.Static.SPIIn, next.Static.KeyIn, next.ReplayWindow)
+	if err != nil {
+		return fmt.Errorf("%s: static.key_in: %w", next.Path, err)
+	}
+	out, err := esp.NewSA(next.Static.SPIOut, next.Static.KeyOut, 0)
+	if err != nil {
+		return fmt.Errorf("%s: static.key_out: %w", next.Path, err)
+	}
+	t.staticMu.Lock()
+	defer t.staticMu.Unlock()
+	old := t.static
+	t.sadb.AddInbound(in)
+	t.sadb.SetOutbound(out)
+	if old.spiIn != next.Static.SPIIn {
+		t.sadb.RemoveInbound(old.spiIn)
+	}
+	t.static = newStaticKeys(next)
+	clear(old.in)
+	clear(old.out)
+	return nil
+}
+
+// staticKeys are the daemon's one copy of the manual keys, kept for
+// `gresec keys` (the SAs' ciphers hold them in expanded form anyway).
+type staticKeys struct {
+	spiIn, spiOut uint32
+	in, out       []byte
+}
+
+func newStaticKeys(c *config.Config) staticKeys {
+	return staticKeys{spiIn: c.Static.SPIIn, spiOut: c.Static.SPIOut,
+		in: bytes.Clone(c.Static.KeyIn), out: bytes.Clone(c.Static.KeyOut)}
+}
