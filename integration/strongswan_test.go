@@ -233,3 +233,36 @@ func TestStrongSwanGresecRekeysAndDeletes(t *testing.T) {
 		t.Errorf("strongSwan still lists SAs after gresec stopped:\n%s", raw)
 	}
 }
+
+// TestStrongSwanBothInitiate: both ends initiate on their own, as seed
+// 000's iked pair does (`active` on both): strongSwan with start_action =
+// start, gresec with initiate = true. However their IKE SAs cross, both
+// must settle on one IKE SA with the same SPIs and one installed
+// CHILD_SA, and carry traffic.
+func TestStrongSwanBothInitiate(t *testing.T) {
+	sp := startSwanPair(t, true, "", "start_action = start")
+	var sas []swan.IKESA
+	var st tunnel.Status
+	settled := netns.WaitFor(60*time.Second, func() bool {
+		var err error
+		if sas, err = sp.charon.SAs(); err != nil || len(sas) != 1 || sas[0].State != "ESTABLISHED" || len(sas[0].Installed()) != 1 {
+			return false
+		}
+		if st, err = sp.status(sp.a); err != nil || st.IKE == nil || st.IKE.State != "established" || st.Outbound == nil {
+			return false
+		}
+		return st.IKE.SPIi == fmt.Sprintf("%016x", sas[0].SPIi) && st.IKE.SPIr == fmt.Sprintf("%016x", sas[0].SPIr) &&
+			st.Outbound.SPI == fmt.Sprintf("0x%08x", sas[0].Installed()[0].SPIIn)
+	})
+	if !settled {
+		raw, _ := sp.charon.ListSAs()
+		t.Fatalf("no single agreed IKE SA within 60 s\nstrongSwan:\n%s\ngresec: %+v", raw, st.IKE)
+	}
+	t.Logf("settled on IKE SA %s_i %s_r, strongSwan initiator %v", st.IKE.SPIi, st.IKE.SPIr, sas[0].Initiator)
+	// strongSwan's first IKE_SA_INIT went out before gresec ran; its
+	// retransmission met gresec's own IKE SA, so there were two.
+	if !strings.Contains(sp.a.proc.Out.String(), "two IKE SAs with the peer") {
+		t.Errorf("gresec never saw a second IKE SA: the test did not make the two initiations cross\n%s", sp.a.proc.Out)
+	}
+	sp.checkKeysAgree(t, st.Outbound.SPI)
+}
