@@ -221,6 +221,16 @@ func TestSIGHUPReload(t *testing.T) {
 	if st := p.mustStatus(p.a); st.MTU != 1442 {
 		t.Errorf("MTU %d after a refused reload, want 1442", st.MTU)
 	}
+
+	// Only the log level: applied, and the SAs are left alone.
+	kept := p.mustStatus(p.a)
+	hup(next + "[log]\nlevel = \"debug\"\n")
+	if !logHas(`"key": "log.level"`) && !logHas("log.level") {
+		t.Errorf("no reload log line for log.level:\n%s", p.a.proc.Out)
+	}
+	if st := p.mustStatus(p.a); st.IKE.SPIi != kept.IKE.SPIi || st.Outbound == nil || st.Outbound.SPI != kept.Outbound.SPI {
+		t.Errorf("a log-level reload renegotiated: IKE %s -> %s, outbound %v -> %v", kept.IKE.SPIi, st.IKE.SPIi, kept.Outbound, st.Outbound)
+	}
 	if strings.Contains(p.a.proc.Out.String(), p.psk) {
 		t.Error("the log shows the PSK")
 	}
