@@ -85,13 +85,10 @@ func (t *Tunnel) SetOutbound(spiIn uint32) error {
 
 // ChildSequence reports the last sequence number sent on a CHILD_SA.
 func (t *Tunnel) ChildSequence(spiIn uint32) uint64 {
-	t.children.mu.Lock()
-	o := t.children.out[spiIn]
-	t.children.mu.Unlock()
-	if o == nil {
-		return 0
+	if o := t.childOut(spiIn); o != nil {
+		return o.SeqUsed()
 	}
-	return o.Stats().Sequence
+	return 0
 }
 
 // ChildBytes reports the payload bytes each half has carried.
@@ -99,13 +96,17 @@ func (t *Tunnel) ChildBytes(spiIn uint32) (in, out uint64) {
 	if sa := t.sadb.Lookup(spiIn); sa != nil {
 		in = sa.Stats().Bytes
 	}
-	t.children.mu.Lock()
-	o := t.children.out[spiIn]
-	t.children.mu.Unlock()
-	if o != nil {
+	if o := t.childOut(spiIn); o != nil {
 		out = o.Stats().Bytes
 	}
 	return in, out
+}
+
+// childOut is the outbound half of the CHILD_SA with this inbound SPI.
+func (t *Tunnel) childOut(spiIn uint32) *esp.SA {
+	t.children.mu.Lock()
+	defer t.children.mu.Unlock()
+	return t.children.out[spiIn]
 }
 
 // ikeSocket is UDP port 500, opened once (before privileges are dropped)

@@ -166,7 +166,7 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 		k.AgeSeconds = int64(now.Sub(is.Established).Seconds())
 	}
 	if !is.RekeyAt.IsZero() {
-		k.RekeyInSeconds = max(1, int64(is.RekeyAt.Sub(now).Seconds()))
+		k.RekeyInSeconds = secondsUntil(is.RekeyAt, now)
 	}
 	c := is.Counters
 	k.Counters = IKECounters{Received: c.Received, Sent: c.Sent, Retransmits: c.Retransmits,
@@ -181,10 +181,10 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 		cs := ChildSAStatus{SPIIn: fmt.Sprintf("0x%08x", ch.SPIIn), SPIOut: fmt.Sprintf("0x%08x", ch.SPIOut),
 			Transform: ch.Transform, AgeSeconds: int64(now.Sub(ch.Installed).Seconds()), LifetimeBytes: ch.LifetimeBytes}
 		if !ch.RekeyAt.IsZero() {
-			cs.RekeyInSeconds = max(1, int64(ch.RekeyAt.Sub(now).Seconds()))
+			cs.RekeyInSeconds = secondsUntil(ch.RekeyAt, now)
 		}
 		if !ch.ExpiresAt.IsZero() {
-			cs.ExpiresInSeconds = max(1, int64(ch.ExpiresAt.Sub(now).Seconds()))
+			cs.ExpiresInSeconds = secondsUntil(ch.ExpiresAt, now)
 		}
 		if ch.LifetimeBytes > 0 {
 			// Each direction counts against the limit on its own, as
@@ -208,3 +208,7 @@ func boolCmp(a, b bool) int {
 	}
 	return -1
 }
+
+// secondsUntil is how long until t, at least 1: a due event shows as
+// imminent, and 0 stays free to mean "not scheduled" (omitted in JSON).
+func secondsUntil(t, now time.Time) int64 { return max(1, int64(t.Sub(now).Seconds())) }

@@ -11,8 +11,6 @@ import (
 	"github.com/gresec/gresec/tunnel"
 )
 
-func exportKeys(t *tunnel.Tunnel) tunnel.KeyExport { return t.Keys() }
-
 // cmdKeys writes the live SAs' keys where Wireshark reads them, as
 // strongSwan's save-keys plugin does: DIR becomes a Wireshark personal
 // configuration folder (WIRESHARK_CONFIG_DIR=DIR tshark -r capture).

@@ -88,7 +88,7 @@ func cmdUp(args []string) error {
 		case "status":
 			return t.Status(), nil
 		case "keys":
-			return exportKeys(t), nil
+			return t.Keys(), nil
 		}
 		return nil, fmt.Errorf("unknown command %q; expected \"status\" or \"keys\"", cmd)
 	})
