@@ -687,14 +687,7 @@ func TestRekeyVersusIKEDelete(t *testing.T) {
 			sc := scenario{
 				mutate: func(a, b *Config) { rekeyConfig(a, b); a.Initiate = false },
 				setup: func(t *testing.T, a, b *testPeer) time.Time {
-					a.e.initiate(t0)
-					for i := 0; i < 4; i++ {
-						if len(a.conn.out) > 0 {
-							deliver(t, a, b, t0)
-						} else {
-							deliver(t, b, a, t0)
-						}
-					}
+					handshake(t, a, b)
 					return t0.Add(time.Hour)
 				},
 				triggers: []trigger{aRekeys, bDeletes},

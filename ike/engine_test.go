@@ -440,14 +440,7 @@ func TestGiveUpAndReconnect(t *testing.T) {
 
 func TestWrongPSK(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { b.RemotePSK = Secret("something else") })
-	a.e.initiate(t0)
-	for i := 0; i < 4; i++ {
-		if len(a.conn.out) > 0 {
-			deliver(t, a, b, t0)
-		} else {
-			deliver(t, b, a, t0)
-		}
-	}
+	handshake(t, a, b)
 	if len(a.dp.installed)+len(b.dp.installed) != 0 {
 		t.Error("child installed despite a bad PSK")
 	}
@@ -462,14 +455,7 @@ func TestWrongPSK(t *testing.T) {
 func TestResponderChecksInitiatorAUTH(t *testing.T) {
 	// b's identity check: a claims an FQDN b does not expect.
 	a, b := newPair(t, func(a, b *Config) { a.LocalID = FQDNID("intruder.example"); b.RemoteID = AddrID(a.Local) })
-	a.e.initiate(t0)
-	for i := 0; i < 4; i++ {
-		if len(a.conn.out) > 0 {
-			deliver(t, a, b, t0)
-		} else {
-			deliver(t, b, a, t0)
-		}
-	}
+	handshake(t, a, b)
 	if len(b.dp.installed) != 0 || a.e.Status().State == "established" {
 		t.Error("wrong identity accepted")
 	}
@@ -479,7 +465,7 @@ func TestTSUnacceptable(t *testing.T) {
 	// b thinks it is 198.18.0.3: a's TSr (198.18.0.2, GRE) does not cover it.
 	a, b := newPair(t, func(a, b *Config) { b.Local = netip.MustParseAddr("198.18.0.3") })
 	b.addr = netip.AddrPortFrom(a.e.cfg.Remote, 500) // what a sees as b's source
-	establishAttempt(t, a, b)
+	handshake(t, a, b)
 	if len(a.dp.installed)+len(b.dp.installed) != 0 {
 		t.Fatal("child installed with mismatched selectors")
 	}
@@ -496,12 +482,18 @@ func TestTSUnacceptable(t *testing.T) {
 	}
 }
 
-func establishAttempt(t *testing.T, a, b *testPeer) {
+// handshake has a initiate and passes the four IKE_SA_INIT and IKE_AUTH
+// messages to whichever peer is to receive one, whatever they say.
+func handshake(t *testing.T, a, b *testPeer) {
+	t.Helper()
 	a.e.initiate(t0)
-	deliver(t, a, b, t0)
-	deliver(t, b, a, t0)
-	deliver(t, a, b, t0)
-	deliver(t, b, a, t0)
+	for range 4 {
+		if len(a.conn.out) > 0 {
+			deliver(t, a, b, t0)
+		} else {
+			deliver(t, b, a, t0)
+		}
+	}
 }
 
 func TestResponderRequiresTransportMode(t *testing.T) {

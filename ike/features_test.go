@@ -382,27 +382,28 @@ func TestStatusAccounting(t *testing.T) {
 
 func TestExchangeResultsOnFailure(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { a.Proposals = MustParseProposals(ProtoIKE, "aes128gcm16-prfsha256-ecp256") })
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	if a.e.Status().Counters.Exchanges[ExchangeKey{"IKE_SA_INIT", true, "NO_PROPOSAL_CHOSEN"}] != 1 ||
 		b.e.Status().Counters.Exchanges[ExchangeKey{"IKE_SA_INIT", false, "NO_PROPOSAL_CHOSEN"}] != 1 {
 		t.Errorf("a %v b %v", a.e.Status().Counters.Exchanges, b.e.Status().Counters.Exchanges)
 	}
 	a, b = newPair(t, func(a, b *Config) { b.RemotePSK = Secret("not the one a uses") })
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	if a.e.Status().Counters.Exchanges[ExchangeKey{"IKE_AUTH", true, "AUTHENTICATION_FAILED"}] != 1 ||
 		b.e.Status().Counters.Exchanges[ExchangeKey{"IKE_AUTH", false, "AUTHENTICATION_FAILED"}] != 1 {
 		t.Errorf("a %v b %v", a.e.Status().Counters.Exchanges, b.e.Status().Counters.Exchanges)
 	}
 	// a rejects b's AUTH: counted on a's side as AUTHENTICATION_FAILED.
 	a, b = newPair(t, func(a, b *Config) { a.RemotePSK = Secret("not the one b uses") })
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	if a.e.Status().Counters.Exchanges[ExchangeKey{"IKE_AUTH", true, "AUTHENTICATION_FAILED"}] != 1 {
 		t.Errorf("a %v", a.e.Status().Counters.Exchanges)
 	}
 }
 
-// establishAttempt2 runs an initiation until nothing is in flight.
-func establishAttempt2(t *testing.T, a, b *testPeer) {
+// handshakeUntilQuiet is handshake that goes on until nothing is in flight
+// (failures add a Delete or an error answer).
+func handshakeUntilQuiet(t *testing.T, a, b *testPeer) {
 	t.Helper()
 	a.e.initiate(t0)
 	for i := 0; i < 10 && len(a.conn.out)+len(b.conn.out) > 0; i++ {
@@ -491,7 +492,7 @@ func TestLogsNoProposalChosen(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) {
 		a.Proposals = MustParseProposals(ProtoIKE, "aes128gcm16-prfsha256-ecp256,aes256gcm16-prfsha512-curve25519")
 	})
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	e := b.logs.FilterMessage("no acceptable proposal").All()
 	if len(e) != 1 {
 		t.Fatalf("b logged %d", len(e))
@@ -506,7 +507,7 @@ func TestLogsNoProposalChosen(t *testing.T) {
 	}
 	// The CHILD_SA of IKE_AUTH: ESP syntax.
 	a, b = newPair(t, func(a, b *Config) { a.ESPProposals = MustParseProposals(ProtoESP, "aes128gcm16-esn") })
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	e = b.logs.FilterMessage("no acceptable proposal").All()
 	if len(e) != 1 || e[0].ContextMap()["ours"] != "aes256gcm16-noesn" || e[0].ContextMap()["theirs"] != "aes128gcm16-esn" {
 		t.Errorf("b: %v", e)
@@ -519,7 +520,7 @@ func TestLogsNoProposalChosen(t *testing.T) {
 func TestLogsTSUnacceptable(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { b.Local = netip.MustParseAddr("198.18.0.3") })
 	b.addr = netip.AddrPortFrom(a.e.cfg.Remote, 500)
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	e := b.logs.FilterMessage("traffic selectors unacceptable").All()
 	if len(e) != 1 {
 		t.Fatalf("b logged %d", len(e))
@@ -537,7 +538,7 @@ func TestLogsTSUnacceptable(t *testing.T) {
 
 func TestLogsAuthenticationFailed(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { b.RemotePSK = Secret("something else"); a.LocalID = FQDNID("a.example") })
-	establishAttempt2(t, a, b)
+	handshakeUntilQuiet(t, a, b)
 	e := b.logs.FilterMessage("peer authentication failed").All()
 	if len(e) != 1 {
 		t.Fatalf("b logged %d", len(e))
