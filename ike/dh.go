@@ -198,3 +198,31 @@ var (
 			"15728E5A8AACAA68FFFFFFFFFFFFFFFF", 16)
 	modp2048Pm1 = new(big.Int).Sub(modp2048P, big.NewInt(1))
 )
+
+// ValidatePublic checks the peer's KE data for g without any secret work:
+// its length, and that it is a group element (RFC 6989: 1 < y < p-1 for
+// MODP, a point on the curve for ECP). X25519 accepts any 32 bytes; its
+// low-order points are refused when the shared secret comes out zero.
+func ValidatePublic(g DHGroup, peer []byte) error {
+	if len(peer) != g.PublicLen() {
+		return ErrBadPublic
+	}
+	switch g {
+	case MODP2048:
+		y := new(big.Int).SetBytes(peer)
+		if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(modp2048Pm1) >= 0 {
+			return ErrBadPublic
+		}
+		return nil
+	case Curve25519:
+		return nil
+	}
+	c := g.curve()
+	if c == nil {
+		return ErrBadPublic
+	}
+	if _, err := c.NewPublicKey(append([]byte{4}, peer...)); err != nil {
+		return ErrBadPublic
+	}
+	return nil
+}

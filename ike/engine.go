@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -110,6 +111,7 @@ type Status struct {
 	RekeyAt     time.Time // when we will next rekey the IKE SA (zero if not scheduled)
 	Children    []ChildStatus
 	LastError   string
+	HalfOpen    int // responder IKE SAs awaiting IKE_AUTH
 	Counters    Counters
 }
 
@@ -123,9 +125,12 @@ type ChildStatus struct {
 	LifetimeBytes uint64    // byte limit (0: none)
 }
 
-// Counters count what happened, bad input included.
+// Counters count what happened, bad input included. Received counts every
+// datagram read from the socket; each one not processed counts once in
+// Dropped and, by reason, in Drops.
 type Counters struct {
 	Received, Sent, Retransmits, Dropped, AuthFailures, Rekeys uint64
+	Drops                                                      map[string]uint64
 	DPDFailures                                                uint64 // liveness checks the peer did not answer
 	InvalidSyntax                                              uint64 // requests that decrypted but did not parse (answered INVALID_SYNTAX)
 	// Exchanges counts finished exchanges; Status returns a copy.
@@ -147,10 +152,6 @@ const (
 	defaultTries      = 5
 	reconnectDelay    = 10 * time.Second
 	maxPacket         = 65535
-	// halfOpenTimeout forgets responder IKE SAs whose IKE_AUTH never came.
-	halfOpenTimeout = 30 * time.Second
-	// maxHalfOpen bounds responder IKE SAs awaiting IKE_AUTH.
-	maxHalfOpen = 4
 	// redundantGrace is how long we wait for the peer to delete an IKE SA
 	// that lost a collision and that the peer is to delete, before we do.
 	redundantGrace = 30 * time.Second
@@ -164,12 +165,18 @@ type Engine struct {
 	dp   DataPlane
 	log  *zap.Logger
 	rand io.Reader
-	conn PacketConn
+	conn Sender
 	peer netip.AddrPort
+	in   inbox
+	// drops are counted by Offer (socket reader) and the engine goroutine.
+	drops dropCounts
 
-	// sas are all IKE SAs with the peer: normally one; more while one is
-	// being set up, rekeyed, or found redundant after a collision.
+	// sas are the IKE SAs with the peer that we initiated or that have
+	// authenticated: normally one; more while one is being set up,
+	// rekeyed, or found redundant after a collision.
 	sas []*ikeSA
+	// half are responder SAs awaiting IKE_AUTH (halfopen.go).
+	half halfOpenTable
 	// seq numbers events (SA creation, installs) so that "before" and
 	// "newest" do not depend on the clock, which tests hold still.
 	seq uint64
@@ -178,11 +185,14 @@ type Engine struct {
 	outSPI   uint32
 	warnedSw bool
 
-	retryAt  time.Time // initiator: reconnect after a failure
-	lastErr  string
-	counters Counters
-	cookies  cookieJar
-	pending  []pendingInit // answered IKE_SA_INIT requests, for CookieThreshold
+	retryAt time.Time // initiator: reconnect after a failure
+	// unknownSPI carries NoteUnknownSPI to the engine goroutine.
+	unknownSPI              chan uint32
+	hintSentAt, hintTakenAt time.Time
+	lastErr                 string
+	counters                Counters
+	cookies                 cookieJar
+	pending                 []pendingInit // answered IKE_SA_INIT requests, for CookieThreshold
 	// deferred runs after the response to the current request is sent.
 	deferred []func(time.Time)
 	// result overrides the counted result of the exchange whose response
@@ -231,22 +241,21 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	}
 	e := &Engine{cfg: cfg, dp: dp, rand: cfg.Rand, log: log.With(zap.Stringer("peer", cfg.Remote))}
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
+	e.in = newInbox()
+	e.unknownSPI = make(chan uint32, 1)
 	e.status.State = "idle"
 	e.counters.Exchanges = map[ExchangeKey]uint64{}
 	return e
 }
 
-type packet struct {
-	b    []byte
-	from netip.AddrPort
+// Sender sends IKE datagrams; *net.UDPConn implements it.
+type Sender interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
-// Run serves IKE on conn until ctx is done or conn fails. When ctx ends it
-// deletes the IKE SA (best effort) and, if conn is an io.Closer, closes it
-// to stop the reader.
+// Run serves IKE on conn until ctx is done or conn fails: a goroutine of
+// its own reads conn and Offers each datagram, and Serve does the rest.
 func (e *Engine) Run(ctx context.Context, conn PacketConn) error {
-	e.conn = conn
-	pkts := make(chan packet, 16)
 	readErr := make(chan error, 1)
 	go func() {
 		buf := make([]byte, maxPacket)
@@ -256,13 +265,17 @@ func (e *Engine) Run(ctx context.Context, conn PacketConn) error {
 				readErr <- err
 				return
 			}
-			select {
-			case pkts <- packet{append([]byte(nil), buf[:n]...), from}:
-			case <-ctx.Done():
-				return
-			}
+			e.Offer(buf[:n], from)
 		}
 	}()
+	return e.Serve(ctx, conn, readErr)
+}
+
+// Serve runs the engine on the datagrams handed to Offer, sending with w,
+// until ctx is done (then it deletes the IKE SA, best effort, and closes w
+// if it is an io.Closer) or failed delivers an error.
+func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error {
+	e.conn = w
 	if e.cfg.Initiate {
 		e.initiate(time.Now())
 		e.publish()
@@ -270,17 +283,29 @@ func (e *Engine) Run(ctx context.Context, conn PacketConn) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Datagrams for our SAs first (see inbox.go).
+		select {
+		case p := <-e.in.known:
+			e.handle(p.b, p.from, time.Now())
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			e.shutdown(time.Now())
-			if c, ok := conn.(io.Closer); ok {
+			if c, ok := w.(io.Closer); ok {
 				c.Close()
 			}
 			return ctx.Err()
-		case err := <-readErr:
+		case err := <-failed:
 			return err
-		case p := <-pkts:
+		case p := <-e.in.known:
 			e.handle(p.b, p.from, time.Now())
+		case p := <-e.in.fresh:
+			e.handle(p.b, p.from, time.Now())
+		case spi := <-e.unknownSPI:
+			e.hintInvalidSPI(time.Now(), spi)
+			e.publish()
 		case now := <-tick.C:
 			e.tick(now)
 		}
@@ -443,9 +468,6 @@ func (e *Engine) tick(now time.Time) {
 	for _, sa := range slices.Clone(e.sas) {
 		switch {
 		case sa.gone:
-		case sa.state == saConnecting && !sa.initiator && now.Sub(sa.createdAt) >= halfOpenTimeout:
-			e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
-			e.removeSA(sa)
 		case sa.state == saEstablished && sa.redundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
 			// The peer should have deleted it by now; it may not follow
 			// our collision rule, so we do.
@@ -454,6 +476,10 @@ func (e *Engine) tick(now time.Time) {
 		case sa.usable():
 			e.timers(now, sa)
 		}
+	}
+	for _, sa := range e.half.expired(now) {
+		e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
+		e.removeSA(sa)
 	}
 	if len(e.sas) == 0 && e.cfg.Initiate && !e.retryAt.IsZero() && !now.Before(e.retryAt) {
 		e.initiate(now)
@@ -479,6 +505,7 @@ func (e *Engine) removeSA(sa *ikeSA) {
 		return
 	}
 	sa.gone = true
+	e.half.remove(sa)
 	e.sas = slices.DeleteFunc(e.sas, func(x *ikeSA) bool { return x == sa })
 	for _, x := range slices.Clone(e.sas) { // removeSA below edits e.sas
 		// An SA that lost to sa is no longer redundant.
@@ -515,15 +542,18 @@ func (e *Engine) shutdown(now time.Time) {
 // handle processes one datagram from the peer.
 func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 	defer e.publish()
-	e.counters.Received++
 	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
-		e.counters.Dropped++
+		e.drop(DropUnknownSource)
 		return
 	}
 	m, err := DecodeMessage(raw)
 	if err != nil {
-		e.counters.Dropped++
+		e.drop(DropMalformed)
 		e.log.Debug("undecodable message dropped", zap.Error(err))
+		return
+	}
+	if m.Exchange == INFORMATIONAL && !m.Payloads.Encrypted() {
+		e.handleHint(now, m)
 		return
 	}
 	if m.IsResponse() {
@@ -536,24 +566,31 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 	}
 	sa := e.findSA(m.SPIi, m.SPIr)
 	if sa == nil || !sa.keyed() {
-		e.counters.Dropped++
+		e.drop(DropUnknownSA)
 		e.log.Debug("request for an unknown IKE SA", e.saFields(nil, m)...)
+		e.hintInvalidIKESPI(now, m)
 		return
 	}
 	switch {
 	case m.MessageID+1 == sa.expectReqID && sa.lastResp != nil:
 		// A retransmitted request: answer with the same bytes, do not
-		// process it again (§2.1).
+		// process it again (§2.1) — but only if it is the same request.
+		// Anything else reusing the ID (a bare header with the live SPIs)
+		// would make us a reflector.
+		if requestDigest(raw) != sa.lastReqDigest {
+			e.drop(DropRetransmitMismatch)
+			return
+		}
 		e.write(sa.lastResp)
 		return
 	case m.MessageID != sa.expectReqID:
-		e.counters.Dropped++
+		e.drop(DropMessageID)
 		return
 	}
 	switch m.Exchange {
 	case IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL:
 	default:
-		e.counters.Dropped++
+		e.drop(DropUnexpected)
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
@@ -570,7 +607,7 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 			sa.deleteAfterResponse = true
 		}
 	case err != nil:
-		e.counters.Dropped++
+		e.drop(DropIntegrity)
 		e.log.Debug("request failed integrity", append(e.saFields(sa, m), zap.Error(err))...)
 		return
 	default:
@@ -596,7 +633,7 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	sa.expectReqID++
-	sa.lastResp = rawResp
+	sa.lastResp, sa.lastReqDigest = rawResp, requestDigest(raw)
 	e.write(rawResp)
 	e.countExchange(m.Exchange, false, resultOf(resp))
 	if sa.deleteAfterResponse {
@@ -608,6 +645,10 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 	}
 	e.runDeferred(now)
 }
+
+// requestDigest identifies a request for retransmission checks, as
+// strongSwan does with a hash of the whole message.
+func requestDigest(raw []byte) [sha256.Size]byte { return sha256.Sum256(raw) }
 
 func (e *Engine) runDeferred(now time.Time) {
 	for len(e.deferred) > 0 {
@@ -623,7 +664,7 @@ func (e *Engine) findSA(spiI, spiR uint64) *ikeSA {
 			return sa
 		}
 	}
-	return nil
+	return e.half.get(spiI, spiR)
 }
 
 // dropSA forgets sa. The last established one fails (and reconnects if we
@@ -658,7 +699,7 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		}
 	}
 	if sa == nil || sa.req == nil || sa.req.id != m.MessageID || sa.req.exchange != m.Exchange {
-		e.counters.Dropped++
+		e.drop(DropUnexpected)
 		return
 	}
 	r := sa.req
@@ -666,7 +707,7 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		if n := m.Payloads.Notify(COOKIE); n != nil && (len(n.Data) < 1 || len(n.Data) > 64) {
 			// §2.6 allows 1..64 bytes; anything else is not from a real
 			// responder. Keep waiting for one.
-			e.counters.Dropped++
+			e.drop(DropMalformed)
 			return
 		}
 		e.finishRequest(now, sa, r, m, raw, m.Payloads)
@@ -682,7 +723,7 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 			append(e.saFields(sa, m), zap.String("reason", err.Error()))...)
 		inner = Payloads{&Notify{Kind: INVALID_SYNTAX}}
 	case err != nil:
-		e.counters.Dropped++
+		e.drop(DropIntegrity)
 		return
 	}
 	sa.lastRecv = now

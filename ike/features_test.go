@@ -49,7 +49,7 @@ func TestCookieDemandedOverThreshold(t *testing.T) {
 			t.Fatalf("cookie demanded below the threshold: %v", notifies(t, resp))
 		}
 	}
-	if len(b.e.sas) != 2 {
+	if b.e.half.len() != 2 {
 		t.Fatalf("b keeps %d half-open SAs", len(b.e.sas))
 	}
 	a.e.initiate(t0)
@@ -60,7 +60,7 @@ func TestCookieDemandedOverThreshold(t *testing.T) {
 	if len(m.Payloads) != 1 || n == nil || n.Kind != COOKIE || len(n.Data) != cookieLen || m.SPIr != 0 {
 		t.Fatalf("want only N(COOKIE): %+v", m.Payloads)
 	}
-	if len(b.e.sas) != 2 {
+	if b.e.half.len() != 2 {
 		t.Error("b kept state for a request without a cookie")
 	}
 	a.e.handle(resp, b.addr, t0)

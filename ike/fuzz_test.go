@@ -234,8 +234,8 @@ func FuzzEngineInit(f *testing.F) {
 			}
 			b.conn.out = nil
 		}
-		if len(b.e.sas) > maxHalfOpen {
-			t.Fatalf("%d half-open SAs", len(b.e.sas))
+		if b.e.half.len() > maxHalfOpen {
+			t.Fatalf("%d half-open SAs", b.e.half.len())
 		}
 	})
 }

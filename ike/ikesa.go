@@ -40,14 +40,20 @@ type ikeSA struct {
 	nextReqID   uint32 // ID of our next request
 	expectReqID uint32 // ID of the peer's next request
 	lastResp    []byte // our response to the peer's last request
-	req         *request
-	queue       []func(now time.Time)
+	// lastReqDigest identifies that request: only an identical copy is
+	// answered with lastResp again.
+	lastReqDigest [32]byte
+	req           *request
+	queue         []func(now time.Time)
 
 	children            []*childSA
 	childSPI            uint32 // inbound SPI offered in IKE_AUTH
 	ikeRekeying         bool   // our CREATE_CHILD_SA rekeying this SA is in flight
 	retryRekey          time.Time
 	deleteAfterResponse bool
+	// afterHint: we initiated this SA because the peer hinted that it
+	// lost the others (hint.go); they go once this one authenticates.
+	afterHint bool
 
 	// Collisions. peerRekey is the SA the peer's rekey of this one created
 	// while ours was in flight (§2.8.2); pending marks such an SA until

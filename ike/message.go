@@ -220,3 +220,13 @@ func (ps Payloads) UnsupportedCritical() *Unknown {
 	}
 	return nil
 }
+
+// Encrypted reports whether the message carries an SK payload (it is then
+// the last payload, still sealed).
+func (ps Payloads) Encrypted() bool {
+	if len(ps) == 0 {
+		return false
+	}
+	_, ok := ps[len(ps)-1].(*Encrypted)
+	return ok
+}

@@ -13,6 +13,9 @@ func (e *Engine) Status() Status {
 	if s.Counters.Exchanges == nil {
 		s.Counters.Exchanges = map[ExchangeKey]uint64{}
 	}
+	// Live: the socket reader counts these without the engine goroutine.
+	s.Counters.Received = e.in.received.Load()
+	s.Counters.Dropped, s.Counters.Drops = e.drops.snapshot()
 	return s
 }
 
@@ -65,7 +68,7 @@ func (e *Engine) primary() *ikeSA {
 }
 
 func (e *Engine) publish() {
-	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters}
+	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters, HalfOpen: e.half.len()}
 	s.Counters.Exchanges = maps.Clone(e.counters.Exchanges)
 	if sa := e.primary(); sa != nil {
 		s.State = "connecting"

@@ -28,10 +28,11 @@ func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 		inner = append(inner, &IDr{e.cfg.RemoteID})
 	}
 	inner = append(inner, &Auth{Method: AuthPSK, Data: auth})
-	if len(e.sas) == 1 {
+	if len(e.sas) == 1 || sa.afterHint {
 		// INITIAL_CONTACT tells the peer to forget IKE SAs it has with us
 		// (§2.4); only when we have no other one, in any state, so that
-		// simultaneous initiation is resolved by the nonce rule instead.
+		// simultaneous initiation is resolved by the nonce rule instead;
+		// and after a hint that the peer lost the others (hint.go).
 		inner = append(inner, &Notify{Kind: INITIAL_CONTACT})
 	}
 	inner = append(inner, e.childRequest(WithoutDH(e.cfg.ESPProposals), sa.childSPI)...)
@@ -94,6 +95,9 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 		return
 	}
 	sa.children = append(sa.children, c)
+	if sa.afterHint {
+		e.forgetOthers(sa)
+	}
 	e.checkDuplicates(now, sa)
 }
 
@@ -153,6 +157,9 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 	idr := e.localID()
 	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
 	e.clearPending(sa.spiI)
+	e.half.remove(sa)
+	e.sas = append(e.sas, sa)
+	e.keyGen++
 	e.established(now, sa)
 	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
 	_, child, notify := e.acceptChild(now, sa, ps, WithoutDH(e.cfg.ESPProposals), sa.ni, sa.nr, nil, false, false)

@@ -250,12 +250,18 @@ func (e *Engine) timers(now time.Time, sa *ikeSA) {
 		}
 	}
 	if e.cfg.DPD > 0 && !now.Before(sa.lastRecv.Add(e.cfg.DPD)) {
-		e.log.Debug("liveness check", e.saFields(sa, nil)...)
-		sa.lastRecv = now // one check per interval
-		e.sendRequest(now, sa, INFORMATIONAL, nil, func(time.Time, *Message, []byte, Payloads) {},
-			func(now time.Time) {
-				e.counters.DPDFailures++
-				e.fail(now, sa, "peer is dead (no answer to liveness check)")
-			})
+		e.sendLivenessCheck(now, sa)
 	}
+}
+
+// sendLivenessCheck sends an empty INFORMATIONAL request (§1.4); no answer
+// after the retransmissions means the peer is dead.
+func (e *Engine) sendLivenessCheck(now time.Time, sa *ikeSA) {
+	e.log.Debug("liveness check", e.saFields(sa, nil)...)
+	sa.lastRecv = now // one check per interval
+	e.sendRequest(now, sa, INFORMATIONAL, nil, func(time.Time, *Message, []byte, Payloads) {},
+		func(now time.Time) {
+			e.counters.DPDFailures++
+			e.fail(now, sa, "peer is dead (no answer to liveness check)")
+		})
 }

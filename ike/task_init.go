@@ -189,20 +189,18 @@ func (e *Engine) checkNAT(sa *ikeSA, ps Payloads) {
 	e.log.Warn("NAT detected in front of the peer: NAT traversal is not supported", e.saFields(sa, nil)...)
 }
 
-// respondInit answers an IKE_SA_INIT request (§1.2).
+// respondInit answers an IKE_SA_INIT request (§1.2). The checks run
+// cheapest first, and nothing secret is computed, nor any state kept,
+// before the request has passed all of them: the cookie (under load), the
+// payloads, the proposal, and the peer's public value.
 func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.AddrPort) {
 	if m.SPIr != 0 || m.MessageID != 0 || !m.FromInitiator() {
-		e.counters.Dropped++
+		e.drop(DropUnexpected)
 		return
 	}
-	for _, h := range e.sas {
-		if !h.initiator && h.state == saConnecting && h.spiI == m.SPIi {
-			if string(h.initReq) == string(raw) {
-				e.write(h.initResp) // retransmitted request
-				return
-			}
-			e.removeSA(h) // the initiator started over
-		}
+	if h := e.half.retransmitted(m.SPIi, raw); h != nil {
+		e.write(h.initResp) // the initiator did not get our answer
+		return
 	}
 	reply := func(n *Notify) {
 		out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse, Payloads: Payloads{n}}
@@ -216,15 +214,9 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		e.countExchange(IKE_SA_INIT, false, result)
 	}
 	ps := m.Payloads
-	if u := ps.UnsupportedCritical(); u != nil {
-		reply(&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}})
-		return
-	}
-	saP, _ := ps.Get(PayloadSA).(*SA)
-	ke, _ := ps.Get(PayloadKE).(*KE)
 	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
-	if saP == nil || ke == nil || nonce == nil {
-		reply(&Notify{Kind: INVALID_SYNTAX})
+	if nonce == nil {
+		e.drop(DropMalformed) // not even a cookie can be made for it
 		return
 	}
 	if e.cookiesRequired(now) {
@@ -237,12 +229,26 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		}
 		if !e.validCookie(now, got, nonce.Data, from.Addr(), m.SPIi) {
 			if brought {
-				e.counters.Dropped++
+				e.drop(DropCookie)
 				e.log.Debug("IKE_SA_INIT with a wrong or stale cookie", e.saFields(nil, m)...)
 			}
 			reply(&Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)})
 			return
 		}
+	}
+	// Every request that gets this far counts towards the cookie
+	// threshold until its IKE SA authenticates, failures included: a
+	// flood of bad requests turns cookies on as surely as good ones.
+	e.notePending(now, m.SPIi)
+	if u := ps.UnsupportedCritical(); u != nil {
+		reply(&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}})
+		return
+	}
+	saP, _ := ps.Get(PayloadSA).(*SA)
+	ke, _ := ps.Get(PayloadKE).(*KE)
+	if saP == nil || ke == nil {
+		reply(&Notify{Kind: INVALID_SYNTAX})
+		return
 	}
 	chosen, ok := SelectProposal(e.cfg.Proposals, saP.Proposals, true)
 	if !ok || len(chosen.SPI) != 0 {
@@ -260,54 +266,58 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		reply(&Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(suite.DH))})
 		return
 	}
-	dh, err := GenerateDH(suite.DH, e.rand)
-	if err != nil {
-		return
-	}
-	shared, err := dh.Shared(ke.Data)
-	if err != nil {
+	if err := ValidatePublic(suite.DH, ke.Data); err != nil {
+		// RFC 6989: checked before we make a key of our own.
+		e.drop(DropBadKE)
+		e.log.Debug("IKE_SA_INIT with an invalid KE payload", e.saFields(nil, m)...)
 		reply(&Notify{Kind: INVALID_SYNTAX})
 		return
 	}
+	sa, resp, err := e.answerInit(now, m, raw, chosen, suite, ke, nonce)
+	if err != nil {
+		e.log.Warn("cannot answer IKE_SA_INIT", append(e.saFields(nil, m), zap.Error(err))...)
+		reply(&Notify{Kind: NO_PROPOSAL_CHOSEN})
+		return
+	}
+	for _, old := range e.half.add(sa) {
+		old.gone = true
+		old.keys.Wipe()
+		e.log.Debug("half-open IKE SA evicted", e.saFields(old, nil)...)
+	}
+	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
+	e.write(resp)
+	e.countExchange(IKE_SA_INIT, false, "ok")
+}
+
+// answerInit makes the half-open SA for a checked IKE_SA_INIT request and
+// our answer to it.
+func (e *Engine) answerInit(now time.Time, m *Message, raw []byte, chosen Proposal, suite Suite, ke *KE, nonce *Nonce) (*ikeSA, []byte, error) {
+	dh, err := GenerateDH(suite.DH, e.rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	shared, err := dh.Shared(ke.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer shared.Wipe()
 	sa := &ikeSA{spiI: m.SPIi, spiR: e.newIKESPI(), suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen), initReq: raw,
 		expectReqID: 1, nextReqID: 0, seq: e.nextSeq(), createdAt: now}
-	e.checkNAT(sa, ps)
+	e.checkNAT(sa, m.Payloads)
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
 		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: dh.Public()}, &Nonce{Data: sa.nr}},
 			e.natPayloads(sa.spiI, sa.spiR)...)}
 	resp, err := out.Encode()
 	if err != nil {
-		return
+		return nil, nil, err
 	}
 	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
-	shared.Wipe()
-	if err == nil {
-		err = sa.deriveKeys(skeyseed)
-	}
 	if err != nil {
-		return
+		return nil, nil, err
+	}
+	if err := sa.deriveKeys(skeyseed); err != nil {
+		return nil, nil, err
 	}
 	sa.initResp = resp
-	// Bound the half-open SAs: the oldest goes first.
-	half := 0
-	for _, h := range e.sas {
-		if !h.initiator && h.state == saConnecting {
-			half++
-		}
-	}
-	for _, h := range slices.Clone(e.sas) {
-		if half < maxHalfOpen {
-			break
-		}
-		if !h.initiator && h.state == saConnecting {
-			e.removeSA(h)
-			half--
-		}
-	}
-	e.sas = append(e.sas, sa)
-	e.keyGen++
-	e.notePending(now, sa.spiI)
-	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
-	e.write(resp)
-	e.countExchange(IKE_SA_INIT, false, "ok")
+	return sa, resp, nil
 }

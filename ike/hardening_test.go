@@ -1,0 +1,202 @@
+package ike
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// forgedInit is an IKE_SA_INIT request as a stranger would forge it: SPIi
+// spi, a fresh nonce from r, and ke as the KE data (nil: a valid one).
+func forgedInit(t *testing.T, spi uint64, r *rand.ChaCha8, ke []byte) []byte {
+	t.Helper()
+	nonce := make([]byte, nonceLen)
+	r.Read(nonce)
+	if ke == nil {
+		k, err := GenerateDH(ECP384, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ke = k.Public()
+	}
+	m := &Message{SPIi: spi, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: Payloads{
+		&SA{Proposals: MustParseProposals(ProtoIKE, "aes256gcm16-prfsha384-ecp384")},
+		&KE{Group: uint16(ECP384), Data: ke}, &Nonce{Data: nonce}}}
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// The remote crash: IKE_SA_INIT with SPIi S, then T, then S again with
+// another nonce. The responder used to remove an SA from the list it was
+// ranging over and die on a nil pointer.
+func TestThreeForgedInitsDoNotCrash(t *testing.T) {
+	a, b := newPair(t, nil)
+	r := rand.NewChaCha8([32]byte{3})
+	for _, spi := range []uint64{0x5555, 0x7777, 0x5555} {
+		b.e.handle(forgedInit(t, spi, r, nil), a.addr, t0)
+	}
+	if got := b.e.half.len(); got != 3 {
+		t.Errorf("%d half-open SAs, want 3 (a second SA with the same SPIi does not evict the first)", got)
+	}
+	b.conn.out = nil
+	establish(t, a, b) // the real peer still gets in
+}
+
+// A KE that is no point on the curve is refused before any DH work, and
+// counts towards the cookie threshold like any other request.
+func TestBadKERefusedAndCountedTowardsCookies(t *testing.T) {
+	a, b := newPair(t, func(_, b *Config) { b.CookieThreshold = 5 })
+	r := rand.NewChaCha8([32]byte{4})
+	offCurve := bytes.Repeat([]byte{0x42}, ECP384.PublicLen())
+	for i := range 5 {
+		b.e.handle(forgedInit(t, uint64(0x100+i), r, offCurve), a.addr, t0)
+		if n := notifies(t, drop(t, b)); len(n) != 1 || n[0] != INVALID_SYNTAX {
+			t.Fatalf("answer %v, want INVALID_SYNTAX", n)
+		}
+	}
+	if st := b.e.Status(); st.Counters.Drops["bad_ke"] != 5 || st.HalfOpen != 0 {
+		t.Errorf("bad_ke %d, half-open %d", st.Counters.Drops["bad_ke"], st.HalfOpen)
+	}
+	b.e.handle(forgedInit(t, 0x200, r, offCurve), a.addr, t0)
+	if n := notifies(t, drop(t, b)); len(n) != 1 || n[0] != COOKIE {
+		t.Fatalf("after 5 failed requests: %v, want a COOKIE demand", n)
+	}
+	if ValidatePublic(ECP384, offCurve) == nil || ValidatePublic(ECP384, offCurve[1:]) == nil {
+		t.Error("ValidatePublic accepts a point off the curve or of the wrong length")
+	}
+	for _, y := range [][]byte{make([]byte, 256), append(make([]byte, 255), 1), modp2048Pm1.FillBytes(make([]byte, 256))} {
+		if ValidatePublic(MODP2048, y) == nil {
+			t.Errorf("MODP value %x... accepted", y[250:])
+		}
+	}
+}
+
+// Half-open SAs are bounded; the oldest go first, and a real peer that
+// starts after a flood still gets in.
+func TestHalfOpenBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2000 DH computations")
+	}
+	a, b := newPair(t, func(_, b *Config) { b.CookieThreshold = -1 })
+	r := rand.NewChaCha8([32]byte{5})
+	ke, _ := GenerateDH(ECP384, r)
+	for i := range maxHalfOpen + 100 {
+		b.e.handle(forgedInit(t, uint64(0x1000+i), r, ke.Public()), a.addr, t0)
+	}
+	if got := b.e.half.len(); got != maxHalfOpen {
+		t.Errorf("%d half-open SAs, want the bound %d", got, maxHalfOpen)
+	}
+	if b.e.half.get(0x1000, 0) != nil || len(b.e.half.order) > 2*maxHalfOpen+16 {
+		t.Error("the oldest was not evicted, or the order list grows")
+	}
+	b.conn.out = nil
+	establish(t, a, b)
+	b.e.tick(t0.Add(halfOpenTimeout))
+	if got := b.e.half.len(); got != 0 {
+		t.Errorf("%d half-open SAs after the timeout", got)
+	}
+}
+
+// Only an identical copy of the last request is answered again: a bare
+// header with the live SPIs and message ID gets nothing (no reflection).
+func TestRetransmitOnlyForTheSameRequest(t *testing.T) {
+	a, b := newPair(t, nil)
+	establish(t, a, b)
+	sa := a.e.primary()
+	a.e.sendLivenessCheck(t0, sa)
+	req := deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	sent, dropped := b.e.Status().Counters.Sent, b.e.Status().Counters.Dropped
+
+	bare := append([]byte(nil), req[:HeaderLen]...)
+	Header(bare).SetNextPayload(PayloadNone)
+	Header(bare).SetLength(HeaderLen)
+	b.e.handle(bare, a.addr, t0)
+	tampered := bytes.Clone(req)
+	tampered[len(tampered)-1] ^= 1
+	b.e.handle(tampered, a.addr, t0)
+	if st := b.e.Status(); st.Counters.Sent != sent || st.Counters.Dropped != dropped+2 || st.Counters.Drops["retransmit_mismatch"] != 1 {
+		t.Fatalf("sent %d (was %d), drops %v", st.Counters.Sent, sent, st.Counters.Drops)
+	}
+	b.e.handle(req, a.addr, t0)
+	if len(b.conn.out) != 1 {
+		t.Fatal("a true retransmission is not answered")
+	}
+}
+
+// Offer drops strangers and non-IKEv2 bytes before queueing and sorts the
+// rest: datagrams for our SAs ahead of new IKE_SA_INIT requests.
+func TestOfferFiltersAndCounts(t *testing.T) {
+	_, b := newPair(t, nil)
+	peer := netip.MustParseAddrPort("198.18.0.1:500")
+	r := rand.NewChaCha8([32]byte{6})
+	b.e.Offer(forgedInit(t, 1, r, nil), netip.MustParseAddrPort("198.18.0.9:500"))
+	b.e.Offer([]byte("short"), peer)
+	init := forgedInit(t, 2, r, nil)
+	for range queueLen + 10 {
+		b.e.Offer(init, peer)
+	}
+	known := bytes.Clone(init)
+	Header(known).SetSPIr(9)
+	b.e.Offer(known, peer)
+	st := b.e.Status()
+	want := map[string]uint64{"unknown_source": 1, "malformed": 1, "queue_full": 10}
+	for k, v := range want {
+		if st.Counters.Drops[k] != v {
+			t.Errorf("%s: %d, want %d", k, st.Counters.Drops[k], v)
+		}
+	}
+	if st.Counters.Received != queueLen+13 || st.Counters.Dropped != 12 {
+		t.Errorf("received %d, dropped %d", st.Counters.Received, st.Counters.Dropped)
+	}
+	if len(b.e.in.known) != 1 || len(b.e.in.fresh) != queueLen {
+		t.Errorf("queues: known %d, fresh %d", len(b.e.in.known), len(b.e.in.fresh))
+	}
+}
+
+// A restarted responder-only peer that sees our ESP tells us (INVALID_SPI,
+// unprotected); we set up a new IKE SA at once and drop the old one.
+func TestInvalidSPIHintReconnects(t *testing.T) {
+	a, b := newPair(t, nil)
+	establish(t, a, b)
+	oldOut := a.dp.installed[0].SPIOut
+	_, b2 := newPeers(t, func(_, b *Config) { b.Rand = rand.NewChaCha8([32]byte{7}) })
+	now := t0.Add(time.Minute)
+
+	b2.e.hintInvalidSPI(now, oldOut)
+	hint := drop(t, b2)
+	b2.e.hintInvalidSPI(now, oldOut)
+	quiet(t, b2) // rate-limited
+	a.e.handle(hint, b2.addr, now)
+	if x, _ := exchangeOf(t, a.conn.out[0]); x != IKE_SA_INIT {
+		t.Fatalf("after the hint a sends %v, want a new IKE_SA_INIT", x)
+	}
+	for range 4 {
+		from, to := a, b2
+		if len(a.conn.out) == 0 {
+			from, to = b2, a
+		}
+		deliver(t, from, to, now)
+	}
+	// a tells the old SA's peer once (b2 does not know it: dropped).
+	deliver(t, a, b2, now)
+	quiet(t, a)
+	if n := len(a.e.sas); n != 1 || a.e.Status().State != "established" || b2.e.Status().State != "established" {
+		t.Fatalf("a has %d IKE SAs, a %s, b2 %s", n, a.e.Status().State, b2.e.Status().State)
+	}
+	if _, live := a.dp.live[a.dp.installed[0].SPIIn]; live {
+		t.Error("the old CHILD_SA is still installed")
+	}
+	checkCrosswise(t, a.dp.installed[1], b2.dp.installed[0])
+
+	// A hint naming no SA of ours is dropped, and so is one too soon.
+	a.e.handle(hint, b2.addr, now.Add(time.Minute))
+	if st := a.e.Status(); st.Counters.Drops["unexpected"] == 0 {
+		t.Error("a hint for an unknown SPI was not counted as dropped")
+	}
+}
