@@ -21,6 +21,10 @@ var (
 	DefaultChildLifetime = time.Hour
 	DefaultChildBytes    = uint64(500 << 20)
 	DefaultDPD           = 60 * time.Second
+	// Retransmissions: 2, 4, 8, 16 s, then give up at 32 s.
+	DefaultRetransmitTimeout = 2 * time.Second
+	DefaultRetransmitBase    = 2.0
+	DefaultRetransmitTries   = 5
 )
 
 // IKE is the [ike] section: how IKEv2 negotiates the ESP keys.
@@ -40,6 +44,11 @@ type IKE struct {
 	ChildLifetime       time.Duration
 	ChildLifetimeBytes  uint64
 	DPD                 time.Duration
+	// Retransmissions: first timeout, growth factor, tries (strongSwan's
+	// retransmit_timeout, retransmit_base, retransmit_tries).
+	RetransmitTimeout time.Duration
+	RetransmitBase    float64
+	RetransmitTries   int
 }
 
 type ikeFile struct {
@@ -55,6 +64,9 @@ type ikeFile struct {
 	ChildLifetime      *string  `toml:"child_lifetime"`
 	ChildLifetimeBytes *string  `toml:"child_lifetime_bytes"`
 	DPD                *string  `toml:"dpd"`
+	RetransmitTimeout  *string  `toml:"retransmit_timeout"`
+	RetransmitBase     *float64 `toml:"retransmit_base"`
+	RetransmitTries    *int     `toml:"retransmit_tries"`
 }
 
 func (v *validator) ike(f *ikeFile, c *Config) {
@@ -99,6 +111,20 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	k.Lifetime = v.duration("ike.lifetime", f.Lifetime, DefaultLifetime, time.Minute)
 	k.ChildLifetime = v.duration("ike.child_lifetime", f.ChildLifetime, DefaultChildLifetime, 10*time.Second)
 	k.DPD = v.duration("ike.dpd", f.DPD, DefaultDPD, 0)
+	k.RetransmitTimeout = v.duration("ike.retransmit_timeout", f.RetransmitTimeout, DefaultRetransmitTimeout, 100*time.Millisecond)
+	k.RetransmitBase, k.RetransmitTries = DefaultRetransmitBase, DefaultRetransmitTries
+	if b := f.RetransmitBase; b != nil {
+		if *b < 1 || *b > 4 {
+			v.fail("ike.retransmit_base", "expected a factor from 1 to 4, got %g", *b)
+		}
+		k.RetransmitBase = *b
+	}
+	if n := f.RetransmitTries; n != nil {
+		if *n < 1 || *n > 20 {
+			v.fail("ike.retransmit_tries", "expected 1 to 20 tries, got %d", *n)
+		}
+		k.RetransmitTries = *n
+	}
 	k.ChildLifetimeBytes = DefaultChildBytes
 	if f.ChildLifetimeBytes != nil {
 		n, err := parseBytes(*f.ChildLifetimeBytes)
@@ -124,9 +150,15 @@ func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []str
 			v.fail(fmt.Sprintf("%s[%d]", key, i), "expected a proposal like %q: %v", def[0], err)
 			continue
 		}
+		if proto == ike.ProtoESP {
+			if _, removed := ike.DataPlaneESP(ps); len(removed) > 0 {
+				v.fail(fmt.Sprintf("%s[%d]", key, i), "%s: not implemented by the ESP data plane (AES-GCM-128/256 without ESN today); remove it", removed[0])
+				continue
+			}
+		}
 		all = append(all, ps...)
 	}
-	return given, all
+	return given, ike.Numbered(all)
 }
 
 func (v *validator) duration(key string, s *string, def, min time.Duration) time.Duration {

@@ -95,10 +95,12 @@ type Config struct {
 	// Rand supplies SPIs, nonces, DH keys and timer jitter; nil is
 	// crypto/rand. Tests inject a deterministic reader.
 	Rand io.Reader
-	// Retransmit is the first retransmission timeout (0: 2 s), doubled on
-	// each try up to RetransmitTries (0: 5) tries.
+	// Retransmit is the first retransmission timeout (0: 2 s), multiplied
+	// by RetransmitBase (0: 2) on each try up to RetransmitTries (0: 5)
+	// tries, like strongSwan's retransmit_timeout/_base/_tries.
 	Retransmit      time.Duration
 	RetransmitTries int
+	RetransmitBase  float64
 }
 
 // Status is a snapshot for `gresec status`.
@@ -232,8 +234,18 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	if cfg.RetransmitTries == 0 {
 		cfg.RetransmitTries = defaultTries
 	}
+	if cfg.RetransmitBase < 1 {
+		cfg.RetransmitBase = 2
+	}
 	if cfg.CookieThreshold == 0 {
 		cfg.CookieThreshold = 10
+	}
+	cfg.Proposals = Numbered(cfg.Proposals)
+	var removed []string
+	cfg.ESPProposals, removed = DataPlaneESP(cfg.ESPProposals)
+	if len(removed) > 0 {
+		// config refuses these; a caller that did not check gets a warning.
+		log.Warn("ESP transforms the data plane does not implement are not proposed", zap.Strings("removed", removed))
 	}
 	port := cfg.RemotePort
 	if port == 0 {
@@ -459,7 +471,7 @@ func (e *Engine) tick(now time.Time) {
 			continue
 		}
 		r.tries++
-		r.timeout *= 2
+		r.timeout = time.Duration(float64(r.timeout) * e.cfg.RetransmitBase)
 		r.deadline = now.Add(r.timeout)
 		e.counters.Retransmits++
 		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)

@@ -72,6 +72,7 @@ type childSA struct {
 	installed  time.Time
 	seq        uint64 // engine event number of its installation
 	rekeyAt    time.Time
+	rekeyBytes uint64 // rekey once either half carried this much (0: never)
 	expiresAt  time.Time
 	ni, nr     []byte // nonces of the exchange that created it
 	rekeying   bool   // our CREATE_CHILD_SA rekeying it is in flight

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -116,6 +117,52 @@ func ParseProposals(proto ProtocolID, s string) ([]Proposal, error) {
 		return nil, fmt.Errorf("ike: no proposals in %q", s)
 	}
 	return out, nil
+}
+
+// Numbered returns a copy of ps numbered 1, 2, ... as RFC 7296 §3.3.1
+// requires of a proposal list (lists parsed one string at a time all
+// start at 1, and a peer like strongSwan then sees only one proposal).
+func Numbered(ps []Proposal) []Proposal {
+	out := slices.Clone(ps)
+	for i := range out {
+		out[i].Num = uint8(i + 1)
+	}
+	return out
+}
+
+// DataPlaneESP keeps of ESP proposals only the transforms the ESP data
+// plane implements: never negotiate what it does not do. It returns the
+// proposals left (renumbered) and a description of each transform removed.
+// Today that is AES-GCM-128/256 without extended sequence numbers.
+func DataPlaneESP(ps []Proposal) (kept []Proposal, removed []string) {
+	for _, p := range ps {
+		q := p
+		q.Transforms = nil
+		for _, t := range p.Transforms {
+			switch {
+			case t.Type == TransformESN && t.ID == ESN_ON:
+				removed = append(removed, "esn (extended sequence numbers)")
+			case t.Type == TransformENCR && t.ID == ENCR_AES_GCM_16 && keyBits(t) == 192:
+				removed = append(removed, "aes192gcm16")
+			default:
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		if slices.ContainsFunc(q.Transforms, func(t Transform) bool { return t.Type == TransformENCR }) &&
+			slices.ContainsFunc(q.Transforms, func(t Transform) bool { return t.Type == TransformESN }) {
+			kept = append(kept, q)
+		}
+	}
+	return Numbered(kept), removed
+}
+
+func keyBits(t Transform) uint16 {
+	for _, a := range t.Attributes {
+		if a.Type == AttrKeyLength {
+			return a.Value
+		}
+	}
+	return 0
 }
 
 // MustParseProposals is ParseProposals for constants.

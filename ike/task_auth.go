@@ -252,6 +252,7 @@ func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr [
 	e.keyGen++
 	c := &childSA{keys: keys, installed: now, seq: e.nextSeq(), ni: ni, nr: nr}
 	c.rekeyAt = e.rekeyTime(sa, now, e.cfg.ChildLifetime)
+	c.rekeyBytes = e.rekeyBytes(sa, e.cfg.ChildLifetimeBytes)
 	if e.cfg.ChildLifetime > 0 {
 		c.expiresAt = now.Add(e.cfg.ChildLifetime)
 	}

@@ -173,6 +173,22 @@ func (e *Engine) rekeyTime(sa *ikeSA, t time.Time, d time.Duration) time.Time {
 	return t.Add(base + e.randDuration(0, d*3/100))
 }
 
+// rekeyBytes is the byte count at which we rekey a CHILD_SA with byte
+// lifetime lb (0: none): like rekeyTime, at 85–88 % of it for the original
+// initiator and 92–95 % for the responder. Both peers count the same
+// traffic, so without the spread they would always rekey at once and
+// collide.
+func (e *Engine) rekeyBytes(sa *ikeSA, lb uint64) uint64 {
+	if lb == 0 {
+		return 0
+	}
+	pct := uint64(85)
+	if !sa.initiator {
+		pct = 92
+	}
+	return lb/100*pct + uint64(e.randDuration(0, time.Duration(lb/100*3)))
+}
+
 // checkDuplicates runs when n has authenticated: another established IKE
 // SA with the peer (both peers initiated at once, or a second connection
 // from a peer that did not say INITIAL_CONTACT) is redundant. As for
@@ -234,9 +250,9 @@ func (e *Engine) timers(now time.Time, sa *ikeSA) {
 			continue
 		}
 		due := e.cfg.ChildLifetime > 0 && !now.Before(c.rekeyAt)
-		if lb := e.cfg.ChildLifetimeBytes; lb > 0 {
+		if c.rekeyBytes > 0 {
 			in, out := e.dp.ChildBytes(c.keys.SPIIn)
-			due = due || max(in, out) >= lb/10*9
+			due = due || max(in, out) >= c.rekeyBytes
 		}
 		if sq, ok := e.dp.(SequenceReporter); ok {
 			// Without ESN the 32-bit sequence number must not wrap

@@ -64,7 +64,7 @@ func NewCollector(src Source) prometheus.Collector {
 		ikeMessages:     newDesc("ike_messages_total", "IKE datagrams, by direction.", "interface", "direction"),
 		ikeExchanges:    newDesc("ike_exchanges_total", "IKE exchanges completed, by type, who initiated and result.", "interface", "exchange", "initiator", "result"),
 		ikeRetransmits:  newDesc("ike_retransmits_total", "IKE requests sent again for want of an answer.", "interface"),
-		ikeDropped:      newDesc("ike_dropped_total", "IKE datagrams dropped: undecodable, unexpected or failing integrity.", "interface"),
+		ikeDropped:      newDesc("ike_dropped_total", "IKE datagrams read but not processed, by reason (unknown_source, queue_full, malformed, integrity, ...).", "interface", "reason"),
 		ikeAuthFailures: newDesc("ike_auth_failures_total", "IKE_AUTH exchanges that failed authentication.", "interface"),
 		ikeRekeys:       newDesc("ike_rekeys_total", "IKE and CHILD SA rekeys completed.", "interface"),
 		ikeDPD:          newDesc("ike_dpd_failures_total", "Liveness checks the peer did not answer.", "interface"),
@@ -143,7 +143,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.ikeMessages, k.Counters.Received, "received")
 	counter(d.ikeMessages, k.Counters.Sent, "sent")
 	counter(d.ikeRetransmits, k.Counters.Retransmits)
-	counter(d.ikeDropped, k.Counters.Dropped)
+	for reason, n := range k.Counters.Drops {
+		counter(d.ikeDropped, n, reason)
+	}
 	counter(d.ikeAuthFailures, k.Counters.AuthFailures)
 	counter(d.ikeRekeys, k.Counters.Rekeys)
 	counter(d.ikeDPD, k.Counters.DPDFailures)

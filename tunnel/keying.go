@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
@@ -110,17 +111,15 @@ func (t *Tunnel) childOut(spiIn uint32) *esp.SA {
 }
 
 // ikeSocket is UDP port 500, opened once (before privileges are dropped)
-// and read by one goroutine for the tunnel's lifetime, so that an engine
-// restarted by a reload finds every datagram waiting for it.
+// and read by one goroutine for the tunnel's lifetime, which hands each
+// datagram to the engine running at the time (a reload restarts it).
+// Engine.Offer filters and queues without blocking, so a flood costs the
+// reader no more than a read and a compare per datagram.
 type ikeSocket struct {
 	conn *net.UDPConn
-	in   chan ikePacket
 	once sync.Once
-}
-
-type ikePacket struct {
-	b    []byte
-	from netip.AddrPort
+	// orphans are datagrams read while no engine ran (start, restart).
+	orphans atomic.Uint64
 }
 
 func listenIKE(local netip.Addr) (*ikeSocket, error) {
@@ -128,13 +127,11 @@ func listenIKE(local netip.Addr) (*ikeSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IKE socket %s port 500: %w", local, err)
 	}
-	return &ikeSocket{conn: conn, in: make(chan ikePacket, 16)}, nil
+	return &ikeSocket{conn: conn}, nil
 }
 
-// read forwards datagrams until the socket closes. A full queue drops
-// (the peer retransmits), so a flood cannot grow memory.
-func (s *ikeSocket) read() {
-	defer close(s.in)
+// read delivers datagrams to the current engine until the socket closes.
+func (s *ikeSocket) read(engine func() *ike.Engine) {
 	buf := make([]byte, 65535)
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
@@ -144,42 +141,21 @@ func (s *ikeSocket) read() {
 			}
 			continue
 		}
-		select {
-		case s.in <- ikePacket{append([]byte(nil), buf[:n]...), from}:
-		default:
+		if e := engine(); e != nil {
+			e.Offer(buf[:n], from)
+		} else {
+			s.orphans.Add(1)
 		}
 	}
 }
 
 func (s *ikeSocket) close() { s.once.Do(func() { s.conn.Close() }) }
 
-// engineConn is one engine generation's view of the socket: closing it
-// (the engine does, when it stops) ends that engine's reads only.
-type engineConn struct {
-	s    *ikeSocket
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *engineConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
-	select {
-	case p, ok := <-c.s.in:
-		if !ok {
-			return 0, netip.AddrPort{}, net.ErrClosed
-		}
-		return copy(b, p.b), p.from, nil
-	case <-c.done:
-		return 0, netip.AddrPort{}, net.ErrClosed
-	}
-}
-
-func (c *engineConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	return c.s.conn.WriteToUDPAddrPort(b, to)
-}
-
-func (c *engineConn) Close() error {
-	c.once.Do(func() { close(c.done) })
-	return nil
+// WriteToUDPAddrPort sends for the engine. ikeSocket is no io.Closer on
+// purpose: an engine that stops must not close the socket its successor
+// uses.
+func (s *ikeSocket) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	return s.conn.WriteToUDPAddrPort(b, to)
 }
 
 // ikeSettings are the reloadable inputs of the IKE engine.
@@ -197,6 +173,7 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 		Proposals: k.Proposals, ESPProposals: k.ESPProposals,
 		Lifetime: k.Lifetime, ChildLifetime: k.ChildLifetime, ChildLifetimeBytes: k.ChildLifetimeBytes,
 		DPD: k.DPD, ReplayWindow: s.replayWindow,
+		Retransmit: k.RetransmitTimeout, RetransmitBase: k.RetransmitBase, RetransmitTries: k.RetransmitTries,
 	}
 }
 
@@ -204,7 +181,7 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 // IKE settings (restartIKE) stops the engine, which deletes its SAs, and
 // starts one with the new settings.
 func (t *Tunnel) runIKE(ctx context.Context) error {
-	go t.ikeSock.read()
+	go t.ikeSock.read(t.ike.Load)
 	for {
 		t.ikeMu.Lock()
 		cfg := ikeConfig(t.cfg, t.ikeCfg)
@@ -214,7 +191,7 @@ func (t *Tunnel) runIKE(ctx context.Context) error {
 		t.ikeRestart = cancel
 		t.ikeMu.Unlock()
 
-		err := e.Run(ectx, &engineConn{s: t.ikeSock, done: make(chan struct{})})
+		err := e.Serve(ectx, t.ikeSock, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return nil

@@ -85,6 +85,9 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		sa := t.sadb.Lookup(spi)
 		if sa == nil {
 			t.sadb.CountDrop(esp.DropBadSPI)
+			if e := t.ike.Load(); e != nil {
+				e.NoteUnknownSPI(spi) // the peer may have lost our SAs (RFC 7296 §1.5)
+			}
 			return nil
 		}
 		var next byte

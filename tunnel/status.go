@@ -42,6 +42,7 @@ type IKEStatus struct {
 	LastError      string          `json:"last_error,omitempty"`
 	Children       int             `json:"children"`
 	ChildSAs       []ChildSAStatus `json:"child_sas,omitempty"`
+	HalfOpen       int             `json:"half_open"` // responder IKE SAs awaiting IKE_AUTH
 	Counters       IKECounters     `json:"counters"`
 	Exchanges      []ExchangeCount `json:"exchanges,omitempty"`
 }
@@ -61,13 +62,16 @@ type ChildSAStatus struct {
 
 // IKECounters count IKE datagrams and events.
 type IKECounters struct {
-	Received     uint64 `json:"received"`
-	Sent         uint64 `json:"sent"`
-	Retransmits  uint64 `json:"retransmits"`
-	Dropped      uint64 `json:"dropped"`
-	AuthFailures uint64 `json:"auth_failures"`
-	Rekeys       uint64 `json:"rekeys"`
-	DPDFailures  uint64 `json:"dpd_failures"`
+	Received    uint64 `json:"received"`
+	Sent        uint64 `json:"sent"`
+	Retransmits uint64 `json:"retransmits"`
+	Dropped     uint64 `json:"dropped"`
+	// Drops break Dropped down by reason (every reason present).
+	Drops         map[string]uint64 `json:"drops"`
+	InvalidSyntax uint64            `json:"invalid_syntax"`
+	AuthFailures  uint64            `json:"auth_failures"`
+	Rekeys        uint64            `json:"rekeys"`
+	DPDFailures   uint64            `json:"dpd_failures"`
 }
 
 // ExchangeCount is how many exchanges of one kind ended one way.
@@ -158,7 +162,8 @@ func saStatus(sa *esp.SA) SAStatus {
 }
 
 func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
-	k := &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children)}
+	k := &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children),
+		HalfOpen: is.HalfOpen}
 	if is.SPIi != 0 {
 		k.SPIi, k.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
 	}
@@ -170,7 +175,17 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 	}
 	c := is.Counters
 	k.Counters = IKECounters{Received: c.Received, Sent: c.Sent, Retransmits: c.Retransmits,
-		Dropped: c.Dropped, AuthFailures: c.AuthFailures, Rekeys: c.Rekeys, DPDFailures: c.DPDFailures}
+		Dropped: c.Dropped, Drops: c.Drops, InvalidSyntax: c.InvalidSyntax, AuthFailures: c.AuthFailures, Rekeys: c.Rekeys, DPDFailures: c.DPDFailures}
+	if t.ikeSock != nil {
+		// Read while no engine ran (start, reload): dropped before any.
+		n := t.ikeSock.orphans.Load()
+		k.Counters.Received += n
+		k.Counters.Dropped += n
+		if k.Counters.Drops == nil {
+			k.Counters.Drops = map[string]uint64{}
+		}
+		k.Counters.Drops["no_engine"] = n
+	}
 	for key, n := range c.Exchanges {
 		k.Exchanges = append(k.Exchanges, ExchangeCount{Exchange: key.Exchange, Initiated: key.Initiated, Result: key.Result, Count: n})
 	}

@@ -95,6 +95,19 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 		n := k.Counters
 		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures\n",
 			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures)
+		if n.Dropped > 0 {
+			nonzero := map[string]uint64{}
+			for r, c := range n.Drops {
+				if c > 0 {
+					nonzero[r] = c
+				}
+			}
+			fmt.Fprintln(w, "      ike drops:")
+			printDrops(w, "        ", nonzero)
+		}
+		if k.HalfOpen > 0 {
+			fmt.Fprintf(w, "      half-open IKE SAs: %d\n", k.HalfOpen)
+		}
 		if k.LastError != "" {
 			fmt.Fprintf(w, "      last error: %s\n", k.LastError)
 		}
