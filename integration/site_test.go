@@ -66,6 +66,8 @@ type pair struct {
 	wrongPSK bool
 	ikeExtra string // more [ike] lines
 	aExtra   string // more sections for side a
+	// bResponds: b only responds (initiate = false); a initiates.
+	bResponds bool
 }
 
 type pairOpt struct {
@@ -74,6 +76,8 @@ type pairOpt struct {
 	wrongKey bool   // b decrypts with a key a does not use
 	ikeExtra string // more [ike] lines for keying ikev2
 	aExtra   string // more sections for side a's config
+	// bResponds makes b responder-only (initiate = false).
+	bResponds bool
 }
 
 func newKey(t *testing.T) string {
@@ -93,7 +97,7 @@ func startPair(t *testing.T, o pairOpt) *pair {
 	if o.keying == "" {
 		o.keying = "static"
 	}
-	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra}
+	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra, bResponds: o.bResponds}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
 	if o.ipv6 {
@@ -162,7 +166,7 @@ socket = %q
 		}
 		// Both initiate, as seed 000's iked pair (`active`) does: the two
 		// IKE SAs that cross at start-up are resolved to one.
-		c += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n%s", psk, p.ikeExtra)
+		c += fmt.Sprintf("[ike]\ninitiate = %t\npsk_file = %q\n%s", !(p.bResponds && s == p.b), psk, p.ikeExtra)
 	}
 	if s == p.a {
 		c += p.aExtra
@@ -180,6 +184,9 @@ func (p *pair) start(s *side) {
 	}
 	s.proc = proc
 	t.Cleanup(func() {
+		if s.proc != proc {
+			return // killed on purpose and restarted (p.kill)
+		}
 		if err := proc.Stop(5 * time.Second); err != nil {
 			t.Errorf("gresec did not stop cleanly on SIGTERM: %v\n%s", err, proc.Out)
 		}
@@ -187,6 +194,19 @@ func (p *pair) start(s *side) {
 	if !netns.WaitFor(10*time.Second, func() bool { _, err := p.status(s); return err == nil }) {
 		t.Fatalf("gresec did not come up in %s within 10 s:\n%s", s.ns.Name, proc.Out)
 	}
+}
+
+// kill ends s's gresec with SIGKILL (by PID), as a crash or power loss
+// would: it deletes nothing and tells the peer nothing.
+func (p *pair) kill(s *side) {
+	p.t.Helper()
+	if err := s.proc.Cmd.Process.Kill(); err != nil {
+		p.t.Fatal(err)
+	}
+	if !netns.WaitFor(5*time.Second, func() bool { done, _ := s.proc.Exited(); return done }) {
+		p.t.Fatalf("gresec in %s did not die on SIGKILL", s.ns.Name)
+	}
+	s.proc = nil
 }
 
 // status asks one side's gresec for its counters over the control socket.
