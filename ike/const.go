@@ -123,8 +123,17 @@ func (t TransformType) String() string {
 
 // Transform IDs this package implements.
 const (
-	ENCR_AES_GCM_16 uint16 = 20
+	ENCR_AES_CBC           uint16 = 12 // RFC 3602
+	ENCR_AES_GCM_16        uint16 = 20 // RFC 4106, RFC 5282
+	ENCR_CHACHA20_POLY1305 uint16 = 28 // RFC 7634
 
+	AUTH_NONE              uint16 = 0
+	AUTH_HMAC_SHA1_96      uint16 = 2  // RFC 2404
+	AUTH_HMAC_SHA2_256_128 uint16 = 12 // RFC 4868
+	AUTH_HMAC_SHA2_384_192 uint16 = 13
+	AUTH_HMAC_SHA2_512_256 uint16 = 14
+
+	PRF_HMAC_SHA1     uint16 = 2
 	PRF_HMAC_SHA2_256 uint16 = 5
 	PRF_HMAC_SHA2_384 uint16 = 6
 	PRF_HMAC_SHA2_512 uint16 = 7

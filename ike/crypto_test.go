@@ -119,7 +119,7 @@ func TestDHRejectsBadPublic(t *testing.T) {
 		}
 	}
 	k, _ := GenerateDH(MODP2048, nil)
-	for _, y := range []*big.Int{big.NewInt(0), big.NewInt(1), modp2048Pm1, modp2048P} {
+	for _, y := range []*big.Int{big.NewInt(0), big.NewInt(1), modpGroups[MODP2048].pm1, modpGroups[MODP2048].p} {
 		if _, err := k.Shared(y.FillBytes(make([]byte, 256))); !errors.Is(err, ErrBadPublic) {
 			t.Errorf("MODP public %v accepted", y)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 	"strconv"
+	"strings"
 )
 
 // DHGroup is a Diffie-Hellman group transform ID (IANA "Transform Type 4").
@@ -16,6 +17,8 @@ type DHGroup uint16
 const (
 	DHNone       DHGroup = 0
 	MODP2048     DHGroup = 14 // RFC 3526
+	MODP3072     DHGroup = 15
+	MODP4096     DHGroup = 16
 	ECP256       DHGroup = 19 // RFC 5903
 	ECP384       DHGroup = 20
 	ECP521       DHGroup = 21
@@ -29,6 +32,10 @@ func (g DHGroup) String() string {
 		return "NONE"
 	case MODP2048:
 		return "MODP_2048"
+	case MODP3072:
+		return "MODP_3072"
+	case MODP4096:
+		return "MODP_4096"
 	case ECP256:
 		return "ECP_256"
 	case ECP384:
@@ -56,15 +63,16 @@ func (g DHGroup) curve() ecdh.Curve {
 }
 
 // Supported reports whether we implement g.
-func (g DHGroup) Supported() bool { return g == MODP2048 || g.curve() != nil }
+func (g DHGroup) Supported() bool { return modpGroups[g] != nil || g.curve() != nil }
 
 // PublicLen is the fixed length of the KE data for g: x || y for the ECP
 // groups (RFC 5903 §7, no 0x04 prefix), the u coordinate for Curve25519,
 // and the modulus length for MODP.
 func (g DHGroup) PublicLen() int {
+	if m := modpGroups[g]; m != nil {
+		return m.bytes
+	}
 	switch g {
-	case MODP2048:
-		return 256
 	case ECP256:
 		return 64
 	case ECP384:
@@ -104,18 +112,19 @@ func GenerateDH(g DHGroup, r io.Reader) (*DHKey, error) {
 		r = rand.Reader
 	}
 	k := &DHKey{group: g}
-	switch g {
-	case MODP2048:
-		// A 384-bit exponent: twice the ~112-bit strength of the group with
-		// a wide margin, and far cheaper than a full-size one.
-		buf := make([]byte, 48)
+	if m := modpGroups[g]; m != nil {
+		// A short exponent, over twice the group's strength in bits (112
+		// for 2048, 128 and ~150 for 3072 and 4096: RFC 3526 §8, NIST SP
+		// 800-57), and far cheaper than a full-size one.
+		buf := make([]byte, m.expBits/8)
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, err
 		}
 		k.x = new(big.Int).SetBytes(buf)
-		k.x.SetBit(k.x, 383, 1)
-		y := new(big.Int).Exp(big.NewInt(2), k.x, modp2048P)
-		k.pub = y.FillBytes(make([]byte, 256))
+		k.x.SetBit(k.x, m.expBits-1, 1)
+		y := new(big.Int).Exp(big.NewInt(2), k.x, m.p)
+		k.pub = y.FillBytes(make([]byte, m.bytes))
+		clear(buf)
 		return k, nil
 	}
 	c := g.curve()
@@ -159,14 +168,12 @@ func (k *DHKey) Shared(peer []byte) (Secret, error) {
 	if len(peer) != k.group.PublicLen() {
 		return nil, ErrBadPublic
 	}
-	if k.group == MODP2048 {
-		y := new(big.Int).SetBytes(peer)
-		// RFC 6989 §2.1: 1 < y < p-1.
-		if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(modp2048Pm1) >= 0 {
-			return nil, ErrBadPublic
+	if m := modpGroups[k.group]; m != nil {
+		if err := ValidatePublic(k.group, peer); err != nil {
+			return nil, err
 		}
-		z := new(big.Int).Exp(y, k.x, modp2048P)
-		return Secret(z.FillBytes(make([]byte, 256))), nil
+		z := new(big.Int).Exp(new(big.Int).SetBytes(peer), k.x, m.p)
+		return Secret(z.FillBytes(make([]byte, m.bytes))), nil
 	}
 	pb := peer
 	if k.group != Curve25519 {
@@ -183,21 +190,48 @@ func (k *DHKey) Shared(peer []byte) (Secret, error) {
 	return Secret(z), nil
 }
 
-var (
-	modp2048P, _ = new(big.Int).SetString(
-		"FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1"+
-			"29024E088A67CC74020BBEA63B139B22514A08798E3404DD"+
-			"EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245"+
-			"E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"+
-			"EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3D"+
-			"C2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"+
-			"83655D23DCA3AD961C62F356208552BB9ED529077096966D"+
-			"670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"+
-			"E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9"+
-			"DE2BCBF6955817183995497CEA956AE515D2261898FA0510"+
-			"15728E5A8AACAA68FFFFFFFFFFFFFFFF", 16)
-	modp2048Pm1 = new(big.Int).Sub(modp2048P, big.NewInt(1))
+// modpGroup is one of RFC 3526's groups (generator 2, safe primes).
+type modpGroup struct {
+	p, pm1  *big.Int
+	bytes   int // public values are this long, left-padded
+	expBits int // private exponent size
+}
+
+func newMODP(hex string, expBits int) *modpGroup {
+	p, ok := new(big.Int).SetString(strings.Join(strings.Fields(hex), ""), 16)
+	if !ok {
+		panic("ike: bad MODP prime")
+	}
+	return &modpGroup{p: p, pm1: new(big.Int).Sub(p, big.NewInt(1)), bytes: (p.BitLen() + 7) / 8, expBits: expBits}
+}
+
+// The primes of RFC 3526 §3, §4 and §5; each extends the one before.
+const (
+	modp2048Hex = `FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1
+	29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD EF9519B3 CD3A431B
+	302B0A6D F25F1437 4FE1356D 6D51C245 E485B576 625E7EC6 F44C42E9 A637ED6B
+	0BFF5CB6 F406B7ED EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D
+	C2007CB8 A163BF05 98DA4836 1C55D39A 69163FA8 FD24CF5F 83655D23 DCA3AD96
+	1C62F356 208552BB 9ED52907 7096966D 670C354E 4ABC9804 F1746C08 CA18217C
+	32905E46 2E36CE3B E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9
+	DE2BCBF6 95581718 3995497C EA956AE5 15D22618 98FA0510 15728E5A 8AA`
+	modp3072Mid = `AC42D AD33170D 04507A33 A85521AB DF1CBA64 ECFB8504 58DBEF0A
+	8AEA7157 5D060C7D B3970F85 A6E1E4C7 ABF5AE8C DB0933D7 1E8C94E0 4A25619D
+	CEE3D226 1AD2EE6B F12FFA06 D98A0864 D8760273 3EC86A64 521F2B18 177B200C
+	BBE11757 7A615D6C 770988C0 BAD946E2 08E24FA0 74E5AB31 43DB5BFC E0FD108E
+	4B82D120 A9`
+	modp4096Tail = `210801 1A723C12 A787E6D7 88719A10 BDBA5B26 99C32718 6AF4E23C
+	1A946834 B6150BDA 2583E9CA 2AD44CE8 DBBBC2DB 04DE8EF9 2E8EFC14 1FBECAA6
+	287C5947 4E6BC05D 99B2964F A090C3A2 233BA186 515BE7ED 1F612970 CEE2D7AF
+	B81BDD76 2170481C D0069127 D5B05AA9 93B4EA98 8D8FDDC1 86FFB7DC 90A6C08F
+	4DF435C9 34063199 FFFFFFFF FFFFFFFF`
 )
+
+var modpGroups = map[DHGroup]*modpGroup{
+	MODP2048: newMODP(modp2048Hex+"CAA68 FFFFFFFF FFFFFFFF", 384),
+	MODP3072: newMODP(modp2048Hex+modp3072Mid+"3AD2CA FFFFFFFF FFFFFFFF", 512),
+	MODP4096: newMODP(modp2048Hex+modp3072Mid+modp4096Tail, 512),
+}
 
 // ValidatePublic checks the peer's KE data for g without any secret work:
 // its length, and that it is a group element (RFC 6989: 1 < y < p-1 for
@@ -207,14 +241,15 @@ func ValidatePublic(g DHGroup, peer []byte) error {
 	if len(peer) != g.PublicLen() {
 		return ErrBadPublic
 	}
-	switch g {
-	case MODP2048:
+	if m := modpGroups[g]; m != nil {
+		// RFC 6989 §2.1: 1 < y < p-1.
 		y := new(big.Int).SetBytes(peer)
-		if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(modp2048Pm1) >= 0 {
+		if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(m.pm1) >= 0 {
 			return ErrBadPublic
 		}
 		return nil
-	case Curve25519:
+	}
+	if g == Curve25519 {
 		return nil
 	}
 	c := g.curve()

@@ -16,15 +16,16 @@ import (
 )
 
 // ChildKeys is one negotiated CHILD_SA handed to the data plane. KeyIn and
-// KeyOut are key || salt (36 bytes for AES-256-GCM), the layout of
-// esp.NewSA and of `ip xfrm ... rfc4106(gcm(aes))`.
+// KeyOut are each direction's KEYMAT (RFC 7296 §2.17): the encryption key
+// (with its 4-byte salt for AES-GCM and ChaCha20-Poly1305: the layout of
+// `ip xfrm ... rfc4106(gcm(aes))`), then the integrity key, if any.
 type ChildKeys struct {
 	SPIIn, SPIOut uint32
 	KeyIn, KeyOut Secret
-	Transform     string // e.g. "aes256gcm16"
+	Transform     string // e.g. "aes256gcm16", "aes128-sha1" (Suite.Transform)
 	Lifetime      time.Duration
 	LifetimeBytes uint64
-	ESN           bool // extended sequence numbers; always false: we do not negotiate ESN
+	ESN           bool // extended sequence numbers
 	// KeepOutbound: install both halves but keep sending on the current
 	// outbound SA. Set when we answer a rekey: the initiator installs its
 	// inbound half only once our answer arrives, so packets on the new SA

@@ -69,7 +69,7 @@ func TestBadKERefusedAndCountedTowardsCookies(t *testing.T) {
 	if ValidatePublic(ECP384, offCurve) == nil || ValidatePublic(ECP384, offCurve[1:]) == nil {
 		t.Error("ValidatePublic accepts a point off the curve or of the wrong length")
 	}
-	for _, y := range [][]byte{make([]byte, 256), append(make([]byte, 255), 1), modp2048Pm1.FillBytes(make([]byte, 256))} {
+	for _, y := range [][]byte{make([]byte, 256), append(make([]byte, 255), 1), modpGroups[MODP2048].pm1.FillBytes(make([]byte, 256))} {
 		if ValidatePublic(MODP2048, y) == nil {
 			t.Errorf("MODP value %x... accepted", y[250:])
 		}

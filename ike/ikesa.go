@@ -25,7 +25,7 @@ type ikeSA struct {
 	createdAt  time.Time //
 	suite      Suite
 	keys       IKEKeys
-	out, in    *SKCipher
+	out, in    SKCipher
 
 	ni, nr        []byte
 	dh            *DHKey
@@ -122,17 +122,17 @@ func (sa *ikeSA) flags(response bool) Flags {
 
 // deriveKeys computes SK_* from g^ir and sets up the SK ciphers.
 func (sa *ikeSA) deriveKeys(skeyseed Secret) error {
-	keys, err := DeriveIKEKeys(sa.suite.PRF, skeyseed, sa.suite.KeyLen(), 0, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	keys, err := DeriveIKEKeys(sa.suite.PRF, skeyseed, sa.suite.KeyLen(), sa.suite.IntegKeyLen(), sa.ni, sa.nr, sa.spiI, sa.spiR)
 	skeyseed.Wipe()
 	if err != nil {
 		return err
 	}
 	sa.keys = keys
-	ei, err := NewSKCipher(keys.SKei)
+	ei, err := NewSK(sa.suite, keys.SKei, keys.SKai, nil)
 	if err != nil {
 		return err
 	}
-	er, err := NewSKCipher(keys.SKer)
+	er, err := NewSK(sa.suite, keys.SKer, keys.SKar, nil)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
@@ -13,6 +14,7 @@ import (
 type PRF uint16
 
 const (
+	PRFSHA1   = PRF(PRF_HMAC_SHA1)
 	PRFSHA256 = PRF(PRF_HMAC_SHA2_256)
 	PRFSHA384 = PRF(PRF_HMAC_SHA2_384)
 	PRFSHA512 = PRF(PRF_HMAC_SHA2_512)
@@ -20,6 +22,8 @@ const (
 
 func (p PRF) String() string {
 	switch p {
+	case PRFSHA1:
+		return "PRF_HMAC_SHA1"
 	case PRFSHA256:
 		return "PRF_HMAC_SHA2_256"
 	case PRFSHA384:
@@ -32,6 +36,8 @@ func (p PRF) String() string {
 
 func (p PRF) hash() func() hash.Hash {
 	switch p {
+	case PRFSHA1:
+		return sha1.New
 	case PRFSHA256:
 		return sha256.New
 	case PRFSHA384:
@@ -49,6 +55,8 @@ func (p PRF) Supported() bool { return p.hash() != nil }
 // length of SK_d, SK_pi and SK_pr (§2.13, RFC 4868 §2.3).
 func (p PRF) Size() int {
 	switch p {
+	case PRFSHA1:
+		return 20
 	case PRFSHA256:
 		return 32
 	case PRFSHA384:

@@ -10,22 +10,70 @@ import (
 // Suite is the algorithm set of one negotiated SA, read off a selected
 // proposal that has one transform of each type.
 type Suite struct {
-	Encr    uint16 // ENCR_AES_GCM_16
-	KeyBits int    // 128, 192 or 256
+	Encr    uint16 // ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305 or ENCR_AES_CBC
+	KeyBits int    // 128, 192 or 256 (256 for ChaCha20)
+	Integ   uint16 // AUTH_*: with ENCR_AES_CBC only
 	PRF     PRF    // IKE only
 	DH      DHGroup
 	ESN     bool // ESP only
 }
 
+// AEAD reports whether the cipher authenticates (GCM, ChaCha20-Poly1305).
+func (s Suite) AEAD() bool { return s.Encr != ENCR_AES_CBC }
+
 // KeyLen is the length of one direction's encryption key material,
-// including the 4-byte GCM salt (RFC 5282 §7.1, RFC 4106 §8.1).
-func (s Suite) KeyLen() int { return s.KeyBits/8 + gcmSaltLen }
+// including the 4-byte salt of the AEAD ciphers (RFC 5282 §7.1, RFC 4106
+// §8.1, RFC 7634 §2).
+func (s Suite) KeyLen() int {
+	if s.AEAD() {
+		return s.KeyBits/8 + gcmSaltLen
+	}
+	return s.KeyBits / 8
+}
+
+// IntegKeyLen is the length of one direction's integrity key: the HMAC's
+// output size (RFC 2404, RFC 4868 §2.1); 0 for AEAD ciphers.
+func (s Suite) IntegKeyLen() int { return integAlgs[s.Integ].keyLen }
+
+// ICVLen is the integrity check value's length: 16 for the AEAD ciphers,
+// the truncated HMAC for the others.
+func (s Suite) ICVLen() int {
+	if s.AEAD() {
+		return gcmICVLen
+	}
+	return integAlgs[s.Integ].icvLen
+}
+
+// EncrName is the cipher's strongSwan name: "aes256gcm16", "aes128",
+// "chacha20poly1305".
+func (s Suite) EncrName() string {
+	switch s.Encr {
+	case ENCR_AES_GCM_16:
+		return "aes" + strconv.Itoa(s.KeyBits) + "gcm16"
+	case ENCR_CHACHA20_POLY1305:
+		return "chacha20poly1305"
+	}
+	return "aes" + strconv.Itoa(s.KeyBits)
+}
+
+// IntegName is the integrity algorithm's strongSwan name ("sha256"), or
+// "" for AEAD ciphers.
+func (s Suite) IntegName() string { return integAlgs[s.Integ].name }
+
+// Transform names an ESP SA's cipher and integrity, as the data plane
+// does: "aes256gcm16", "aes128-sha1", "chacha20poly1305".
+func (s Suite) Transform() string {
+	if n := s.IntegName(); n != "" {
+		return s.EncrName() + "-" + n
+	}
+	return s.EncrName()
+}
 
 // String is the strongSwan spelling, e.g. "aes256gcm16-prfsha384-ecp384".
 func (s Suite) String() string {
-	parts := []string{"aes" + strconv.Itoa(s.KeyBits) + "gcm16"}
+	parts := []string{s.Transform()}
 	if s.PRF != 0 {
-		parts = append(parts, "prfsha"+strconv.Itoa(s.PRF.Size()*8))
+		parts = append(parts, prfNames[uint16(s.PRF)])
 	}
 	if name, ok := dhNames[s.DH]; ok {
 		parts = append(parts, name)
@@ -36,7 +84,21 @@ func (s Suite) String() string {
 	return strings.Join(parts, "-")
 }
 
-var dhNames = map[DHGroup]string{MODP2048: "modp2048", ECP256: "ecp256", ECP384: "ecp384", ECP521: "ecp521", Curve25519: "curve25519"}
+type integAlg struct {
+	name           string
+	keyLen, icvLen int
+	prf            PRF // the PRF strongSwan pairs with it when none is named
+}
+
+var integAlgs = map[uint16]integAlg{
+	AUTH_HMAC_SHA1_96:      {"sha1", 20, 12, PRFSHA1},
+	AUTH_HMAC_SHA2_256_128: {"sha256", 32, 16, PRFSHA256},
+	AUTH_HMAC_SHA2_384_192: {"sha384", 48, 24, PRFSHA384},
+	AUTH_HMAC_SHA2_512_256: {"sha512", 64, 32, PRFSHA512},
+}
+
+var dhNames = map[DHGroup]string{MODP2048: "modp2048", MODP3072: "modp3072", MODP4096: "modp4096",
+	ECP256: "ecp256", ECP384: "ecp384", ECP521: "ecp521", Curve25519: "curve25519"}
 
 // SuiteOf reads the algorithms of a selected proposal (one transform per
 // type) and checks that we implement them.
@@ -51,7 +113,11 @@ func SuiteOf(p Proposal) (Suite, error) {
 		switch t.Type {
 		case TransformENCR:
 			kl, _ := t.KeyLength()
-			if t.ID != ENCR_AES_GCM_16 || (kl != 128 && kl != 192 && kl != 256) {
+			switch {
+			case (t.ID == ENCR_AES_GCM_16 || t.ID == ENCR_AES_CBC) && (kl == 128 || kl == 192 || kl == 256):
+			case t.ID == ENCR_CHACHA20_POLY1305 && kl == 0: // fixed 256-bit key, no attribute (RFC 7634 §3)
+				kl = 256
+			default:
 				return Suite{}, fmt.Errorf("ike: unsupported encryption %d/%d", t.ID, kl)
 			}
 			s.Encr, s.KeyBits = t.ID, int(kl)
@@ -61,10 +127,10 @@ func SuiteOf(p Proposal) (Suite, error) {
 			}
 			s.PRF = PRF(t.ID)
 		case TransformINTEG:
-			if t.ID != 0 {
-				// AEAD: integrity is NONE or absent (RFC 5282 §8).
-				return Suite{}, fmt.Errorf("ike: integrity transform %d with an AEAD cipher", t.ID)
+			if _, ok := integAlgs[t.ID]; !ok && t.ID != AUTH_NONE {
+				return Suite{}, fmt.Errorf("ike: unsupported integrity algorithm %d", t.ID)
 			}
+			s.Integ = t.ID
 		case TransformDH:
 			g := DHGroup(t.ID)
 			if g != DHNone && !g.Supported() {
@@ -80,6 +146,10 @@ func SuiteOf(p Proposal) (Suite, error) {
 	if s.Encr == 0 {
 		return Suite{}, fmt.Errorf("ike: proposal without encryption")
 	}
+	// AEAD: integrity is NONE or absent (RFC 5282 §8); others need one.
+	if s.AEAD() != (s.Integ == AUTH_NONE) {
+		return Suite{}, fmt.Errorf("ike: %s with integrity algorithm %d", s.EncrName(), s.Integ)
+	}
 	if p.Protocol == ProtoIKE && (s.PRF == 0 || s.DH == DHNone) {
 		return Suite{}, fmt.Errorf("ike: IKE proposal needs a PRF and a DH group")
 	}
@@ -88,11 +158,11 @@ func SuiteOf(p Proposal) (Suite, error) {
 
 // ParseProposals parses strongSwan proposal syntax: proposals separated by
 // commas, algorithms by dashes, several algorithms of one type allowed in
-// one proposal ("aes256gcm16-aes128gcm16-prfsha384-ecp384-ecp256").
-// For ESP a DH group means PFS on rekeying, and ESN defaults to "noesn".
-// Only AEAD (AES-GCM with a 16-byte ICV) is implemented; for IKE, where an
-// AEAD has no integrity algorithm, "sha256/384/512" name the PRF as
-// strongSwan reads them.
+// one proposal ("aes256gcm16-aes128gcm16-prfsha384-ecp384-ecp256"). As in
+// strongSwan: for ESP a DH group means PFS on rekeying, and ESN defaults
+// to "noesn"; in an IKE proposal "sha256" names the integrity algorithm of
+// a non-AEAD cipher and, when no "prf..." is given, the PRF too — with an
+// AEAD cipher, which has no integrity algorithm, it names only the PRF.
 func ParseProposals(proto ProtocolID, s string) ([]Proposal, error) {
 	if proto != ProtoIKE && proto != ProtoESP {
 		return nil, fmt.Errorf("ike: proposals for %v are not supported", proto)
@@ -142,8 +212,10 @@ func DataPlaneESP(ps []Proposal) (kept []Proposal, removed []string) {
 			switch {
 			case t.Type == TransformESN && t.ID == ESN_ON:
 				removed = append(removed, "esn (extended sequence numbers)")
-			case t.Type == TransformENCR && t.ID == ENCR_AES_GCM_16 && keyBits(t) == 192:
-				removed = append(removed, "aes192gcm16")
+			case t.Type == TransformENCR && !dataPlaneEncr(t):
+				removed = append(removed, transformName(t))
+			case t.Type == TransformINTEG && t.ID != AUTH_NONE && !dataPlaneInteg(t.ID):
+				removed = append(removed, transformName(t))
 			default:
 				q.Transforms = append(q.Transforms, t)
 			}
@@ -156,14 +228,13 @@ func DataPlaneESP(ps []Proposal) (kept []Proposal, removed []string) {
 	return Numbered(kept), removed
 }
 
-func keyBits(t Transform) uint16 {
-	for _, a := range t.Attributes {
-		if a.Type == AttrKeyLength {
-			return a.Value
-		}
-	}
-	return 0
+// dataPlaneEncr and dataPlaneInteg say what the esp package implements.
+func dataPlaneEncr(t Transform) bool {
+	kl, _ := t.KeyLength()
+	return t.ID == ENCR_AES_GCM_16 && (kl == 128 || kl == 256)
 }
+
+func dataPlaneInteg(uint16) bool { return false }
 
 // MustParseProposals is ParseProposals for constants.
 func MustParseProposals(proto ProtocolID, s string) []Proposal {
@@ -174,30 +245,57 @@ func MustParseProposals(proto ProtocolID, s string) []Proposal {
 	return p
 }
 
-func encrTransform(bits uint16) Transform {
-	return Transform{Type: TransformENCR, ID: ENCR_AES_GCM_16, Attributes: []Attribute{{Type: AttrKeyLength, TV: true, Value: bits}}}
+func encrTransform(id, bits uint16) Transform {
+	t := Transform{Type: TransformENCR, ID: id}
+	if bits != 0 {
+		t.Attributes = []Attribute{{Type: AttrKeyLength, TV: true, Value: bits}}
+	}
+	return t
 }
+
+// Algorithm names of strongSwan's proposal syntax.
+var (
+	encrTokens = map[string]Transform{
+		"aes128gcm16": encrTransform(ENCR_AES_GCM_16, 128), "aes128gcm128": encrTransform(ENCR_AES_GCM_16, 128),
+		"aes192gcm16": encrTransform(ENCR_AES_GCM_16, 192), "aes192gcm128": encrTransform(ENCR_AES_GCM_16, 192),
+		"aes256gcm16": encrTransform(ENCR_AES_GCM_16, 256), "aes256gcm128": encrTransform(ENCR_AES_GCM_16, 256),
+		"chacha20poly1305": encrTransform(ENCR_CHACHA20_POLY1305, 0),
+		"aes128":           encrTransform(ENCR_AES_CBC, 128), "aes": encrTransform(ENCR_AES_CBC, 128),
+		"aes192": encrTransform(ENCR_AES_CBC, 192), "aes256": encrTransform(ENCR_AES_CBC, 256),
+	}
+	integTokens = map[string]uint16{"sha1": AUTH_HMAC_SHA1_96, "sha": AUTH_HMAC_SHA1_96,
+		"sha256": AUTH_HMAC_SHA2_256_128, "sha2_256": AUTH_HMAC_SHA2_256_128,
+		"sha384": AUTH_HMAC_SHA2_384_192, "sha2_384": AUTH_HMAC_SHA2_384_192,
+		"sha512": AUTH_HMAC_SHA2_512_256, "sha2_512": AUTH_HMAC_SHA2_512_256}
+	prfTokens = map[string]PRF{"prfsha1": PRFSHA1, "prfsha256": PRFSHA256, "prfsha384": PRFSHA384, "prfsha512": PRFSHA512}
+	dhTokens  = map[string]DHGroup{"modp2048": MODP2048, "modp3072": MODP3072, "modp4096": MODP4096,
+		"ecp256": ECP256, "ecp384": ECP384, "ecp521": ECP521, "curve25519": Curve25519, "x25519": Curve25519}
+)
 
 func parseProposal(proto ProtocolID, s string) (Proposal, error) {
 	p := Proposal{Protocol: proto}
-	var encr, prf, dh, esn []Transform
+	var encr, integ, prf, dh, esn []Transform
 	for _, tok := range strings.Split(strings.ToLower(s), "-") {
-		switch tok {
-		case "aes128gcm16", "aes128gcm128":
-			encr = append(encr, encrTransform(128))
-		case "aes192gcm16", "aes192gcm128":
-			encr = append(encr, encrTransform(192))
-		case "aes256gcm16", "aes256gcm128":
-			encr = append(encr, encrTransform(256))
-		case "prfsha256", "prfsha384", "prfsha512", "sha256", "sha384", "sha512":
+		if t, ok := encrTokens[tok]; ok {
+			encr = append(encr, t)
+			continue
+		}
+		if id, ok := integTokens[tok]; ok {
+			integ = append(integ, Transform{Type: TransformINTEG, ID: id})
+			continue
+		}
+		if f, ok := prfTokens[tok]; ok {
 			if proto != ProtoIKE {
-				return p, fmt.Errorf("ike: %q in an ESP proposal: only AEAD ciphers are supported", tok)
+				return p, fmt.Errorf("ike: %q in an ESP proposal", tok)
 			}
-			id := map[string]uint16{"256": PRF_HMAC_SHA2_256, "384": PRF_HMAC_SHA2_384, "512": PRF_HMAC_SHA2_512}[tok[len(tok)-3:]]
-			prf = append(prf, Transform{Type: TransformPRF, ID: id})
-		case "modp2048", "ecp256", "ecp384", "ecp521", "curve25519", "x25519":
-			g := map[string]DHGroup{"modp2048": MODP2048, "ecp256": ECP256, "ecp384": ECP384, "ecp521": ECP521, "curve25519": Curve25519, "x25519": Curve25519}[tok]
+			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(f)})
+			continue
+		}
+		if g, ok := dhTokens[tok]; ok {
 			dh = append(dh, Transform{Type: TransformDH, ID: uint16(g)})
+			continue
+		}
+		switch tok {
 		case "esn", "noesn":
 			if proto != ProtoESP {
 				return p, fmt.Errorf("ike: %q in an IKE proposal", tok)
@@ -214,6 +312,29 @@ func parseProposal(proto ProtocolID, s string) (Proposal, error) {
 	if len(encr) == 0 {
 		return p, fmt.Errorf("ike: proposal %q has no encryption algorithm", s)
 	}
+	aead := encr[0].ID != ENCR_AES_CBC
+	for _, t := range encr {
+		if (t.ID != ENCR_AES_CBC) != aead {
+			// strongSwan would split it in two; say so instead.
+			return p, fmt.Errorf("ike: proposal %q mixes AEAD and non-AEAD ciphers: write them as two proposals", s)
+		}
+	}
+	switch {
+	case aead && proto == ProtoIKE:
+		// No integrity with an AEAD: "sha384" names the PRF.
+		for _, t := range integ {
+			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
+		}
+		integ = nil
+	case aead && len(integ) > 0:
+		return p, fmt.Errorf("ike: proposal %q gives an integrity algorithm to an AEAD cipher", s)
+	case !aead && len(integ) == 0:
+		return p, fmt.Errorf("ike: proposal %q needs an integrity algorithm (e.g. sha256) for %s", s, s[:strings.IndexByte(s+"-", '-')])
+	case !aead && proto == ProtoIKE && len(prf) == 0:
+		for _, t := range integ {
+			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
+		}
+	}
 	if proto == ProtoIKE && (len(prf) == 0 || len(dh) == 0) {
 		return p, fmt.Errorf("ike: IKE proposal %q needs a PRF and a DH group", s)
 	}
@@ -222,7 +343,7 @@ func parseProposal(proto ProtocolID, s string) (Proposal, error) {
 	}
 	// RFC 7296 §3.3.3 lists transforms by type; peers do not care about the
 	// order, but a fixed one keeps our messages comparable to strongSwan's.
-	p.Transforms = append(append(append(append(p.Transforms, encr...), prf...), dh...), esn...)
+	p.Transforms = slices.Concat(encr, integ, prf, dh, esn)
 	return p, nil
 }
 

@@ -63,7 +63,7 @@ func TestParseProposalsVariants(t *testing.T) {
 			t.Errorf("esp %q: %v", s, err)
 		}
 	}
-	for _, s := range []string{"", "aes256gcm16", "aes256gcm16-prfsha384", "aes256-sha256-ecp384", "aes256gcm16-prfmd5-ecp384", "aes256gcm16-prfsha384-modp1024", "aes256gcm16-prfsha384-ecp384-esn"} {
+	for _, s := range []string{"", "aes256gcm16", "aes256gcm16-prfsha384", "aes256-ecp384", "aes256-aes256gcm16-sha256-ecp384", "aes256gcm16-prfmd5-ecp384", "aes256gcm16-prfsha384-modp1024", "aes256gcm16-prfsha384-ecp384-esn"} {
 		if _, err := ParseProposals(ProtoIKE, s); err == nil {
 			t.Errorf("ike %q accepted", s)
 		}

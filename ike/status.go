@@ -121,7 +121,7 @@ func (e *Engine) exportKeys() ExportedKeys {
 		if !sa.keyed() {
 			continue
 		}
-		k.IKE = append(k.IKE, IKEKeys{SPIi: sa.spiI, SPIr: sa.spiR, Encr: "aes" + itoa(sa.suite.KeyBits) + "gcm16",
+		k.IKE = append(k.IKE, IKEKeys{SPIi: sa.spiI, SPIr: sa.spiR, Encr: sa.suite.EncrName(), Integ: sa.suite.IntegName(),
 			SKei: clone(sa.keys.SKei), SKer: clone(sa.keys.SKer), SKai: clone(sa.keys.SKai), SKar: clone(sa.keys.SKar)})
 		for _, c := range sa.children {
 			ck := c.keys

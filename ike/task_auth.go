@@ -217,7 +217,7 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		return nil, nil, &Notify{Kind: TS_UNACCEPTABLE}
 	}
 	spiIn := e.newESPSPI()
-	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen())
+	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen()+suite.IntegKeyLen())
 	if err != nil {
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
@@ -300,7 +300,7 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
 		return nil, errorf("responder narrowed the traffic selectors to something else")
 	}
-	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen())
+	i2r, r2i, err := ChildKeymat(sa.suite.PRF, sa.keys.SKd, shared, ni, nr, suite.KeyLen()+suite.IntegKeyLen())
 	if err != nil {
 		return nil, err
 	}
@@ -315,8 +315,8 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 
 func (e *Engine) childKeys(spiIn, spiOut uint32, keyIn, keyOut Secret, s Suite) ChildKeys {
 	return ChildKeys{SPIIn: spiIn, SPIOut: spiOut, KeyIn: keyIn, KeyOut: keyOut,
-		Transform: "aes" + itoa(s.KeyBits) + "gcm16", Lifetime: e.cfg.ChildLifetime, LifetimeBytes: e.cfg.ChildLifetimeBytes,
-		ESN: false, ReplayWindow: e.cfg.ReplayWindow}
+		Transform: s.Transform(), Lifetime: e.cfg.ChildLifetime, LifetimeBytes: e.cfg.ChildLifetimeBytes,
+		ESN: s.ESN, ReplayWindow: e.cfg.ReplayWindow}
 }
 
 func anyContains(sels []TrafficSelector, want TrafficSelector) bool {
