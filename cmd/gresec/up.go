@@ -24,6 +24,7 @@ func cmdUp(args []string) error {
 		return err
 	}
 	protectSecrets()
+	oneProcUnlessSet()
 
 	cfg, err := config.Load(*path)
 	if err != nil {
