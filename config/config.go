@@ -6,12 +6,10 @@ package config
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -226,23 +224,28 @@ func checkPrivate(path string) error {
 var ifaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,14}$`)
 
 // Parse decodes and validates TOML text; name is used in error messages.
+// No error it returns shows text of the file that could be key material:
+// syntax errors give the line and what was expected there, type errors
+// the key and the TOML types, and values are echoed only when they cannot
+// be keys (see quote).
 func Parse(name string, data []byte) (*Config, error) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, syntaxError(name, data, err)
+	}
+	if err := checkTypes(name, doc); err != nil {
+		return nil, err
+	}
 	var f file
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, &Error{File: name, Msg: fmt.Sprintf("line %d: %s", perr.Position.Line, perr.Message)}
-		}
-		return nil, &Error{File: name, Msg: scrub(err.Error())}
+		// checkTypes has matched every value with the layout, so this is
+		// the decoder disagreeing; its message may quote a value.
+		return nil, &Error{File: name, Msg: "cannot be decoded (the decoder's message is not shown: it may quote key material)"}
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		sort.Strings(keys)
-		return nil, &Error{File: name, Key: keys[0], Msg: "unknown key; see docs/configuration.md for the valid keys"}
+		// checkTypes reports unknown keys first; kept as a safety net.
+		return nil, &Error{File: name, Msg: "unknown key; see docs/configuration.md for the valid keys"}
 	}
 	v := validator{file: name}
 	c := v.build(&f)
@@ -250,11 +253,6 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, v.err
 	}
 	return c, nil
-}
-
-// scrub keeps key material out of decoder errors, which may quote values.
-func scrub(s string) string {
-	return regexp.MustCompile(`[0-9a-fA-F]{16,}`).ReplaceAllString(s, "<redacted>")
 }
 
 type validator struct {
@@ -275,7 +273,7 @@ func (v *validator) build(f *file) *Config {
 	c.Interface = "gre0"
 	if t.Interface != nil {
 		if !ifaceName.MatchString(*t.Interface) {
-			v.fail("tunnel.interface", "expected an interface name of 1-15 letters, digits, '_', '.', '-' starting with a letter, got %q", *t.Interface)
+			v.fail("tunnel.interface", "expected an interface name of 1-15 letters, digits, '_', '.', '-' starting with a letter, got %s", quote(*t.Interface))
 		}
 		c.Interface = *t.Interface
 	}
@@ -290,10 +288,21 @@ func (v *validator) build(f *file) *Config {
 		}
 	}
 	for i, s := range t.Addresses {
+		key := fmt.Sprintf("tunnel.addresses[%d]", i)
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			v.fail(fmt.Sprintf("tunnel.addresses[%d]", i), "expected an address with prefix length like \"198.19.0.0/31\" or \"2001:db8::/127\", got %q", s)
+			v.fail(key, "expected an address with prefix length like \"198.19.0.0/31\" or \"2001:db8::/127\", got %s", quote(s))
 			continue
+		}
+		// The prefix becomes a route into the tunnel: one that holds an
+		// underlay address would send the ESP itself into the tunnel.
+		for _, u := range []struct {
+			name string
+			addr netip.Addr
+		}{{"tunnel.local", c.Local}, {"tunnel.remote", c.Remote}} {
+			if u.addr.IsValid() && p.Contains(u.addr) {
+				v.fail(key, "%s contains %s %s: the route to the peer would lead into the tunnel itself; expected a prefix apart from the underlay addresses", p, u.name, u.addr)
+			}
 		}
 		c.Addresses = append(c.Addresses, p)
 	}
@@ -320,11 +329,11 @@ func (v *validator) build(f *file) *Config {
 		case KeyingStatic, KeyingNone, KeyingIKEv2:
 			c.Keying = Keying(*k)
 		default:
-			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %q", *k)
+			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %s", quote(*k))
 		}
 	}
 	if m := f.IPsec.Mode; m != nil && *m != "transport" {
-		v.fail("ipsec.mode", "expected \"transport\" (GRE carries the inner packets; tunnel mode is not supported), got %q", *m)
+		v.fail("ipsec.mode", "expected \"transport\" (GRE carries the inner packets; tunnel mode is not supported), got %s", quote(*m))
 	}
 	if w := f.IPsec.ReplayWindow; w != nil {
 		if *w < 0 || *w > maxReplayWindow {
@@ -363,7 +372,7 @@ func (v *validator) build(f *file) *Config {
 	c.ControlSocket = "/run/gresec/" + c.Interface + ".sock"
 	if s := f.Control.Socket; s != nil {
 		if !strings.HasPrefix(*s, "/") {
-			v.fail("control.socket", "expected an absolute path, got %q", *s)
+			v.fail("control.socket", "expected an absolute path, got %s", quote(*s))
 		}
 		c.ControlSocket = *s
 	}
@@ -372,19 +381,19 @@ func (v *validator) build(f *file) *Config {
 		case "debug", "info", "warn", "error":
 			c.LogLevel = *l
 		default:
-			v.fail("log.level", "expected \"debug\", \"info\", \"warn\" or \"error\", got %q", *l)
+			v.fail("log.level", "expected \"debug\", \"info\", \"warn\" or \"error\", got %s", quote(*l))
 		}
 	}
 	if l := f.Metrics.Listen; l != nil {
 		ap, err := netip.ParseAddrPort(*l)
 		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
-			v.fail("metrics.listen", "expected an address and port like \"127.0.0.1:9470\" or \"[::1]:9470\", got %q", *l)
+			v.fail("metrics.listen", "expected an address and port like \"127.0.0.1:9470\" or \"[::1]:9470\", got %s", quote(*l))
 		}
 		c.MetricsListen = ap
 	}
 	if u := f.Daemon.User; u != nil {
 		if !userName.MatchString(*u) {
-			v.fail("daemon.user", "expected a user name or numeric uid such as \"gresec\", got %q", *u)
+			v.fail("daemon.user", "expected a user name or numeric uid such as \"gresec\", got %s", quote(*u))
 		}
 		c.User = *u
 	}
@@ -400,14 +409,34 @@ func (v *validator) addr(key string, s *string) netip.Addr {
 	}
 	a, err := netip.ParseAddr(*s)
 	if err != nil || a.Zone() != "" {
-		v.fail(key, "expected an IPv4 or IPv6 address, got %q", *s)
+		v.fail(key, "expected an IPv4 or IPv6 address, got %s", quote(*s))
 		return netip.Addr{}
 	}
 	a = a.Unmap()
-	if a.IsUnspecified() || a.IsMulticast() {
-		v.fail(key, "expected a unicast address, got %s", a)
+	if why := notPeerAddress(a); why != "" {
+		v.fail(key, "expected a unicast address of this host or its peer, got %s (%s)", a, why)
 	}
 	return a
+}
+
+// notPeerAddress says why a cannot be an end of the underlay, or "".
+// A packet to any of these never reaches one peer: it stays on this host
+// (loopback), reaches no one (unspecified) or everyone (broadcast,
+// multicast, link-local multicast among them).
+func notPeerAddress(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast"
+	case a.IsLinkLocalMulticast():
+		return "link-local multicast"
+	case a.IsMulticast():
+		return "multicast"
+	case a.IsLoopback():
+		return "loopback: ESP to it never leaves this host"
+	}
+	return ""
 }
 
 func (v *validator) static(f *file, c *Config) {

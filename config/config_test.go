@@ -169,11 +169,20 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("[tunnel]\nlocal = \"2001:db8::1\"\nremote = \"2001:db8::2\"\n[ipsec]\nkeying = \"none\"\n"))
 	f.Add([]byte("[tunnel]\nmtu = 99999999999999999999\n"))
+	f.Add([]byte(strings.Replace(good, `"0x`+keyOut+`"`, "0x"+keyOut, 1)))
+	f.Add([]byte("[static]\nkey_out = 0x0102030405060708090a0b0c0d0e0f\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.toml", data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "fuzz.toml: ") {
 				t.Fatalf("error does not name the file: %v", err)
+			}
+			// What may be key material (16+ hex digits, a letter among
+			// them: numbers are echoed in decimal) never reaches an error.
+			for _, run := range hexRun.FindAllString(err.Error(), -1) {
+				if strings.ContainsAny(run, "abcdefABCDEF") {
+					t.Fatalf("error shows %q: %v", run, err)
+				}
 			}
 			return
 		}

@@ -3,77 +3,217 @@ package config
 import (
 	"crypto/sha256"
 	"fmt"
-	"slices"
+	"math/bits"
 	"strings"
 )
 
-// Change is one key whose value differs between two configs.
-type Change struct {
-	Key      string
-	Old, New string // "(changed)" for secrets: never their values
+// Field is one setting Diff compares. The constants are in file order,
+// which is the order of Diff's result and of Fields.String.
+type Field uint8
+
+const (
+	TunnelInterface Field = iota
+	TunnelLocal
+	TunnelRemote
+	TunnelAddresses
+	TunnelMTU
+	TunnelMSSClamp
+	TunnelGREKey
+	IPsecKeying
+	IPsecReplayWindow
+	StaticSPIOut
+	StaticSPIIn
+	IKEInitiate
+	IKELocalPSKFile
+	IKERemotePSKFile
+	IKELocalID
+	IKERemoteID
+	IKEProposals
+	IKEESPProposals
+	IKELifetime
+	IKEChildLifetime
+	IKEChildLifetimeBytes
+	IKEDPD
+	StaticKeyIn  // compared by digest
+	StaticKeyOut // compared by digest
+	IKELocalPSK  // the contents of the PSK file, by digest
+	IKERemotePSK // the contents of the PSK file, by digest
+	ControlSocket
+	LogLevel
+	MetricsListen
+	DaemonUser
+	numFields
+)
+
+var fieldKeys = [numFields]string{
+	TunnelInterface:       "tunnel.interface",
+	TunnelLocal:           "tunnel.local",
+	TunnelRemote:          "tunnel.remote",
+	TunnelAddresses:       "tunnel.addresses",
+	TunnelMTU:             "tunnel.mtu",
+	TunnelMSSClamp:        "tunnel.mss_clamp",
+	TunnelGREKey:          "tunnel.gre_key",
+	IPsecKeying:           "ipsec.keying",
+	IPsecReplayWindow:     "ipsec.replay_window",
+	StaticSPIOut:          "static.spi_out",
+	StaticSPIIn:           "static.spi_in",
+	IKEInitiate:           "ike.initiate",
+	IKELocalPSKFile:       "ike.local_psk_file",
+	IKERemotePSKFile:      "ike.remote_psk_file",
+	IKELocalID:            "ike.local_id",
+	IKERemoteID:           "ike.remote_id",
+	IKEProposals:          "ike.proposals",
+	IKEESPProposals:       "ike.esp_proposals",
+	IKELifetime:           "ike.lifetime",
+	IKEChildLifetime:      "ike.child_lifetime",
+	IKEChildLifetimeBytes: "ike.child_lifetime_bytes",
+	IKEDPD:                "ike.dpd",
+	StaticKeyIn:           "static.key_in",
+	StaticKeyOut:          "static.key_out",
+	IKELocalPSK:           "ike.local_psk",
+	IKERemotePSK:          "ike.remote_psk",
+	ControlSocket:         "control.socket",
+	LogLevel:              "log.level",
+	MetricsListen:         "metrics.listen",
+	DaemonUser:            "daemon.user",
 }
 
-func (c Change) String() string { return fmt.Sprintf("%s: %s -> %s", c.Key, c.Old, c.New) }
+// String is the key as the file spells it ("tunnel.mtu").
+func (f Field) String() string {
+	if f >= numFields {
+		return fmt.Sprintf("Field(%d)", uint8(f))
+	}
+	return fieldKeys[f]
+}
+
+// Fields is a set of Field.
+type Fields uint64
+
+// FieldsOf is the set of fs.
+func FieldsOf(fs ...Field) Fields {
+	var s Fields
+	for _, f := range fs {
+		s |= 1 << f
+	}
+	return s
+}
+
+// Sections of the file, as sets.
+var (
+	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticKeyIn, StaticKeyOut)
+	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
+		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
+		IKELocalPSK, IKERemotePSK)
+)
+
+// Has tells whether f is in s.
+func (s Fields) Has(f Field) bool { return s&(1<<f) != 0 }
+
+// Any tells whether s and o have a field in common.
+func (s Fields) Any(o Fields) bool { return s&o != 0 }
+
+// List is the fields of s in file order.
+func (s Fields) List() []Field {
+	var out []Field
+	for s != 0 {
+		f := Field(bits.TrailingZeros64(uint64(s)))
+		out = append(out, f)
+		s &^= 1 << f
+	}
+	return out
+}
+
+// String is the keys of s in file order, separated by ", ".
+func (s Fields) String() string {
+	var keys []string
+	for _, f := range s.List() {
+		keys = append(keys, f.String())
+	}
+	return strings.Join(keys, ", ")
+}
+
+// Change is one setting whose value differs between two configs.
+type Change struct {
+	Field    Field
+	Old, New string // "(secret)" and "(changed)" for secrets: never their values
+}
+
+// Key is the changed key as the file spells it, for logs.
+func (c Change) Key() string { return c.Field.String() }
+
+func (c Change) String() string { return fmt.Sprintf("%s: %s -> %s", c.Field, c.Old, c.New) }
+
+// Changed is the set of fields in cs.
+func Changed(cs []Change) Fields {
+	var s Fields
+	for _, c := range cs {
+		s |= 1 << c.Field
+	}
+	return s
+}
+
+// SecretDigests are SHA-256 digests of a config's secrets, by field.
+type SecretDigests map[Field][32]byte
 
 // Digests fingerprints the secrets Load read (static keys, PSKs), so a
 // later Diff can tell whether they changed after the daemon has wiped its
 // copies. A SHA-256 of high-entropy key material reveals nothing usable.
-func (c *Config) Digests() map[string][32]byte {
-	d := map[string][32]byte{}
+func (c *Config) Digests() SecretDigests {
+	d := SecretDigests{}
 	if c.Static.KeyIn != nil {
-		d["static.key_in"] = sha256.Sum256(c.Static.KeyIn)
-		d["static.key_out"] = sha256.Sum256(c.Static.KeyOut)
+		d[StaticKeyIn] = sha256.Sum256(c.Static.KeyIn)
+		d[StaticKeyOut] = sha256.Sum256(c.Static.KeyOut)
 	}
 	if c.IKE.LocalPSK != nil {
-		d["ike.local_psk"] = sha256.Sum256(c.IKE.LocalPSK)
-		d["ike.remote_psk"] = sha256.Sum256(c.IKE.RemotePSK)
+		d[IKELocalPSK] = sha256.Sum256(c.IKE.LocalPSK)
+		d[IKERemotePSK] = sha256.Sum256(c.IKE.RemotePSK)
 	}
 	return d
 }
 
-// Diff lists the keys whose values differ from old to next, in file order.
-// Secrets are compared by the digests taken when old was loaded.
-func Diff(old *Config, oldDigests map[string][32]byte, next *Config) []Change {
+// Diff lists the settings whose values differ from old to next, in file
+// order. Secrets are compared by the digests taken when old was loaded.
+func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	var out []Change
-	cmp := func(key string, a, b any) {
+	cmp := func(f Field, a, b any) {
 		sa, sb := fmt.Sprint(a), fmt.Sprint(b)
 		if sa != sb {
-			out = append(out, Change{Key: key, Old: sa, New: sb})
+			out = append(out, Change{Field: f, Old: sa, New: sb})
 		}
 	}
-	cmp("tunnel.interface", old.Interface, next.Interface)
-	cmp("tunnel.local", old.Local, next.Local)
-	cmp("tunnel.remote", old.Remote, next.Remote)
-	cmp("tunnel.addresses", old.Addresses, next.Addresses)
-	cmp("tunnel.mtu", old.MTU, next.MTU)
-	cmp("tunnel.mss_clamp", old.MSSClamp, next.MSSClamp)
-	cmp("tunnel.gre_key", keyText(old.GREKey), keyText(next.GREKey))
-	cmp("ipsec.keying", old.Keying, next.Keying)
-	cmp("ipsec.replay_window", old.ReplayWindow, next.ReplayWindow)
-	cmp("static.spi_out", old.Static.SPIOut, next.Static.SPIOut)
-	cmp("static.spi_in", old.Static.SPIIn, next.Static.SPIIn)
+	cmp(TunnelInterface, old.Interface, next.Interface)
+	cmp(TunnelLocal, old.Local, next.Local)
+	cmp(TunnelRemote, old.Remote, next.Remote)
+	cmp(TunnelAddresses, old.Addresses, next.Addresses)
+	cmp(TunnelMTU, old.MTU, next.MTU)
+	cmp(TunnelMSSClamp, old.MSSClamp, next.MSSClamp)
+	cmp(TunnelGREKey, keyText(old.GREKey), keyText(next.GREKey))
+	cmp(IPsecKeying, old.Keying, next.Keying)
+	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
+	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
+	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)
 	oi, ni := &old.IKE, &next.IKE
-	cmp("ike.initiate", oi.Initiate, ni.Initiate)
-	cmp("ike.local_psk_file", oi.LocalPSKFile, ni.LocalPSKFile)
-	cmp("ike.remote_psk_file", oi.RemotePSKFile, ni.RemotePSKFile)
-	cmp("ike.local_id", oi.LocalIDText, ni.LocalIDText)
-	cmp("ike.remote_id", oi.RemoteIDText, ni.RemoteIDText)
-	cmp("ike.proposals", strings.Join(oi.ProposalText, ","), strings.Join(ni.ProposalText, ","))
-	cmp("ike.esp_proposals", strings.Join(oi.ESPProposalText, ","), strings.Join(ni.ESPProposalText, ","))
-	cmp("ike.lifetime", oi.Lifetime, ni.Lifetime)
-	cmp("ike.child_lifetime", oi.ChildLifetime, ni.ChildLifetime)
-	cmp("ike.child_lifetime_bytes", oi.ChildLifetimeBytes, ni.ChildLifetimeBytes)
-	cmp("ike.dpd", oi.DPD, ni.DPD)
+	cmp(IKEInitiate, oi.Initiate, ni.Initiate)
+	cmp(IKELocalPSKFile, oi.LocalPSKFile, ni.LocalPSKFile)
+	cmp(IKERemotePSKFile, oi.RemotePSKFile, ni.RemotePSKFile)
+	cmp(IKELocalID, oi.LocalIDText, ni.LocalIDText)
+	cmp(IKERemoteID, oi.RemoteIDText, ni.RemoteIDText)
+	cmp(IKEProposals, strings.Join(oi.ProposalText, ","), strings.Join(ni.ProposalText, ","))
+	cmp(IKEESPProposals, strings.Join(oi.ESPProposalText, ","), strings.Join(ni.ESPProposalText, ","))
+	cmp(IKELifetime, oi.Lifetime, ni.Lifetime)
+	cmp(IKEChildLifetime, oi.ChildLifetime, ni.ChildLifetime)
+	cmp(IKEChildLifetimeBytes, oi.ChildLifetimeBytes, ni.ChildLifetimeBytes)
+	cmp(IKEDPD, oi.DPD, ni.DPD)
 	nd := next.Digests()
-	for _, k := range []string{"static.key_in", "static.key_out", "ike.local_psk", "ike.remote_psk"} {
-		if oldDigests[k] != nd[k] {
-			out = append(out, Change{Key: k, Old: "(secret)", New: "(changed)"})
+	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
+		if oldDigests[f] != nd[f] {
+			out = append(out, Change{Field: f, Old: "(secret)", New: "(changed)"})
 		}
 	}
-	cmp("control.socket", old.ControlSocket, next.ControlSocket)
-	cmp("log.level", old.LogLevel, next.LogLevel)
-	cmp("metrics.listen", addrText(old.MetricsListen.String()), addrText(next.MetricsListen.String()))
-	cmp("daemon.user", old.User, next.User)
+	cmp(ControlSocket, old.ControlSocket, next.ControlSocket)
+	cmp(LogLevel, old.LogLevel, next.LogLevel)
+	cmp(MetricsListen, addrText(old.MetricsListen.String()), addrText(next.MetricsListen.String()))
+	cmp(DaemonUser, old.User, next.User)
 	return out
 }
 
@@ -89,13 +229,4 @@ func addrText(s string) string {
 		return "off"
 	}
 	return s
-}
-
-// Keys is the set of keys in cs.
-func Keys(cs []Change) []string {
-	var k []string
-	for _, c := range cs {
-		k = append(k, c.Key)
-	}
-	return slices.Compact(k)
 }

@@ -96,14 +96,14 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	}
 	var err error
 	if k.LocalID, err = ike.ParseID(k.LocalIDText); err != nil {
-		v.fail("ike.local_id", "expected an IP address, a domain name or user@domain, got %q", k.LocalIDText)
+		v.fail("ike.local_id", "expected an IP address, a domain name or user@domain, got %s", quote(k.LocalIDText))
 	}
 	k.RemoteIDText = c.Remote.String()
 	if f.RemoteID != nil {
 		k.RemoteIDText = *f.RemoteID
 	}
 	if k.RemoteID, err = ike.ParseID(k.RemoteIDText); err != nil {
-		v.fail("ike.remote_id", "expected an IP address, a domain name or user@domain, got %q", k.RemoteIDText)
+		v.fail("ike.remote_id", "expected an IP address, a domain name or user@domain, got %s", quote(k.RemoteIDText))
 	}
 
 	k.ProposalText, k.Proposals = v.proposals("ike.proposals", ike.ProtoIKE, f.Proposals, DefaultProposals)
@@ -129,7 +129,7 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	if f.ChildLifetimeBytes != nil {
 		n, err := parseBytes(*f.ChildLifetimeBytes)
 		if err != nil || (n != 0 && n < 1<<20) {
-			v.fail("ike.child_lifetime_bytes", "expected a size like \"500MiB\", \"2GB\" or \"0\" (no limit), at least 1MiB, got %q", *f.ChildLifetimeBytes)
+			v.fail("ike.child_lifetime_bytes", "expected a size like \"500MiB\", \"2GB\" or \"0\" (no limit), at least 1MiB, got %s", quote(*f.ChildLifetimeBytes))
 		}
 		k.ChildLifetimeBytes = n
 	}
@@ -147,7 +147,7 @@ func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []str
 	for i, s := range given {
 		ps, err := ike.ParseProposals(proto, s)
 		if err != nil {
-			v.fail(fmt.Sprintf("%s[%d]", key, i), "expected a proposal like %q: %v", def[0], err)
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "expected a proposal like %q: %s", def[0], hexRun.ReplaceAllString(err.Error(), "(not shown)"))
 			continue
 		}
 		if proto == ike.ProtoESP {
@@ -170,7 +170,7 @@ func (v *validator) duration(key string, s *string, def, min time.Duration) time
 	}
 	d, err := time.ParseDuration(*s)
 	if err != nil || d < min || (d == 0 && min > 0) {
-		v.fail(key, "expected a duration like \"1h\" or \"90s\" of at least %s, got %q", min, *s)
+		v.fail(key, "expected a duration like \"1h\" or \"90s\" of at least %s, got %s", min, quote(*s))
 		return def
 	}
 	return d
@@ -213,9 +213,9 @@ func loadPSKs(c *Config) error {
 		}
 		// One trailing newline is how editors save a one-line file.
 		b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
-		if len(b) < 16 {
+		if why := weakPSK(b); why != "" {
 			clear(b)
-			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("%s holds %d bytes; expected a pre-shared key of at least 16", path, len(b))}
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("%s %s; expected a pre-shared key of at least %d bytes with at least %d different characters other than spaces (value not shown)", path, why, minPSKLen, minPSKDistinct)}
 		}
 		return ike.Secret(b), nil
 	}
@@ -233,4 +233,40 @@ func loadPSKs(c *Config) error {
 	}
 	c.IKE.RemotePSK, err = read("ike.remote_psk_file", c.IKE.RemotePSKFile)
 	return err
+}
+
+// The weakest pre-shared key accepted. Length alone lets "aaaaaaaaaaaaaaaa"
+// or sixteen spaces through; eight different characters rule out keys of
+// one repeated character, a short word doubled, and whitespace. This is a
+// floor against mistakes, not a strength meter: a PSK should come from a
+// random generator (`openssl rand -base64 24`).
+const (
+	minPSKLen      = 16
+	minPSKDistinct = 8
+)
+
+// weakPSK says why b is too weak to be a pre-shared key, or "". The
+// answer never includes the key.
+func weakPSK(b []byte) string {
+	if len(b) < minPSKLen {
+		return fmt.Sprintf("holds %d bytes", len(b))
+	}
+	var seen [256]bool
+	distinct := 0
+	for _, x := range b {
+		if x == ' ' || x == '\t' || x == '\n' || x == '\r' || x == '\v' || x == '\f' {
+			continue
+		}
+		if !seen[x] {
+			seen[x] = true
+			distinct++
+		}
+	}
+	switch {
+	case distinct == 0:
+		return "holds only whitespace"
+	case distinct < minPSKDistinct:
+		return fmt.Sprintf("holds only %d different characters other than spaces", distinct)
+	}
+	return ""
 }

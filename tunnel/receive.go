@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/gresec/gresec/esp"
@@ -110,19 +111,12 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		t.stats.drop(dropGREKey)
 		return nil
 	}
-	switch proto {
-	case gre.ProtoIPv4:
-		if ipVersion(inner) != 4 {
-			t.stats.drop(dropInnerMalformed)
-			return nil
-		}
-	case gre.ProtoIPv6:
-		if ipVersion(inner) != 6 {
-			t.stats.drop(dropInnerMalformed)
-			return nil
-		}
-	default:
+	if proto != gre.ProtoIPv4 && proto != gre.ProtoIPv6 {
 		t.stats.drop(dropGREProtocol)
+		return nil
+	}
+	if inner = innerPacket(proto, inner); inner == nil {
+		t.stats.drop(dropInnerMalformed)
 		return nil
 	}
 	if t.mss4 != 0 {
@@ -134,4 +128,44 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 	// (where it coalesces segments).
 	start := cap(base) - cap(inner)
 	return base[start-tunWriteOffset : start+len(inner)]
+}
+
+// innerPacket checks the IP header of an inner packet of the GRE protocol
+// type proto against the bytes that came, as the kernel's ip_rcv and
+// ipv6_rcv do, and returns the packet cut to the length its header
+// states, or nil when the header is not one a kernel would accept: the
+// wrong version, an IPv4 header length under 20 bytes or beyond the
+// packet, a total or payload length beyond the bytes present, or under
+// the header. An IPv6 payload length of 0 is dropped too: it announces a
+// jumbogram (RFC 2675), which no tunnel MTU lets through, or carries
+// nothing.
+//
+// Bytes after the stated length are cut, not a reason to drop: the kernel
+// trims them too (pskb_trim_rcsum), wireguard-go does the same with its
+// padding, and a peer may pad (ESP's TFC padding, RFC 4303 §2.7, lands
+// here). Cutting them also keeps the TUN writer's segment coalescing,
+// which sizes segments from the slice, consistent with the headers.
+func innerPacket(proto uint16, p []byte) []byte {
+	switch proto {
+	case gre.ProtoIPv4:
+		if len(p) < 20 || p[0]>>4 != 4 {
+			return nil
+		}
+		ihl := int(p[0]&0x0f) * 4
+		total := int(binary.BigEndian.Uint16(p[2:4]))
+		if ihl < 20 || ihl > len(p) || total < ihl || total > len(p) {
+			return nil
+		}
+		return p[:total]
+	case gre.ProtoIPv6:
+		if len(p) < 40 || p[0]>>4 != 6 {
+			return nil
+		}
+		payload := int(binary.BigEndian.Uint16(p[4:6]))
+		if payload == 0 || 40+payload > len(p) {
+			return nil
+		}
+		return p[:40+payload]
+	}
+	return nil
 }

@@ -5,19 +5,17 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
 )
 
-// restartOnly are the keys a running tunnel cannot take over: they name
-// its device, its sockets or its privileges, or the pumps read them
+// restartOnly are the settings a running tunnel cannot take over: they
+// name its device, its sockets or its privileges, or the pumps read them
 // without locks (the MTU, the MSS clamp, the GRE key).
-var restartOnly = []string{
-	"tunnel.interface", "tunnel.local", "tunnel.remote", "tunnel.mtu", "tunnel.mss_clamp",
-	"tunnel.gre_key", "ipsec.keying", "control.socket", "metrics.listen", "daemon.user",
-}
+var restartOnly = config.FieldsOf(
+	config.TunnelInterface, config.TunnelLocal, config.TunnelRemote, config.TunnelMTU, config.TunnelMSSClamp,
+	config.TunnelGREKey, config.IPsecKeying, config.ControlSocket, config.MetricsListen, config.DaemonUser)
 
 // Reload applies next, the new validated config of this tunnel, given the
 // changes config.Diff found. It refuses (changing nothing) when a key
@@ -25,30 +23,15 @@ var restartOnly = []string{
 // interface; new static keys take over at once (the new inbound SA is
 // installed before the outbound one switches); new IKE settings restart
 // the IKE engine, which deletes its SAs and negotiates with the new ones.
-// The log level is the caller's.
+// A new replay window takes effect through the same two paths: the SAs
+// are created with it. The log level is the caller's.
 func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
-	var refused []string
-	for _, k := range config.Keys(changes) {
-		if slices.Contains(restartOnly, k) {
-			refused = append(refused, k)
-		}
-	}
-	if len(refused) > 0 {
+	changed := config.Changed(changes)
+	if refused := changed & restartOnly; refused != 0 {
 		return fmt.Errorf("%s: %s changed: a restart is needed for that; still running the previous configuration",
-			next.Path, strings.Join(refused, ", "))
+			next.Path, refused)
 	}
-	changed := func(prefix string) bool {
-		for _, c := range changes {
-			if strings.HasPrefix(c.Key, prefix) || c.Key == "ipsec.replay_window" {
-				return true
-			}
-		}
-		return false
-	}
-	for _, c := range changes {
-		if c.Key != "tunnel.addresses" {
-			continue
-		}
+	if changed.Has(config.TunnelAddresses) {
 		t.addrMu.Lock()
 		var gone []netip.Prefix
 		for _, p := range t.addrs {
@@ -68,13 +51,14 @@ func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
 			return fmt.Errorf("%s: tunnel.addresses: %w", next.Path, err)
 		}
 	}
+	sas := config.FieldsOf(config.IPsecReplayWindow)
 	switch next.Keying {
 	case config.KeyingStatic:
-		if changed("static.") {
+		if changed.Any(config.StaticFields | sas) {
 			return t.replaceStatic(next)
 		}
 	case config.KeyingIKEv2:
-		if changed("ike.") {
+		if changed.Any(config.IKEFields | sas) {
 			t.ikeMu.Lock()
 			t.ikeCfg = ikeSettings{ike: next.IKE, replayWindow: next.ReplayWindow}
 			t.ikeMu.Unlock()

@@ -15,7 +15,7 @@ const (
 	dropGREMalformed               // GRE header we cannot parse
 	dropGREProtocol                // GRE carries something other than IPv4/IPv6
 	dropGREKey                     // GRE key absent or not ours
-	dropInnerMalformed             // inner packet version does not match the GRE protocol type
+	dropInnerMalformed             // inner IP header of the wrong version, or whose lengths do not fit the bytes that came
 	dropSendError                  // the underlay refused the packet
 	dropTUNWriteError              // the TUN device refused the packet
 	numDrops

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,15 +136,6 @@ const batchSize = 128
 
 // Run moves packets until ctx is cancelled or a device fails.
 func (t *Tunnel) Run(ctx context.Context) error {
-	// The data plane is two goroutines that spend most of their time in
-	// system calls, where the kernel does most of the per-packet work; a
-	// second P buys no parallelism, only the scheduler's spinning threads
-	// and wake-ups as the pumps park and wake (measured: about a tenth
-	// less CPU per GB and a faster tunnel on a 2-vCPU machine,
-	// docs/performance.md). GOMAXPROCS in the environment still decides.
-	if os.Getenv("GOMAXPROCS") == "" {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)

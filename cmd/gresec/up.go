@@ -24,6 +24,7 @@ func cmdUp(args []string) error {
 		return err
 	}
 	protectSecrets()
+	oneProcUnlessSet()
 
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -138,7 +139,7 @@ var keptCaps = []int{privdrop.CapNetAdmin}
 // changes what only a restart can change, is refused and the running
 // configuration stays; otherwise the changes are logged and applied.
 // It returns the digests of the secrets now in force.
-func reload(log *zap.Logger, level zap.AtomicLevel, t *tunnel.Tunnel, running *config.Config, digests map[string][32]byte) map[string][32]byte {
+func reload(log *zap.Logger, level zap.AtomicLevel, t *tunnel.Tunnel, running *config.Config, digests config.SecretDigests) config.SecretDigests {
 	next, err := config.Load(running.Path)
 	if err != nil {
 		log.Error("reload refused: invalid configuration; still running the previous one", zap.Error(err))
@@ -154,7 +155,7 @@ func reload(log *zap.Logger, level zap.AtomicLevel, t *tunnel.Tunnel, running *c
 		return digests
 	}
 	for _, c := range changes {
-		log.Info("reload: changed", zap.String("key", c.Key), zap.String("old", c.Old), zap.String("new", c.New))
+		log.Info("reload: changed", zap.String("key", c.Key()), zap.String("old", c.Old), zap.String("new", c.New))
 	}
 	if l, err := zapcore.ParseLevel(next.LogLevel); err == nil {
 		level.SetLevel(l)
