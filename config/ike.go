@@ -66,7 +66,7 @@ type ikeFile struct {
 	DPD                *string  `toml:"dpd"`
 	RetransmitTimeout  *string  `toml:"retransmit_timeout"`
 	RetransmitBase     *float64 `toml:"retransmit_base"`
-	RetransmitTries    *int     `toml:"retransmit_tries"`
+	RetransmitTries    *int64   `toml:"retransmit_tries"`
 }
 
 func (v *validator) ike(f *ikeFile, c *Config) {
@@ -123,7 +123,7 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 		if *n < 1 || *n > 20 {
 			v.fail("ike.retransmit_tries", "expected 1 to 20 tries, got %d", *n)
 		}
-		k.RetransmitTries = *n
+		k.RetransmitTries = int(*n)
 	}
 	k.ChildLifetimeBytes = DefaultChildBytes
 	if f.ChildLifetimeBytes != nil {

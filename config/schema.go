@@ -22,6 +22,7 @@ const (
 	kindInteger
 	kindBoolean
 	kindStringArray
+	kindNumber // a float; an integer is taken too
 )
 
 // expected says what a key of kind k must be, in TOML terms.
@@ -32,6 +33,7 @@ func (k kind) expected() string {
 		kindInteger:     "an integer",
 		kindBoolean:     "a boolean (true or false)",
 		kindStringArray: "an array of strings",
+		kindNumber:      "a number",
 	}[k]
 }
 
@@ -57,6 +59,8 @@ var schema = func() map[string]kind {
 				m[key] = kindString
 			case reflect.Int64:
 				m[key] = kindInteger
+			case reflect.Float64:
+				m[key] = kindNumber
 			case reflect.Bool:
 				m[key] = kindBoolean
 			case reflect.Slice:
@@ -144,6 +148,11 @@ func mismatch(key string, want kind, v any) string {
 		}
 	case kindBoolean:
 		if _, ok := v.(bool); ok {
+			return ""
+		}
+	case kindNumber:
+		switch v.(type) {
+		case float64, int64:
 			return ""
 		}
 	case kindStringArray:
