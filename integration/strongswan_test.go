@@ -78,8 +78,15 @@ func startCharon(t *testing.T, ns, conf string) *swan.Charon {
 // charon with seed 000's proposals, transport mode, GRE selectors.
 func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
 	t.Helper()
+	return startSwanPairConn(t, gresecInitiates, gresecExtra, swan.Conn{ChildExtra: childExtra})
+}
+
+// startSwanPairConn is startSwanPair with charon's connection given
+// (addresses and PSK are filled in).
+func startSwanPairConn(t *testing.T, gresecInitiates bool, gresecExtra string, conf swan.Conn) *swanPair {
+	t.Helper()
 	p := newSwanSites(t, "gresec-swan", "gresec-swan-"+newKey(t)[2:34])
-	conf := swan.Conn{Local: "198.18.0.2", Remote: "198.18.0.1", PSK: swan.Key(p.psk), ChildExtra: childExtra}
+	conf.Local, conf.Remote, conf.PSK = "198.18.0.2", "198.18.0.1", swan.Key(p.psk)
 	ch := startCharon(t, p.b.ns.Name, conf.SwanctlConf())
 
 	psk := filepath.Join(p.dir, "a.psk")
@@ -265,4 +272,66 @@ func TestStrongSwanBothInitiate(t *testing.T) {
 		t.Errorf("gresec never saw a second IKE SA: the test did not make the two initiations cross\n%s", sp.a.proc.Out)
 	}
 	sp.checkKeysAgree(t, st.Outbound.SPI)
+}
+
+// TestStrongSwanIKETransforms negotiates the IKE SA with the seeds' other
+// suites — the appliance's "AES SHA 14" (aes128-sha1-modp2048), CBC with
+// SHA-2, ChaCha20-Poly1305, MODP 3072/4096 — in both roles, and checks
+// that strongSwan agrees on every algorithm, that the CHILD_SA carries
+// traffic (tshark with strongSwan's keys) and that an IKE rekey by
+// strongSwan keeps the tunnel.
+func TestStrongSwanIKETransforms(t *testing.T) {
+	for _, tc := range []struct {
+		proposal          string
+		encr              string
+		keySize           int
+		integ, prf, group string
+		gresecInitiates   bool
+	}{
+		{"aes128-sha1-modp2048", "AES_CBC", 128, "HMAC_SHA1_96", "PRF_HMAC_SHA1", "MODP_2048", true},
+		{"aes128-sha1-modp2048", "AES_CBC", 128, "HMAC_SHA1_96", "PRF_HMAC_SHA1", "MODP_2048", false},
+		{"aes256-sha256-ecp384", "AES_CBC", 256, "HMAC_SHA2_256_128", "PRF_HMAC_SHA2_256", "ECP_384", false},
+		{"aes192-sha384-prfsha512-modp3072", "AES_CBC", 192, "HMAC_SHA2_384_192", "PRF_HMAC_SHA2_512", "MODP_3072", true},
+		{"aes256-sha512-modp4096", "AES_CBC", 256, "HMAC_SHA2_512_256", "PRF_HMAC_SHA2_512", "MODP_4096", false},
+		{"chacha20poly1305-prfsha256-curve25519", "CHACHA20_POLY1305", 0, "", "PRF_HMAC_SHA2_256", "CURVE_25519", true},
+	} {
+		role := "strongswan-initiates"
+		if tc.gresecInitiates {
+			role = "gresec-initiates"
+		}
+		t.Run(tc.proposal+"/"+role, func(t *testing.T) {
+			sp := startSwanPairConn(t, tc.gresecInitiates, fmt.Sprintf("proposals = [%q]\n", tc.proposal),
+				swan.Conn{IKEProposal: tc.proposal})
+			st, _ := sp.installed(t, "")
+			sas, _ := sp.charon.SAs()
+			s := sas[0]
+			if s.EncrAlg != tc.encr || s.EncrKey != tc.keySize || s.IntegAlg != tc.integ || s.PRF != tc.prf || s.DHGroup != tc.group {
+				t.Errorf("strongSwan's IKE SA: %s-%d %q %s %s, want %s-%d %q %s %s", s.EncrAlg, s.EncrKey, s.IntegAlg, s.PRF, s.DHGroup,
+					tc.encr, tc.keySize, tc.integ, tc.prf, tc.group)
+			}
+			if want := tc.proposal; !strings.HasPrefix(st.IKE.Suite, want[:strings.IndexByte(want, '-')]) {
+				t.Errorf("gresec's suite %q for %q", st.IKE.Suite, want)
+			}
+			sp.checkKeysAgree(t, st.Outbound.SPI)
+
+			// strongSwan rekeys the IKE SA (CREATE_CHILD_SA with the
+			// suite's group); the tunnel stays up on the new one.
+			if out, err := sp.charon.Swanctl("--rekey", "--ike", "gre"); err != nil {
+				t.Fatalf("swanctl --rekey --ike: %v\n%s", err, out)
+			}
+			if !netns.WaitFor(20*time.Second, func() bool {
+				sas, err := sp.charon.SAs()
+				st, err2 := sp.status(sp.a)
+				return err == nil && err2 == nil && len(sas) == 1 && sas[0].SPIi != s.SPIi && sas[0].State == "ESTABLISHED" &&
+					st.IKE != nil && st.IKE.SPIi == fmt.Sprintf("%016x", sas[0].SPIi)
+			}) {
+				raw, _ := sp.charon.ListSAs()
+				t.Fatalf("IKE rekey: no single new IKE SA within 20 s\nstrongSwan:\n%s\ngresec: %+v", raw, sp.mustStatus(sp.a).IKE)
+			}
+			if got, out := sp.ping(sp.a, netip.MustParseAddr("198.19.0.1"), 1); got != 0 {
+				t.Logf("unexpected reply (%s)", out) // strongSwan's side has no ESP: requests only
+			}
+			sp.checkKeysAgree(t, sp.mustStatus(sp.a).Outbound.SPI)
+		})
+	}
 }

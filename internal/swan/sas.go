@@ -24,6 +24,7 @@ type IKESA struct {
 	SPIi, SPIr uint64
 	EncrAlg    string // AES_GCM_16
 	EncrKey    int    // key size in bits
+	IntegAlg   string // HMAC_SHA1_96; "" with an AEAD cipher
 	PRF        string // PRF_HMAC_SHA2_384
 	DHGroup    string // ECP_384
 	Children   []ChildSA
@@ -41,6 +42,7 @@ type ChildSA struct {
 	SPIOut   uint32
 	EncrAlg  string
 	EncrKey  int
+	IntegAlg string // "" with an AEAD cipher
 	DHGroup  string // set only when the CHILD_SA was created with PFS
 	LocalTS  []string
 	RemoteTS []string
@@ -163,6 +165,7 @@ func ikeSA(s *vnode) IKESA {
 		SPIr:       hex64(s.kv["responder-spi"]),
 		EncrAlg:    s.kv["encr-alg"],
 		EncrKey:    atoi(s.kv["encr-keysize"]),
+		IntegAlg:   s.kv["integ-alg"],
 		PRF:        s.kv["prf-alg"],
 		DHGroup:    s.kv["dh-group"],
 	}
@@ -182,6 +185,7 @@ func ikeSA(s *vnode) IKESA {
 				SPIOut:   uint32(hex64(c.kv["spi-out"])),
 				EncrAlg:  c.kv["encr-alg"],
 				EncrKey:  atoi(c.kv["encr-keysize"]),
+				IntegAlg: c.kv["integ-alg"],
 				DHGroup:  c.kv["dh-group"],
 				LocalTS:  c.lists["local-ts"],
 				RemoteTS: c.lists["remote-ts"],
