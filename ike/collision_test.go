@@ -141,6 +141,7 @@ func runSchedule(t *testing.T, sc scenario, forced []int) (trace, widths []int, 
 	quiet(t, a, b)
 	sc.check(t, a, b, schedule)
 	checkLogsHoldNoSecrets(t, a, b)
+	checkTransitions(t, a, b)
 	return trace, widths, names
 }
 

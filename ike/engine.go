@@ -136,6 +136,7 @@ type Counters struct {
 	Drops                                                      map[string]uint64
 	DPDFailures                                                uint64 // liveness checks the peer did not answer
 	InvalidSyntax                                              uint64 // requests that decrypted but did not parse (answered INVALID_SYNTAX)
+	BadTransitions                                             uint64 // invalid SA state changes: bugs (state.go)
 	// Exchanges counts finished exchanges; Status returns a copy.
 	Exchanges map[ExchangeKey]uint64
 }
@@ -414,7 +415,7 @@ func resultOf(ps Payloads) string {
 // flight there.
 func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner Payloads,
 	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	if sa.gone {
+	if sa.gone() {
 		return
 	}
 	if sa.req != nil {
@@ -445,7 +446,7 @@ func (e *Engine) sendRaw(now time.Time, sa *ikeSA, exch ExchangeType, id uint32,
 
 // nextRequest sends what is queued on sa, if its window is free.
 func (e *Engine) nextRequest(now time.Time, sa *ikeSA) {
-	for sa.req == nil && !sa.gone && len(sa.queue) > 0 {
+	for sa.req == nil && !sa.gone() && len(sa.queue) > 0 {
 		next := sa.queue[0]
 		sa.queue = sa.queue[1:]
 		next(now)
@@ -457,7 +458,7 @@ func (e *Engine) tick(now time.Time) {
 	defer e.publish()
 	for _, sa := range slices.Clone(e.sas) {
 		r := sa.req
-		if sa.gone || r == nil || now.Before(r.deadline) {
+		if sa.gone() || r == nil || now.Before(r.deadline) {
 			continue
 		}
 		if r.tries+1 >= e.cfg.RetransmitTries {
@@ -480,8 +481,8 @@ func (e *Engine) tick(now time.Time) {
 	}
 	for _, sa := range slices.Clone(e.sas) {
 		switch {
-		case sa.gone:
-		case sa.state == saEstablished && sa.redundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
+		case sa.gone():
+		case sa.state == saRedundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
 			// The peer should have deleted it by now; it may not follow
 			// our collision rule, so we do.
 			e.log.Info("peer did not delete the redundant IKE SA; deleting it", e.saFields(sa, nil)...)
@@ -503,7 +504,7 @@ func (e *Engine) tick(now time.Time) {
 // IKE SA and we initiate, schedules a reconnect.
 func (e *Engine) fail(now time.Time, sa *ikeSA, reason string) {
 	e.lastErr = reason
-	if sa != nil && !sa.gone {
+	if sa != nil && !sa.gone() {
 		e.log.Warn("IKE SA down", append(e.saFields(sa, nil), zap.String("reason", reason))...)
 		e.removeSA(sa)
 	}
@@ -514,20 +515,23 @@ func (e *Engine) fail(now time.Time, sa *ikeSA, reason string) {
 
 // removeSA forgets sa and removes its children from the data plane.
 func (e *Engine) removeSA(sa *ikeSA) {
-	if sa.gone {
+	if sa.gone() {
 		return
 	}
-	sa.gone = true
+	e.setState(sa, saGone)
 	e.half.remove(sa)
 	e.sas = slices.DeleteFunc(e.sas, func(x *ikeSA) bool { return x == sa })
 	for _, x := range slices.Clone(e.sas) { // removeSA below edits e.sas
 		// An SA that lost to sa is no longer redundant.
 		if x.survivor == sa {
-			x.redundant, x.survivor = false, nil
+			x.survivor = nil
+			if x.state == saRedundant {
+				e.setState(x, saEstablished)
+			}
 		}
 		if x.pendingOn == sa {
 			x.pendingOn = nil
-			if x.pending {
+			if x.state == saPending {
 				e.removeSA(x)
 			}
 		}
@@ -683,7 +687,7 @@ func (e *Engine) findSA(spiI, spiR uint64) *ikeSA {
 // dropSA forgets sa. The last established one fails (and reconnects if we
 // initiate); others go quietly.
 func (e *Engine) dropSA(now time.Time, sa *ikeSA, reason string) {
-	if sa.gone {
+	if sa.gone() {
 		return
 	}
 	last := true

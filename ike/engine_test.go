@@ -106,8 +106,25 @@ func seed000(local, remote string, initiate bool, seed uint64) Config {
 // configured like seed 000; mutate may change either config first.
 func newPair(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
 	a, b = newPeers(t, mutate)
-	t.Cleanup(func() { checkLogsHoldNoSecrets(t, a, b) })
+	t.Cleanup(func() {
+		checkLogsHoldNoSecrets(t, a, b)
+		checkTransitions(t, a, b)
+	})
 	return a, b
+}
+
+// checkTransitions fails the test if an engine made an SA state change
+// that state.go does not allow.
+func checkTransitions(t *testing.T, ps ...*testPeer) {
+	t.Helper()
+	for _, p := range ps {
+		if n := p.e.counters.BadTransitions; n != 0 {
+			for _, l := range p.logs.FilterMessageSnippet("invalid IKE SA state").All() {
+				t.Errorf("%s: %s %v", p.name, l.Message, l.ContextMap())
+			}
+			t.Errorf("%s: %d invalid SA state transitions", p.name, n)
+		}
+	}
 }
 
 type secretSet map[string]bool

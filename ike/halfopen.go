@@ -45,7 +45,7 @@ func (t *halfOpenTable) retransmitted(spiI uint64, raw []byte) *ikeSA {
 	// Several half-open SAs may share an SPIi (an attacker can reuse a
 	// peer's); they are few unless under attack, and the scan is bounded.
 	for _, h := range t.order {
-		if h.spiI == spiI && !h.gone && string(h.initReq) == string(raw) {
+		if h.spiI == spiI && !h.gone() && string(h.initReq) == string(raw) {
 			return h
 		}
 	}

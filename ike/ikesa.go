@@ -6,21 +6,11 @@ import (
 	"time"
 )
 
-type saState uint8
-
-const (
-	saConnecting  saState = iota // IKE_SA_INIT and IKE_AUTH under way
-	saEstablished                // authenticated
-	saRekeyed                    // replaced by a rekey; kept to finish its Delete exchange
-	saDeleting                   // we sent a Delete for it
-)
-
 // ikeSA is one IKE SA and the CHILD_SAs it owns.
 type ikeSA struct {
 	spiI, spiR uint64
-	initiator  bool // we are this SA's original initiator (I flag)
-	state      saState
-	gone       bool      // removed from the engine; late callbacks ignore it
+	initiator  bool      // we are this SA's original initiator (I flag)
+	state      saState   // state.go
 	seq        uint64    // engine event number of its creation (responder: its IKE_SA_INIT's arrival)
 	createdAt  time.Time //
 	suite      Suite
@@ -56,13 +46,11 @@ type ikeSA struct {
 	afterHint bool
 
 	// Collisions. peerRekey is the SA the peer's rekey of this one created
-	// while ours was in flight (§2.8.2); pending marks such an SA until
-	// the collision is resolved, pendingOn is the SA both rekeyed.
+	// while ours was in flight (§2.8.2); that SA is Pending on this one
+	// (pendingOn) until the collision is resolved.
 	peerRekey *ikeSA
-	pending   bool
 	pendingOn *ikeSA
-	// redundant: lost a collision to survivor; its initiator deletes it.
-	redundant      bool
+	// survivor is the SA a Redundant one lost to.
 	survivor       *ikeSA
 	redundantSince time.Time
 }
@@ -93,9 +81,10 @@ func (sa *ikeSA) keyed() bool { return sa.out != nil }
 
 // usable: established and in use (not replaced, not being deleted, not a
 // collision loser or an undecided collision winner).
-func (sa *ikeSA) usable() bool {
-	return !sa.gone && sa.state == saEstablished && !sa.redundant && !sa.pending
-}
+func (sa *ikeSA) usable() bool { return sa.state == saEstablished }
+
+// gone: removed from the engine.
+func (sa *ikeSA) gone() bool { return sa.state == saGone }
 
 // initiatorOfReq reports whether m is a response to a request of ours on sa.
 func (sa *ikeSA) initiatorOfReq(m *Message) bool {

@@ -103,7 +103,8 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 
 // established marks sa authenticated and schedules its rekeying.
 func (e *Engine) established(now time.Time, sa *ikeSA) {
-	sa.state, sa.establishedAt, sa.lastRecv, sa.estSeq = saEstablished, now, now, e.nextSeq()
+	e.setState(sa, saEstablished)
+	sa.establishedAt, sa.lastRecv, sa.estSeq = now, now, e.nextSeq()
 	sa.rekeyAt = e.rekeyTime(sa, now, e.cfg.Lifetime)
 }
 

@@ -257,32 +257,38 @@ func (e *Engine) deriveRekeyed(now time.Time, old, nsa *ikeSA, shared Secret) er
 func (e *Engine) resolveIKERekey(now time.Time, old, ours *ikeSA) {
 	p := old.peerRekey
 	old.peerRekey = nil
-	if p == nil || p.gone {
+	if p == nil || p.gone() {
 		e.completeIKERekey(now, old, ours, true)
 		return
 	}
-	p.pending, p.pendingOn = false, nil
+	p.pendingOn = nil
+	e.setState(p, saEstablished) // decided now
 	if loses(ours.ni, ours.nr, p.ni, p.nr) {
 		e.log.Info("IKE SA rekey collision: ours is redundant, deleting it", append(e.saFields(ours, nil),
 			zap.String("survivor_spi_i", hex64(p.spiI)), zap.String("survivor_spi_r", hex64(p.spiR)))...)
 		e.completeIKERekey(now, old, p, false) // the peer deletes old
-		ours.redundant, ours.survivor = true, p
+		e.setState(ours, saRedundant)
+		ours.survivor, ours.redundantSince = p, now
 		e.deleteIKESA(now, ours)
 		return
 	}
 	e.log.Info("IKE SA rekey collision: the peer's is redundant, the peer deletes it", append(e.saFields(p, nil),
 		zap.String("survivor_spi_i", hex64(ours.spiI)), zap.String("survivor_spi_r", hex64(ours.spiR)))...)
-	p.redundant, p.survivor, p.redundantSince = true, ours, now
+	e.setState(p, saRedundant)
+	p.survivor, p.redundantSince = ours, now
 	e.completeIKERekey(now, old, ours, true)
 }
 
 // completeIKERekey moves old's children to nsa, which takes over; if
 // deleteOld (we initiated the surviving rekey), old is deleted.
 func (e *Engine) completeIKERekey(now time.Time, old, nsa *ikeSA, deleteOld bool) {
-	nsa.pending, nsa.pendingOn = false, nil
+	if nsa.state == saPending {
+		e.setState(nsa, saEstablished)
+	}
+	nsa.pendingOn = nil
 	moved := old.children
 	nsa.children, old.children = append(nsa.children, moved...), nil
-	old.state = saRekeyed
+	e.setState(old, saRekeyed)
 	// Requests queued on old die with it (§2.8.2: no new exchanges on an
 	// SA being rekeyed); child deletes among them move to the new SA.
 	old.queue = nil
@@ -303,7 +309,7 @@ func (e *Engine) completeIKERekey(now time.Time, old, nsa *ikeSA, deleteOld bool
 // notify) or an IKE SA rekey (SA payload of protocol IKE). New additional
 // CHILD_SAs are refused: one GRE SA is all a peering needs.
 func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Payloads {
-	if sa.state != saEstablished || sa.pending {
+	if sa.state != saEstablished && sa.state != saRedundant {
 		// Being replaced or deleted (§2.25.1, §2.25.2).
 		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
 	}
@@ -425,7 +431,8 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce
 	if sa.ikeRekeying {
 		// Both rekey sa (§2.8.2): keep the peer's new SA aside until ours
 		// completes and the nonces say which one stays.
-		nsa.pending, nsa.pendingOn = true, sa
+		e.setState(nsa, saPending)
+		nsa.pendingOn = sa
 		sa.peerRekey = nsa
 		e.log.Info("IKE SA rekey collision: answering the peer's rekey, resolving when ours completes", e.saFields(sa, nil)...)
 		return resp

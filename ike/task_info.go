@@ -21,10 +21,10 @@ func (e *Engine) deleteIKEOnce(sa *ikeSA) {
 // deleteIKESA deletes sa with an INFORMATIONAL exchange and forgets it
 // when the peer answers (or does not).
 func (e *Engine) deleteIKESA(now time.Time, sa *ikeSA) {
-	if sa.state == saDeleting || sa.gone {
+	if sa.state == saDeleting || sa.gone() {
 		return
 	}
-	sa.state = saDeleting
+	e.setState(sa, saDeleting)
 	e.log.Info("deleting IKE SA", e.saFields(sa, nil)...)
 	done := func(now time.Time) { e.dropSA(now, sa, "deleted") }
 	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoIKE}},
@@ -46,7 +46,7 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 			// forgotten with the SA. If the peer rekeyed it too, its
 			// Delete says its rekey won (its answer to ours is late).
 			e.log.Info("peer deletes the IKE SA", e.saFields(sa, nil)...)
-			if p := sa.peerRekey; p != nil && !p.gone {
+			if p := sa.peerRekey; p != nil && !p.gone() {
 				sa.peerRekey, sa.ikeRekeying = nil, false
 				e.completeIKERekey(now, sa, p, false)
 			}
@@ -119,7 +119,7 @@ func (e *Engine) bestChild() *childSA {
 		if !c.redundant && !c.deleting && c.replacedBy == nil {
 			r += 2
 		}
-		if sa.state == saEstablished && !sa.redundant || sa.pending {
+		if sa.state == saEstablished || sa.state == saPending {
 			r++
 		}
 		return r
@@ -207,7 +207,8 @@ func (e *Engine) checkDuplicates(now time.Time, n *ikeSA) {
 		if loses(d.ni, d.nr, n.ni, n.nr) {
 			red, surv = d, n
 		}
-		red.redundant, red.survivor, red.redundantSince = true, surv, now
+		e.setState(red, saRedundant)
+		red.survivor, red.redundantSince = surv, now
 		e.log.Info("two IKE SAs with the peer: deleting the redundant one", append(e.saFields(red, nil),
 			zap.String("survivor_spi_i", hex64(surv.spiI)), zap.String("survivor_spi_r", hex64(surv.spiR)),
 			zap.Bool("we_delete", red.initiator))...)

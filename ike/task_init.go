@@ -280,7 +280,7 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		return
 	}
 	for _, old := range e.half.add(sa) {
-		old.gone = true
+		e.setState(old, saGone)
 		old.keys.Wipe()
 		e.log.Debug("half-open IKE SA evicted", e.saFields(old, nil)...)
 	}
