@@ -355,6 +355,9 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 		if ke == nil || DHGroup(ke.Group) != suite.DH {
 			return Payloads{&Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(suite.DH))}}
 		}
+		if ValidatePublic(suite.DH, ke.Data) != nil {
+			return Payloads{&Notify{Kind: INVALID_SYNTAX}} // RFC 6989, before any key of ours
+		}
 		dh, err := GenerateDH(suite.DH, e.rand)
 		if err != nil {
 			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
@@ -412,6 +415,9 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce
 	}
 	if ke == nil || DHGroup(ke.Group) != suite.DH {
 		return Payloads{&Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(suite.DH))}}
+	}
+	if ValidatePublic(suite.DH, ke.Data) != nil {
+		return Payloads{&Notify{Kind: INVALID_SYNTAX}} // RFC 6989, before any key of ours
 	}
 	dh, err := GenerateDH(suite.DH, e.rand)
 	if err != nil {
