@@ -643,7 +643,7 @@ func TestChildRekeyVersusDelete(t *testing.T) {
 		// b closes the CHILD_SA that a rekeys (not one made since).
 		sa := b.e.sas[0]
 		for _, c := range sa.children {
-			if c.seq <= b.mark && !c.deleting {
+			if c.seq <= b.mark && c.state != childDeleting {
 				b.e.deleteChild(now, sa, c)
 				return
 			}
@@ -716,7 +716,7 @@ func TestCollisionsReordered(t *testing.T) {
 		// b closes the CHILD_SA that a rekeys (not one made since).
 		sa := b.e.sas[0]
 		for _, c := range sa.children {
-			if c.seq <= b.mark && !c.deleting {
+			if c.seq <= b.mark && c.state != childDeleting {
 				b.e.deleteChild(now, sa, c)
 				return
 			}

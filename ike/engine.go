@@ -121,6 +121,7 @@ type Status struct {
 // ChildStatus describes one installed CHILD_SA.
 type ChildStatus struct {
 	SPIIn, SPIOut uint32
+	State         string // installed, rekeying, rekeyed, redundant, deleting
 	Transform     string
 	Installed     time.Time
 	RekeyAt       time.Time // when we will rekey this CHILD_SA by time (zero: never)

@@ -62,18 +62,15 @@ type childSA struct {
 	rekeyAt    time.Time
 	rekeyBytes uint64 // rekey once either half carried this much (0: never)
 	expiresAt  time.Time
-	ni, nr     []byte // nonces of the exchange that created it
-	rekeying   bool   // our CREATE_CHILD_SA rekeying it is in flight
+	ni, nr     []byte     // nonces of the exchange that created it
+	state      childState // state.go
 	retryRekey time.Time
-	deleting   bool // we sent a Delete for it
-	redundant  bool // lost a rekey collision (§2.8.1)
 	// replacedBy is the CHILD_SA a rekey created for this one; whoever
 	// initiated the surviving rekey deletes this one.
 	replacedBy *childSA
 	// peerRekey is the CHILD_SA the peer's rekey created while ours was
 	// in flight: a collision, resolved when our exchange completes.
 	peerRekey *childSA
-	gone      bool
 	lastIn    uint64
 }
 

@@ -73,3 +73,83 @@ func (e *Engine) setState(sa *ikeSA, to saState) {
 	}
 	sa.state = to
 }
+
+// The lifecycle of a CHILD_SA, checked like the IKE SA's.
+//
+//	          our CREATE_CHILD_SA            its answer (ours won, or the
+//	Installed ─────────────────► Rekeying ──────────────────────────► Rekeyed
+//	  │  ▲  │ the peer's rekey       │  the rekey failed: back             │
+//	  │  │  │ answered               ▼  to Installed, retried later        │
+//	  │  └──┼────────────────────────┘                                     │
+//	  │     └────────────────────────────────────────────────────────────► │
+//	  │ created by the rekey that lost a collision (§2.8.1)                │
+//	  ▼                                                                    ▼
+//	Redundant ───────────────────────► Deleting (we sent a Delete) ──► Gone
+//
+// Any state may go to Gone (the peer's Delete, the IKE SA's end).
+// replacedBy names the CHILD_SA that replaces a Rekeyed one; peerRekey
+// the one the peer's rekey made while ours was in flight.
+type childState uint8
+
+const (
+	childInstalled childState = iota // in use
+	childRekeying                    // our rekey of it is in flight
+	childRekeyed                     // replaced (replacedBy); waits for its Delete
+	childRedundant                   // made by the rekey that lost a collision
+	childDeleting                    // we sent a Delete for it
+	childGone                        // removed from the data plane
+)
+
+var childStateNames = [...]string{"installed", "rekeying", "rekeyed", "redundant", "deleting", "gone"}
+
+func (s childState) String() string {
+	if int(s) < len(childStateNames) {
+		return childStateNames[s]
+	}
+	return "invalid"
+}
+
+var childTransitions = map[childState][]childState{
+	childInstalled: {childRekeying, childRekeyed, childRedundant, childDeleting, childGone},
+	childRekeying:  {childInstalled, childRekeyed, childRedundant, childGone},
+	childRekeyed:   {childDeleting, childGone},
+	childRedundant: {childRekeyed, childDeleting, childGone},
+	childDeleting:  {childGone},
+}
+
+// setChildState moves c to state to, checking the transition.
+func (e *Engine) setChildState(c *childSA, to childState) {
+	from := c.state
+	if from == to {
+		return
+	}
+	ok := false
+	for _, s := range childTransitions[from] {
+		ok = ok || s == to
+	}
+	if !ok {
+		e.counters.BadTransitions++
+		e.log.Error("invalid CHILD_SA state transition (a bug)", zap.Uint32("spi_in", c.keys.SPIIn),
+			zap.Stringer("from", from), zap.Stringer("to", to))
+	}
+	c.state = to
+}
+
+// endRekey takes c out of Rekeying when its rekey ended without replacing
+// it here: Rekeyed if the peer's rekey replaced it meanwhile, else back in
+// use.
+func (e *Engine) endRekey(c *childSA) {
+	if c.state != childRekeying {
+		return
+	}
+	if c.replacedBy != nil {
+		e.setChildState(c, childRekeyed)
+	} else {
+		e.setChildState(c, childInstalled)
+	}
+}
+
+// inUse: not replaced nor on its way out (it may be being rekeyed).
+func (c *childSA) inUse() bool {
+	return (c.state == childInstalled || c.state == childRekeying) && c.replacedBy == nil
+}

@@ -88,9 +88,9 @@ func (e *Engine) publish() {
 	for _, sa := range e.sas {
 		for _, c := range sa.children {
 			s.ESPSuite = c.keys.Transform
-			cs := ChildStatus{SPIIn: c.keys.SPIIn, SPIOut: c.keys.SPIOut, Transform: c.keys.Transform,
+			cs := ChildStatus{SPIIn: c.keys.SPIIn, SPIOut: c.keys.SPIOut, State: c.state.String(), Transform: c.keys.Transform,
 				Installed: c.installed, ExpiresAt: c.expiresAt, LifetimeBytes: c.keys.LifetimeBytes}
-			if c.replacedBy == nil && !c.deleting && !c.redundant {
+			if c.inUse() {
 				cs.RekeyAt = c.rekeyAt
 				if !c.retryRekey.IsZero() && c.retryRekey.After(cs.RekeyAt) {
 					cs.RekeyAt = c.retryRekey

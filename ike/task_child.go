@@ -20,7 +20,7 @@ const (
 // (§1.3.3) with PFS when our ESP proposals name a group, then deletes c.
 // group, when set, is the one the peer asked for with INVALID_KE_PAYLOAD.
 func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup, tries int) {
-	c.rekeying = true
+	e.setChildState(c, childRekeying)
 	groups := DHGroups(e.cfg.ESPProposals)
 	if group == DHNone && len(groups) > 0 {
 		group = groups[0]
@@ -34,7 +34,7 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 	if group != DHNone {
 		var err error
 		if dh, err = GenerateDH(group, e.rand); err != nil {
-			c.rekeying = false
+			e.endRekey(c)
 			return
 		}
 		inner = append(inner, &KE{Group: uint16(group), Data: dh.Public()})
@@ -42,9 +42,9 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 	inner = append(inner, child[2], child[3])
 	e.log.Info("rekeying CHILD_SA", append(e.saFields(sa, nil), zap.Uint32("spi_in", c.keys.SPIIn), zap.Stringer("pfs", group))...)
 	retryLater := func(now time.Time, why string) {
-		c.rekeying = false
+		e.endRekey(c)
 		c.peerRekey = nil
-		if c.replacedBy != nil || c.gone {
+		if c.replacedBy != nil || c.state == childGone {
 			// The peer's rekey of it won or it is gone: nothing to retry.
 			e.log.Info("CHILD_SA rekey not needed any more", append(e.saFields(sa, nil), zap.String("reason", why))...)
 			return
@@ -55,7 +55,7 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
 		if n := ps.Notify(INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 && tries < maxInitRetries {
 			want := DHGroup(binary.BigEndian.Uint16(n.Data))
-			if want != group && slices.Contains(groups, want) && !c.gone {
+			if want != group && slices.Contains(groups, want) && c.state != childGone {
 				e.rekeyChild(now, sa, c, want, tries+1)
 				return
 			}
@@ -64,8 +64,8 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 			// §2.25: the peer has no such CHILD_SA. Unless a rekey or a
 			// delete crossed ours, our state is out of step with the
 			// peer's: start over.
-			c.rekeying = false
-			if c.replacedBy == nil && c.peerRekey == nil && !c.gone {
+			e.endRekey(c)
+			if c.replacedBy == nil && c.peerRekey == nil && c.state != childGone {
 				e.log.Warn("peer does not know the CHILD_SA we rekey", append(e.saFields(sa, m), zap.Uint32("spi_in", c.keys.SPIIn))...)
 				e.deleteIKEOnce(sa)
 				e.fail(now, sa, "CREATE_CHILD_SA: CHILD_SA_NOT_FOUND")
@@ -129,26 +129,33 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 // exchange had the lowest nonce is redundant and deleted by whoever
 // initiated it; the initiator of the survivor deletes old.
 func (e *Engine) resolveChildRekey(now time.Time, sa *ikeSA, old, ours *childSA) {
-	old.rekeying = false
 	p := old.peerRekey
 	old.peerRekey = nil
-	if p != nil && !p.gone {
+	replaced := func(by *childSA) {
+		old.replacedBy = by
+		if old.state == childInstalled || old.state == childRekeying || old.state == childRedundant {
+			e.setChildState(old, childRekeyed)
+		}
+	}
+	if p != nil && p.state != childGone {
 		if loses(ours.ni, ours.nr, p.ni, p.nr) {
 			e.log.Info("CHILD_SA rekey collision: ours is redundant, deleting it", append(e.saFields(sa, nil),
 				zap.Uint32("redundant_spi_in", ours.keys.SPIIn), zap.Uint32("survivor_spi_in", p.keys.SPIIn))...)
-			ours.redundant = true
-			old.replacedBy = p
+			e.setChildState(ours, childRedundant)
+			replaced(p)
 			e.switchOutbound(p)
 			e.deleteChild(now, sa, ours)
 			return // the peer won and deletes old
 		}
 		e.log.Info("CHILD_SA rekey collision: the peer's is redundant, the peer deletes it", append(e.saFields(sa, nil),
 			zap.Uint32("redundant_spi_in", p.keys.SPIIn), zap.Uint32("survivor_spi_in", ours.keys.SPIIn))...)
-		p.redundant = true
+		if p.state == childInstalled || p.state == childRekeying {
+			e.setChildState(p, childRedundant)
+		}
 	}
-	old.replacedBy = ours
+	replaced(ours)
 	e.switchOutbound(ours)
-	if !old.gone && !old.deleting {
+	if old.state == childRekeyed {
 		// Make before break: the new SA is in; now retire the old one.
 		e.deleteChild(now, sa, old)
 	}
@@ -157,7 +164,7 @@ func (e *Engine) resolveChildRekey(now time.Time, sa *ikeSA, old, ours *childSA)
 // deleteChild asks the peer to delete c and removes it once the peer
 // confirms (the peer may send on it until then).
 func (e *Engine) deleteChild(now time.Time, sa *ikeSA, c *childSA) {
-	c.deleting = true
+	e.setChildState(c, childDeleting)
 	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoESP, SPIs: []uint32{c.keys.SPIIn}}},
 		func(now time.Time, m *Message, raw []byte, ps Payloads) {
 			if owner := e.ownerOf(c); owner != nil {
@@ -293,8 +300,8 @@ func (e *Engine) completeIKERekey(now time.Time, old, nsa *ikeSA, deleteOld bool
 	// SA being rekeyed); child deletes among them move to the new SA.
 	old.queue = nil
 	for _, c := range moved {
-		c.rekeying = false
-		if c.deleting {
+		e.endRekey(c)
+		if c.state == childDeleting {
 			e.deleteChild(now, nsa, c)
 		}
 	}
@@ -333,7 +340,7 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 	if old == nil {
 		return Payloads{&Notify{Protocol: ProtoESP, SPI: rk.SPI, Kind: CHILD_SA_NOT_FOUND}}
 	}
-	if sa.ikeRekeying || old.deleting || old.replacedBy != nil {
+	if sa.ikeRekeying || old.state == childDeleting || old.replacedBy != nil {
 		// We are rekeying the IKE SA, or closing (or have replaced) this
 		// child: the peer retries later, on the new IKE SA (§2.25).
 		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
@@ -380,7 +387,9 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 	// are rekeying it too, the collision is resolved when our exchange
 	// completes (§2.8.1).
 	old.replacedBy = nc
-	if old.rekeying {
+	if old.state != childRekeying {
+		e.setChildState(old, childRekeyed)
+	} else {
 		old.peerRekey = nc
 		e.log.Info("CHILD_SA rekey collision: answering the peer's rekey, resolving when ours completes",
 			append(e.saFields(sa, nil), zap.Uint32("spi_in", old.keys.SPIIn))...)

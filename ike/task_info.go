@@ -91,10 +91,10 @@ func (e *Engine) retireChild(sa *ikeSA, c *childSA) {
 			break
 		}
 	}
-	if c.gone {
+	if c.state == childGone {
 		return
 	}
-	c.gone = true
+	e.setChildState(c, childGone)
 	if c.keys.SPIIn == e.outSPI {
 		if alt := e.bestChild(); alt != nil {
 			e.switchOutbound(alt)
@@ -116,7 +116,7 @@ func (e *Engine) bestChild() *childSA {
 	var best *childSA
 	rank := func(sa *ikeSA, c *childSA) int {
 		r := 0
-		if !c.redundant && !c.deleting && c.replacedBy == nil {
+		if c.inUse() {
 			r += 2
 		}
 		if sa.state == saEstablished || sa.state == saPending {
@@ -127,7 +127,7 @@ func (e *Engine) bestChild() *childSA {
 	bestRank := -1
 	for _, sa := range e.sas {
 		for _, c := range sa.children {
-			if c.gone {
+			if c.state == childGone {
 				continue
 			}
 			if r := rank(sa, c); r > bestRank || r == bestRank && c.seq > best.seq {
@@ -140,7 +140,7 @@ func (e *Engine) bestChild() *childSA {
 
 // switchOutbound makes c's outbound SA the sending one.
 func (e *Engine) switchOutbound(c *childSA) {
-	if c == nil || c.gone || c.keys.SPIIn == e.outSPI {
+	if c == nil || c.state == childGone || c.keys.SPIIn == e.outSPI {
 		return
 	}
 	sw, ok := e.dp.(OutboundSwitcher)
@@ -222,7 +222,7 @@ func (e *Engine) checkDuplicates(now time.Time, n *ikeSA) {
 func (e *Engine) newestChild(sa *ikeSA) *childSA {
 	var best *childSA
 	for _, c := range sa.children {
-		if !c.gone && (best == nil || c.seq > best.seq) {
+		if c.state != childGone && (best == nil || c.seq > best.seq) {
 			best = c
 		}
 	}
@@ -247,7 +247,7 @@ func (e *Engine) timers(now time.Time, sa *ikeSA) {
 		return
 	}
 	for _, c := range sa.children {
-		if c.rekeying || c.deleting || c.redundant || c.replacedBy != nil || now.Before(c.retryRekey) {
+		if c.state != childInstalled || c.replacedBy != nil || now.Before(c.retryRekey) {
 			continue
 		}
 		due := e.cfg.ChildLifetime > 0 && !now.Before(c.rekeyAt)

@@ -52,6 +52,7 @@ type IKEStatus struct {
 type ChildSAStatus struct {
 	SPIIn            string `json:"spi_in"`
 	SPIOut           string `json:"spi_out"`
+	State            string `json:"state"` // installed, rekeying, rekeyed, redundant, deleting
 	Transform        string `json:"transform"`
 	AgeSeconds       int64  `json:"age_seconds"`
 	RekeyInSeconds   int64  `json:"rekey_in_seconds,omitempty"`
@@ -193,7 +194,7 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 		return cmp.Or(cmp.Compare(a.Exchange, b.Exchange), cmp.Compare(a.Result, b.Result), boolCmp(a.Initiated, b.Initiated))
 	})
 	for _, ch := range is.Children {
-		cs := ChildSAStatus{SPIIn: fmt.Sprintf("0x%08x", ch.SPIIn), SPIOut: fmt.Sprintf("0x%08x", ch.SPIOut),
+		cs := ChildSAStatus{SPIIn: fmt.Sprintf("0x%08x", ch.SPIIn), SPIOut: fmt.Sprintf("0x%08x", ch.SPIOut), State: ch.State,
 			Transform: ch.Transform, AgeSeconds: int64(now.Sub(ch.Installed).Seconds()), LifetimeBytes: ch.LifetimeBytes}
 		if !ch.RekeyAt.IsZero() {
 			cs.RekeyInSeconds = secondsUntil(ch.RekeyAt, now)
