@@ -9,22 +9,34 @@ import (
 
 var benchSizes = []int{64, 1400}
 
+// benchTransforms: every transform, and ESN for an AEAD and a CBC one.
+var benchTransforms = []string{
+	"aes128gcm16", "aes192gcm16", "aes256gcm16", "chacha20poly1305",
+	"aes128-sha1", "aes256-sha256", "aes256-sha384", "aes256-sha512",
+	"aes256gcm16-esn", "aes256-sha256-esn",
+}
+
+// BenchmarkSeal: one packet of 64 or 1400 bytes per operation, for each
+// transform (sub-benchmark transform/size).
 func BenchmarkSeal(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			sa := mustSA(b, testKey256, 0)
-			buf := make([]byte, PrefixLen+n+MaxSuffixLen)
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			for b.Loop() {
-				if sa.seq.Load() >= MaxSeq-1 {
-					sa.seq.Store(0)
+	for _, name := range benchTransforms {
+		tr := mustTransform(b, name)
+		for _, n := range benchSizes {
+			b.Run(name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				sa := mustTSA(b, tr, testKeymat(tr, 1), 0)
+				buf := make([]byte, MaxPrefixLen+n+MaxSuffixLen)
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					if sa.seq.Load() >= MaxSeq-1 {
+						sa.seq.Store(0)
+					}
+					if _, err := sa.Seal(buf, MaxPrefixLen, n, NextHeaderGRE); err != nil {
+						b.Fatal(err)
+					}
 				}
-				if _, err := sa.Seal(buf, PrefixLen, n, NextHeaderGRE); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -45,30 +57,35 @@ func BenchmarkSealParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkOpen opens distinct packets in sequence. Open decrypts in place,
-// so each iteration first copies a sealed packet into the work buffer: the
-// numbers include that memmove (BenchmarkOpenCopyOnly measures it alone).
+// BenchmarkOpen opens distinct packets in sequence, for each transform.
+// Open decrypts in place, so each iteration first copies a sealed packet
+// into the work buffer: the numbers include that memmove
+// (BenchmarkOpenCopyOnly measures it alone).
 func BenchmarkOpen(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			out, in := mustSA(b, testKey256, 0), mustSA(b, testKey256, DefaultReplayWindow)
-			pkts := sealedBatch(b, out, n)
-			work := make([]byte, len(pkts[0]))
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if i == len(pkts) {
-					i = 0
-					in.replay.Reset() // the batch's numbers come round again
+	for _, name := range benchTransforms {
+		tr := mustTransform(b, name)
+		for _, n := range benchSizes {
+			b.Run(name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				keymat := testKeymat(tr, 1)
+				out, in := mustTSA(b, tr, keymat, 0), mustTSA(b, tr, keymat, DefaultReplayWindow)
+				pkts := sealedBatch(b, out, n)
+				work := make([]byte, len(pkts[0]))
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if i == len(pkts) {
+						i = 0
+						in.replay.Reset() // the batch's numbers come round again
+					}
+					copy(work, pkts[i])
+					if _, _, r := in.Open(work); r != DropNone {
+						b.Fatal(r)
+					}
+					i++
 				}
-				copy(work, pkts[i])
-				if _, _, r := in.Open(work); r != DropNone {
-					b.Fatal(r)
-				}
-				i++
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -102,8 +119,8 @@ func BenchmarkOpenReplay(b *testing.B) {
 func sealedBatch(b *testing.B, sa *SA, n int) [][]byte {
 	pkts := make([][]byte, 256)
 	for i := range pkts {
-		buf := make([]byte, PrefixLen+n+MaxSuffixLen)
-		p, err := sa.Seal(buf, PrefixLen, n, NextHeaderGRE)
+		buf := make([]byte, MaxPrefixLen+n+MaxSuffixLen)
+		p, err := sa.Seal(buf, MaxPrefixLen, n, NextHeaderGRE)
 		if err != nil {
 			b.Fatal(err)
 		}
