@@ -52,6 +52,8 @@ func Diff(old *Config, oldDigests map[string][32]byte, next *Config) []Change {
 	cmp("ipsec.replay_window", old.ReplayWindow, next.ReplayWindow)
 	cmp("static.spi_out", old.Static.SPIOut, next.Static.SPIOut)
 	cmp("static.spi_in", old.Static.SPIIn, next.Static.SPIIn)
+	cmp("static.esp", old.Static.Transform, next.Static.Transform)
+	cmp("static.seq_out", old.Static.SeqOut, next.Static.SeqOut)
 	oi, ni := &old.IKE, &next.IKE
 	cmp("ike.initiate", oi.Initiate, ni.Initiate)
 	cmp("ike.local_psk_file", oi.LocalPSKFile, ni.LocalPSKFile)
