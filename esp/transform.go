@@ -47,14 +47,13 @@ type Transform struct {
 var DefaultTransform = Transform{Cipher: CipherAESGCM16, KeyBits: 256}
 
 const (
-	saltLen      = 4 // AEAD key material ends in a 4-byte salt
-	aesBlockLen  = 16
-	cbcIVLen     = aesBlockLen
-	aeadAlign    = 4 // RFC 4303 §2.4: the trailer ends on a 4-byte boundary
-	maxICVLen    = 32
-	maxBlockLen  = aesBlockLen
-	maxIVLen     = cbcIVLen
-	chachaKeyLen = 32
+	saltLen     = 4 // AEAD key material ends in a 4-byte salt
+	aesBlockLen = 16
+	cbcIVLen    = aesBlockLen
+	aeadAlign   = 4 // RFC 4303 §2.4: the trailer ends on a 4-byte boundary
+	maxICVLen   = 32
+	maxBlockLen = aesBlockLen
+	maxIVLen    = cbcIVLen
 )
 
 // MaxPrefixLen is the most bytes Seal writes in front of the payload, for
@@ -100,7 +99,9 @@ func ParseTransform(s string) (Transform, error) {
 		t.KeyBits = aesBits(strings.TrimSuffix(strings.TrimSuffix(enc, "gcm16"), "gcm128"))
 	default:
 		t.Cipher = CipherAESCBC
-		t.KeyBits = aesBits(enc)
+		if t.KeyBits = aesBits(enc); t.KeyBits == 0 {
+			break // unknown cipher, below
+		}
 		if !hasInteg {
 			return Transform{}, fmt.Errorf("esp: transform %q: AES-CBC needs an integrity algorithm, e.g. %q", s, enc+"-sha256")
 		}
