@@ -5,7 +5,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,17 +12,17 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/gresec/gresec/esp"
 )
 
 // Encapsulation sizes used to derive the default MTU and MSS.
 const (
-	ipv4HeaderLen = 20
-	ipv6HeaderLen = 40
-	greHeaderLen  = 4
-	// SPI + sequence + IV + ICV + pad length + next header, AES-GCM-16.
-	espFixedOverhead = 8 + 8 + 16 + 2
-	tcpIPv4Overhead  = 40
-	tcpIPv6Overhead  = 60
+	ipv4HeaderLen   = 20
+	ipv6HeaderLen   = 40
+	greHeaderLen    = 4
+	tcpIPv4Overhead = 40
+	tcpIPv6Overhead = 60
 
 	// DefaultUnderlayMTU is the link MTU assumed under the tunnel.
 	DefaultUnderlayMTU = 1500
@@ -76,11 +75,15 @@ type Config struct {
 // Static holds manually configured SAs.
 type Static struct {
 	SPIOut, SPIIn uint32
-	KeyOut, KeyIn Key
+	KeyOut, KeyIn Key           // Transform.KeymatLen() bytes each
+	Transform     esp.Transform // of both SAs (config/esp.go)
+	SeqOut        uint64        // last sequence number sent before this start
 }
 
-// Key is ESP key material (AES key followed by the 4-byte GCM salt). Its
-// formatting methods never reveal the bytes.
+// Key is ESP key material: the encryption key (with its 4-byte salt for
+// AES-GCM and ChaCha20-Poly1305) followed by the integrity key (AES-CBC's
+// HMAC key), the order of IKEv2 KEYMAT. Its formatting methods never
+// reveal the bytes.
 type Key []byte
 
 func (k Key) String() string             { return fmt.Sprintf("<%d-byte key redacted>", len(k)) }
@@ -101,10 +104,8 @@ func (c *Config) Overhead() int {
 	if c.Keying == KeyingNone {
 		return outer + c.greLen()
 	}
-	// ESP pads GRE+inner+2 to a multiple of 4.
-	inner := c.greLen() + c.MTU + 2
-	pad := (4 - inner%4) % 4
-	return outer + c.greLen() + espFixedOverhead + pad
+	// ESP pads GRE+inner+2 to whole blocks of its transform.
+	return outer + c.greLen() + c.ESPTransform().Overhead(c.greLen()+c.MTU)
 }
 
 func (c *Config) greLen() int {
@@ -115,22 +116,16 @@ func (c *Config) greLen() int {
 }
 
 // computeMTU returns the largest inner MTU whose encapsulated packet fits
-// in the underlay MTU, padding included: 1442 for ESP over IPv4/1500.
+// in the underlay MTU, padding included: 1442 for AES-GCM over IPv4/1500.
 func (c *Config) computeMTU() int {
 	outer := ipv4HeaderLen
 	if c.Local.Is6() {
 		outer = ipv6HeaderLen
 	}
-	room := c.UnderlayMTU - outer - c.greLen()
 	if c.Keying == KeyingNone {
-		return room
+		return c.UnderlayMTU - outer - c.greLen()
 	}
-	room -= espFixedOverhead
-	// GRE + inner + 2 must be a multiple of 4 to need no padding.
-	for (c.greLen()+room+2)%4 != 0 {
-		room--
-	}
-	return room
+	return c.ESPTransform().TunnelMTU(c.UnderlayMTU, outer, c.greLen())
 }
 
 // file mirrors the TOML layout. Pointers tell "absent" from "zero".
@@ -155,6 +150,12 @@ type file struct {
 		SPIIn  *int64  `toml:"spi_in"`
 		KeyOut *string `toml:"key_out"`
 		KeyIn  *string `toml:"key_in"`
+		// The transform and its extra keys: config/esp.go.
+		ESP        *string `toml:"esp"`
+		ESN        *bool   `toml:"esn"`
+		AuthKeyOut *string `toml:"auth_key_out"`
+		AuthKeyIn  *string `toml:"auth_key_in"`
+		SeqOut     *int64  `toml:"seq_out"`
 	} `toml:"static"`
 	IKE     *ikeFile `toml:"ike"`
 	Control struct {
@@ -447,8 +448,7 @@ func (v *validator) static(f *file, c *Config) {
 	}
 	c.Static.SPIOut = v.spi("static.spi_out", s.SPIOut)
 	c.Static.SPIIn = v.spi("static.spi_in", s.SPIIn)
-	c.Static.KeyOut = v.key("static.key_out", s.KeyOut)
-	c.Static.KeyIn = v.key("static.key_in", s.KeyIn)
+	v.staticESP(&c.Static, s.ESP, s.ESN, s.KeyOut, s.AuthKeyOut, s.KeyIn, s.AuthKeyIn, s.SeqOut)
 }
 
 func (v *validator) spi(key string, n *int64) uint32 {
@@ -462,22 +462,4 @@ func (v *validator) spi(key string, n *int64) uint32 {
 		return uint32(*n)
 	}
 	return 0
-}
-
-func (v *validator) key(name string, s *string) Key {
-	if s == nil {
-		v.fail(name, "missing; expected \"0x\" and 72 hex digits (32-byte AES-256 key + 4-byte salt) or 40 (AES-128)")
-		return nil
-	}
-	h := strings.TrimPrefix(strings.TrimPrefix(*s, "0x"), "0X")
-	b, err := hex.DecodeString(h)
-	if err != nil {
-		v.fail(name, "expected hex digits after \"0x\" (value not shown)")
-		return nil
-	}
-	if len(b) != 36 && len(b) != 20 {
-		v.fail(name, "expected 36 bytes (AES-256 key + salt) or 20 bytes (AES-128 key + salt), got %d bytes (value not shown)", len(b))
-		return nil
-	}
-	return Key(b)
 }

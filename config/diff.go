@@ -23,6 +23,8 @@ const (
 	IPsecReplayWindow
 	StaticSPIOut
 	StaticSPIIn
+	StaticESP
+	StaticSeqOut
 	IKEInitiate
 	IKELocalPSKFile
 	IKERemotePSKFile
@@ -34,6 +36,9 @@ const (
 	IKEChildLifetime
 	IKEChildLifetimeBytes
 	IKEDPD
+	IKERetransmitTimeout
+	IKERetransmitBase
+	IKERetransmitTries
 	StaticKeyIn  // compared by digest
 	StaticKeyOut // compared by digest
 	IKELocalPSK  // the contents of the PSK file, by digest
@@ -57,6 +62,8 @@ var fieldKeys = [numFields]string{
 	IPsecReplayWindow:     "ipsec.replay_window",
 	StaticSPIOut:          "static.spi_out",
 	StaticSPIIn:           "static.spi_in",
+	StaticESP:             "static.esp",
+	StaticSeqOut:          "static.seq_out",
 	IKEInitiate:           "ike.initiate",
 	IKELocalPSKFile:       "ike.local_psk_file",
 	IKERemotePSKFile:      "ike.remote_psk_file",
@@ -68,6 +75,9 @@ var fieldKeys = [numFields]string{
 	IKEChildLifetime:      "ike.child_lifetime",
 	IKEChildLifetimeBytes: "ike.child_lifetime_bytes",
 	IKEDPD:                "ike.dpd",
+	IKERetransmitTimeout:  "ike.retransmit_timeout",
+	IKERetransmitBase:     "ike.retransmit_base",
+	IKERetransmitTries:    "ike.retransmit_tries",
 	StaticKeyIn:           "static.key_in",
 	StaticKeyOut:          "static.key_out",
 	IKELocalPSK:           "ike.local_psk",
@@ -100,10 +110,10 @@ func FieldsOf(fs ...Field) Fields {
 
 // Sections of the file, as sets.
 var (
-	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticKeyIn, StaticKeyOut)
+	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticESP, StaticSeqOut, StaticKeyIn, StaticKeyOut)
 	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
 		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
-		IKELocalPSK, IKERemotePSK)
+		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalPSK, IKERemotePSK)
 )
 
 // Has tells whether f is in s.
@@ -192,6 +202,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
 	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)
+	cmp(StaticESP, old.Static.Transform, next.Static.Transform)
+	cmp(StaticSeqOut, old.Static.SeqOut, next.Static.SeqOut)
 	oi, ni := &old.IKE, &next.IKE
 	cmp(IKEInitiate, oi.Initiate, ni.Initiate)
 	cmp(IKELocalPSKFile, oi.LocalPSKFile, ni.LocalPSKFile)
@@ -204,6 +216,9 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IKEChildLifetime, oi.ChildLifetime, ni.ChildLifetime)
 	cmp(IKEChildLifetimeBytes, oi.ChildLifetimeBytes, ni.ChildLifetimeBytes)
 	cmp(IKEDPD, oi.DPD, ni.DPD)
+	cmp(IKERetransmitTimeout, oi.RetransmitTimeout, ni.RetransmitTimeout)
+	cmp(IKERetransmitBase, oi.RetransmitBase, ni.RetransmitBase)
+	cmp(IKERetransmitTries, oi.RetransmitTries, ni.RetransmitTries)
 	nd := next.Digests()
 	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
 		if oldDigests[f] != nd[f] {

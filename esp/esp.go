@@ -1,55 +1,57 @@
-// Package esp is the ESP data plane of gresec: AES-GCM-16 security
-// associations (RFC 4303 transport mode with RFC 4106) that seal and open
-// packets in place, the RFC 6479 anti-replay window, and the SA database a
-// tunnel looks inbound SAs up in.
+// Package esp is the ESP data plane of gresec: security associations
+// (RFC 4303 transport mode) that seal and open packets in place, the
+// RFC 6479 anti-replay window, and the SA database a tunnel looks inbound
+// SAs up in.
+//
+// Transforms (transform.go): AES-GCM-16 (RFC 4106) and ChaCha20-Poly1305
+// (RFC 7634), AEADs with an 8-byte IV and a 16-byte ICV; AES-CBC (RFC 3602)
+// with a 16-byte IV and HMAC-SHA1-96 (RFC 2404) or HMAC-SHA2-256-128,
+// -384-192, -512-256 (RFC 4868). Each may use extended sequence numbers
+// (RFC 4303 §2.2.1): a 64-bit counter of which the low half is sent.
 //
 // An ESP packet, as it follows the outer IP header:
 //
-//	SPI(4) | seq(4) | IV(8) | ciphertext[payload | pad | padlen(1) | next(1)] | ICV(16)
+//	SPI(4) | seq(4) | IV(8 or 16) | ciphertext[payload | pad | padlen(1) | next(1)] | ICV(12..32)
 //
-// Key material is key || salt, the layout of Linux `ip xfrm ... aead
-// 'rfc4106(gcm(aes))'`, of IKEv2 KEYMAT for ENCR_AES_GCM_16 and of
-// Wireshark's ESP SA table. The nonce is salt || IV and the AAD is SPI || seq.
+// AEAD key material is key || salt, the layout of Linux `ip xfrm ... aead
+// 'rfc4106(gcm(aes))'` (or 'rfc7539esp(chacha20,poly1305)'), of IKEv2
+// KEYMAT and of Wireshark's ESP SA table; the nonce is salt || IV and the
+// AAD SPI || seq (SPI || seq-high || seq-low under ESN). AES-CBC key
+// material is the AES key followed by the HMAC key, KEYMAT's order.
 //
-// Extended sequence numbers are not negotiated yet, but sequence numbers are
-// carried as uint64 throughout (counter, IV, replay window) so that ESN only
-// changes the AAD (SPI || seq-high || seq-low, RFC 4106 §5) and the limit.
+// The constants below without a transform in their name describe the
+// AEAD layout (AES-GCM, the default transform); Transform has the figures
+// of each transform.
 package esp
 
 import "encoding/binary"
 
 const (
-	HeaderLen     = 8                       // SPI + sequence number
-	IVLen         = 8                       // explicit IV of RFC 4106
-	ICVLen        = 16                      // AES-GCM-16 tag
-	PrefixLen     = HeaderLen + IVLen       // bytes Seal writes in front of the payload
-	TrailerLen    = 2                       // pad length + next header
-	MaxSuffixLen  = 3 + TrailerLen + ICVLen // most bytes Seal appends after the payload
+	HeaderLen  = 8                 // SPI + sequence number
+	IVLen      = 8                 // explicit IV of RFC 4106
+	ICVLen     = 16                // AES-GCM-16 tag
+	PrefixLen  = HeaderLen + IVLen // bytes Seal writes in front of the payload
+	TrailerLen = 2                 // pad length + next header
+	// MaxSuffixLen is the most bytes Seal appends after the payload, for
+	// any transform: AES-CBC's 15 bytes of padding, the trailer and
+	// HMAC-SHA2-512-256's 32-byte ICV.
+	MaxSuffixLen  = maxBlockLen - 1 + TrailerLen + maxICVLen
 	NextHeaderGRE = 47
-	// MinLen is the shortest well-formed ESP packet: an empty payload
-	// still has its trailer and ICV.
+	// MinLen is the shortest well-formed AEAD ESP packet: an empty
+	// payload still has its trailer and ICV.
 	MinLen = PrefixLen + TrailerLen + ICVLen
 
 	// MaxSeq is the last sequence number an SA without ESN may send
 	// (RFC 4303 §3.3.3: the counter must not cycle).
 	MaxSeq = 1<<32 - 1
-
-	saltLen  = 4
-	nonceLen = saltLen + IVLen
+	// MaxSeqESN is the last one an SA with ESN may send.
+	MaxSeqESN = 1<<64 - 1
 )
 
-// Overhead is the exact number of bytes ESP adds to a payload of n bytes:
-// the prefix, the padding that 4-byte aligns the trailer, the trailer and
-// the ICV.
-func Overhead(n int) int {
-	return PrefixLen + padLen(n) + TrailerLen + ICVLen
-}
-
-// padLen is how much padding Seal adds so that payload, padding and
-// trailer end on a 4-byte boundary (RFC 4303 §2.4; GCM itself needs none).
-func padLen(n int) int {
-	return -(n + TrailerLen) & 3
-}
+// Overhead is the exact number of bytes AES-GCM's ESP adds to a payload of
+// n bytes: the prefix, the padding that 4-byte aligns the trailer, the
+// trailer and the ICV. Transform.Overhead is the same for any transform.
+func Overhead(n int) int { return DefaultTransform.Overhead(n) }
 
 // Header is a view of the first PrefixLen bytes of an ESP packet.
 type Header []byte
@@ -66,14 +68,9 @@ func (h Header) SPI() uint32 { return binary.BigEndian.Uint32(h[spiOffset:]) }
 // Seq is the (low 32 bits of the) sequence number.
 func (h Header) Seq() uint32 { return binary.BigEndian.Uint32(h[seqOffset:]) }
 
-// IV is the explicit IV; Seal makes it the 64-bit sequence counter.
+// IV is the first 8 bytes of the explicit IV: the whole IV of an AEAD
+// transform, which Seal makes the 64-bit sequence counter.
 func (h Header) IV() uint64 { return binary.BigEndian.Uint64(h[ivOffset:]) }
-
-func (h Header) put(spi, seq uint32, iv uint64) {
-	binary.BigEndian.PutUint32(h[spiOffset:], spi)
-	binary.BigEndian.PutUint32(h[seqOffset:], seq)
-	binary.BigEndian.PutUint64(h[ivOffset:], iv)
-}
 
 // SPIOf returns the SPI of an ESP packet; ok is false when pkt is too short
 // to hold an SPI and a sequence number.

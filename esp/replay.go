@@ -97,6 +97,53 @@ func (w *Window) check(seq uint64) bool {
 	return w.ring[(seq>>blockLog)&w.mask]&(1<<(seq&(blockBits-1))) == 0
 }
 
+// Infer returns the 64-bit sequence number whose low 32 bits are low, as
+// an ESN receiver must (RFC 4303 Appendix A2.2): the high half of the
+// highest accepted number, or the next one if low is behind the window's
+// bottom (the sender has crossed a 2^32 boundary), or the previous one if
+// the window spans a boundary and low lies below it. A disabled window
+// infers as if it spanned half the sequence space.
+func (w *Window) Infer(low uint32) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.infer(low)
+}
+
+func (w *Window) infer(low uint32) uint64 {
+	size := w.size
+	if size == 0 {
+		size = 1 << 31
+	}
+	th, tl := uint32(w.last>>32), uint32(w.last)
+	bottom := tl - uint32(size) + 1 // Tl - W + 1, modulo 2^32
+	hi := th
+	if uint64(tl) >= size-1 {
+		// Case A: the window lies within one subspace of 2^32.
+		if low < bottom && th != 1<<32-1 {
+			hi = th + 1
+		}
+	} else if low >= bottom && th != 0 {
+		// Case B: the window spans two subspaces and low is in the
+		// lower one. In subspace 0 nothing lies below: low is ahead.
+		hi = th - 1
+	}
+	return uint64(hi)<<32 | uint64(low)
+}
+
+// checkLow is Open's check: the full sequence number for the low 32 bits
+// on the wire (inferred under ESN) and whether the window accepts it.
+func (w *Window) checkLow(low uint32, esn bool) (uint64, bool) {
+	seq := uint64(low)
+	if !esn {
+		return seq, seq != 0 && w.Check(seq)
+	}
+	w.mu.Lock()
+	seq = w.infer(low)
+	ok := seq != 0 && w.check(seq)
+	w.mu.Unlock()
+	return seq, ok
+}
+
 // Update records seq as accepted and moves the window forward if seq is
 // the new highest; it returns false (and records nothing) if seq is no
 // longer acceptable.

@@ -227,3 +227,102 @@ func TestWindowMatchesModel(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowInfer walks RFC 4303 Appendix A2.2's two cases for the high
+// half of an ESN sequence number.
+func TestWindowInfer(t *testing.T) {
+	const W = 1024
+	tests := []struct {
+		highest uint64
+		low     uint32
+		want    uint64
+		why     string
+	}{
+		{0, 1, 1, "nothing seen: subspace 0"},
+		{0, 0xFFFFFFFF, 0xFFFFFFFF, "nothing seen: no subspace below 0"},
+		{5000, 4000, 4000, "case A, in the window"},
+		{5000, 3977, 3977, "case A, the window's bottom"},
+		{5000, 3976, 1<<32 + 3976, "case A, below the bottom: next subspace"},
+		{5000, 9000, 9000, "case A, ahead"},
+		{1<<32 - 1, 0, 1 << 32, "case A at the top: the boundary"},
+		{1<<32 - 1, 5, 1<<32 + 5, "case A at the top: just past"},
+		{1<<32 - 1, 0xFFFFFC01, 0xFFFFFC01, "case A at the top: bottom"},
+		{1<<32 + 10, 0xFFFFFFF0, 0xFFFFFFF0, "case B: the lower subspace"},
+		{1<<32 + 10, 0xFFFFFC0B, 0xFFFFFC0B, "case B: the window's bottom"},
+		{1<<32 + 10, 0xFFFFFC0A, 2<<32 - 0x3F6, "case B: below the bottom is ahead"},
+		{1<<32 + 10, 3, 1<<32 + 3, "case B: in the window, upper subspace"},
+		{1<<32 + 10, 3000, 1<<32 + 3000, "case B: ahead"},
+		{7<<32 + 1022, 0xFFFFFFFF, 6<<32 + 0xFFFFFFFF, "case B, Tl = W-2"},
+		{7<<32 + 1023, 0xFFFFFFFF, 7<<32 + 0xFFFFFFFF, "case A, Tl = W-1: the bottom is 0, nothing is below it"},
+		{7<<32 + 1023, 0, 7 << 32, "case A, Tl = W-1: the bottom"},
+	}
+	for _, tt := range tests {
+		w, _ := NewWindow(W)
+		if tt.highest != 0 && !w.Update(tt.highest) {
+			t.Fatal("Update")
+		}
+		if got := w.Infer(tt.low); got != tt.want {
+			t.Errorf("highest %#x, low %#x: %#x, want %#x (%s)", tt.highest, tt.low, got, tt.want, tt.why)
+		}
+	}
+	// A disabled window infers around the highest number, half the
+	// space either way.
+	w, _ := NewWindow(0)
+	w.Update(3<<32 + 10)
+	for low, want := range map[uint32]uint64{5: 3<<32 + 5, 0x7FFFFFFF: 3<<32 + 0x7FFFFFFF, 0x80000010: 2<<32 + 0x80000010} {
+		if got := w.Infer(low); got != want {
+			t.Errorf("disabled window, low %#x: %#x, want %#x", low, got, want)
+		}
+	}
+}
+
+// TestWindowESNMatchesModel drives an ESN window with the low halves of a
+// stream that crosses several 2^32 boundaries (reordered within the
+// window, with replays and jumps) and compares with the model fed the
+// true 64-bit numbers. Only numbers the RFC's inference can place are
+// sent: those above the window's bottom and less than 2^31 ahead.
+func TestWindowESNMatchesModel(t *testing.T) {
+	for _, size := range []int{64, 1000, 1024, 4096} {
+		rng := rand.New(rand.NewPCG(uint64(size), 4303))
+		w, _ := NewWindow(size)
+		m := &model{size: uint64(size), seen: map[uint64]bool{}}
+		next := uint64(1<<32 - 3*uint64(size))
+		crossed := 0
+		for i := range 50000 {
+			var seq uint64
+			h := m.highest
+			switch r := rng.IntN(100); {
+			case r < 60 || h == 0:
+				seq = next
+				next++
+			case r < 80: // reordered or replayed, inside the window
+				seq = h - rng.Uint64N(uint64(size))
+			case r < 95: // a gap
+				next += rng.Uint64N(3 * uint64(size))
+				seq = next
+				next++
+			default: // a big jump, at most a quarter of the space
+				next += rng.Uint64N(1 << 30)
+				seq = next
+				next++
+			}
+			if seq == 0 {
+				continue
+			}
+			got, ok := w.checkLow(uint32(seq), true)
+			if got != seq {
+				t.Fatalf("size %d step %d: low %#x inferred as %#x, true %#x (highest %#x)", size, i, uint32(seq), got, seq, h)
+			}
+			accepted := ok && w.Update(got)
+			if want := m.accept(seq); accepted != want {
+				t.Fatalf("size %d step %d: seq %#x accepted %v, model %v", size, i, seq, accepted, want)
+			}
+			if m.highest>>32 != h>>32 {
+				crossed++
+			}
+		}
+		if crossed < 5 {
+			t.Errorf("size %d: the stream crossed only %d boundaries", size, crossed)
+		}
+	}
+}

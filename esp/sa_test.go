@@ -357,7 +357,7 @@ func TestKeyNotCopiedOrPrinted(t *testing.T) {
 	}
 	secrets := []string{"0123456789", "SALT", hex.EncodeToString([]byte("SALT")), "53 41 4c 54", "83 65 76 84", "[83 65 76 84]"}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%q", "%d"} {
-		for _, v := range []any{sa, sa.key, []*SA{sa}, struct{ S *SA }{sa}, sa.Stats()} {
+		for _, v := range []any{sa, sa.crypt, []*SA{sa}, struct{ S *SA }{sa}, sa.Stats()} {
 			s := fmt.Sprintf(verb, v)
 			for _, secret := range secrets {
 				if strings.Contains(s, secret) {

@@ -3,6 +3,9 @@ package tunnel
 import (
 	"encoding/hex"
 	"fmt"
+
+	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/esp"
 )
 
 // KeyExport is the live key material, for `gresec keys --wireshark`: the
@@ -16,8 +19,9 @@ type KeyExport struct {
 type ESPKey struct {
 	Src, Dst  string
 	SPI       string // 0x%08x
-	Transform string // "aes256gcm16"
-	Key       string // hex of key || salt
+	Transform string // "aes256gcm16", "aes256-sha256" (esp.Transform.Name)
+	Key       string // hex of key || salt (AEAD) or of the AES key (CBC)
+	AuthKey   string `json:",omitempty"` // hex of the HMAC key (CBC)
 }
 
 // IKEKey is one IKE SA: Wireshark's ikev2_decryption_table row.
@@ -35,21 +39,39 @@ func (t *Tunnel) Keys() KeyExport {
 	var k KeyExport
 	t.staticMu.Lock()
 	if t.static.in != nil {
-		tr := transformFor(len(t.static.in))
+		s := &t.static
 		k.ESP = append(k.ESP,
-			ESPKey{Src: t.cfg.Local.String(), Dst: t.cfg.Remote.String(), SPI: fmt.Sprintf("0x%08x", t.static.spiOut), Transform: tr, Key: hex.EncodeToString(t.static.out)},
-			ESPKey{Src: t.cfg.Remote.String(), Dst: t.cfg.Local.String(), SPI: fmt.Sprintf("0x%08x", t.static.spiIn), Transform: tr, Key: hex.EncodeToString(t.static.in)})
+			staticKey(t.cfg.Local.String(), t.cfg.Remote.String(), s.spiOut, s.tr, s.out),
+			staticKey(t.cfg.Remote.String(), t.cfg.Local.String(), s.spiIn, s.tr, s.in))
 	}
 	t.staticMu.Unlock()
 	t.ikeKeys(&k)
 	return k
 }
 
-func transformFor(keyLen int) string {
-	if keyLen == 20 {
-		return "aes128gcm16"
+// staticKey is the export of one static SA: its key material split into
+// the encryption and the integrity key.
+func staticKey(src, dst string, spi uint32, tr esp.Transform, keymat []byte) ESPKey {
+	n := min(tr.EncKeyLen(), len(keymat))
+	return ESPKey{Src: src, Dst: dst, SPI: fmt.Sprintf("0x%08x", spi), Transform: tr.Name(),
+		Key: hex.EncodeToString(keymat[:n]), AuthKey: hex.EncodeToString(keymat[n:])}
+}
+
+// newStaticSAs builds the static SAs of s: inbound with the replay
+// window, outbound resuming after s.SeqOut.
+func newStaticSAs(path string, s config.Static, replayWindow int) (in, out *esp.SA, err error) {
+	in, err = s.Transform.NewSA(s.SPIIn, s.KeyIn, replayWindow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: static.key_in: %w", path, err)
 	}
-	return "aes256gcm16"
+	out, err = s.Transform.NewSA(s.SPIOut, s.KeyOut, 0)
+	if err == nil {
+		err = out.SetSequence(s.SeqOut)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: static.key_out: %w", path, err)
+	}
+	return in, out, nil
 }
 
 // ikeKeys adds the IKE engine's live IKE and CHILD SAs to k.

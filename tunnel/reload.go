@@ -71,13 +71,9 @@ func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
 // replaceStatic installs next's static SAs, inbound first, and retires
 // the old inbound one: the peer is being re-keyed by hand too.
 func (t *Tunnel) replaceStatic(next *config.Config) error {
-	in, err := esp.NewSA(next.Static.SPIIn, next.Static.KeyIn, next.ReplayWindow)
+	in, out, err := newStaticSAs(next.Path, next.Static, next.ReplayWindow)
 	if err != nil {
-		return fmt.Errorf("%s: static.key_in: %w", next.Path, err)
-	}
-	out, err := esp.NewSA(next.Static.SPIOut, next.Static.KeyOut, 0)
-	if err != nil {
-		return fmt.Errorf("%s: static.key_out: %w", next.Path, err)
+		return err
 	}
 	t.staticMu.Lock()
 	defer t.staticMu.Unlock()
@@ -97,10 +93,11 @@ func (t *Tunnel) replaceStatic(next *config.Config) error {
 // `gresec keys` (the SAs' ciphers hold them in expanded form anyway).
 type staticKeys struct {
 	spiIn, spiOut uint32
+	tr            esp.Transform
 	in, out       []byte
 }
 
 func newStaticKeys(c *config.Config) staticKeys {
-	return staticKeys{spiIn: c.Static.SPIIn, spiOut: c.Static.SPIOut,
+	return staticKeys{spiIn: c.Static.SPIIn, spiOut: c.Static.SPIOut, tr: c.Static.Transform,
 		in: bytes.Clone(c.Static.KeyIn), out: bytes.Clone(c.Static.KeyOut)}
 }

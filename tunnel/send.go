@@ -106,7 +106,7 @@ func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA)
 		t.stats.drop(dropSeal)
 		return false
 	}
-	*m = rawip.Message{Buf: buf, Off: start - esp.PrefixLen, N: len(out), Addr: t.remote}
+	*m = rawip.Message{Buf: buf, Off: start - sa.PrefixLen(), N: len(out), Addr: t.remote}
 	return true
 }
 

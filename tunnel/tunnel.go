@@ -26,10 +26,11 @@ import (
 
 const (
 	// sendHeadroom is where TUN reads put the inner packet, leaving room in
-	// front for the GRE and ESP headers written in place.
-	sendHeadroom = 32
+	// front for the GRE and ESP headers written in place (AES-CBC's IV
+	// makes ESP's 24 bytes, GRE takes up to 16).
+	sendHeadroom = 48
 	// sendTailroom is room after the inner packet for the ESP trailer.
-	sendTailroom = 32
+	sendTailroom = esp.MaxSuffixLen
 	// recvBufSize lets the TUN writer coalesce received TCP segments (GRO)
 	// into one super-packet in the first segment's buffer.
 	recvBufSize = 65536
@@ -86,13 +87,9 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		t.sadb = &esp.DB{}
 	}
 	if cfg.Keying == config.KeyingStatic {
-		in, err := esp.NewSA(cfg.Static.SPIIn, cfg.Static.KeyIn, cfg.ReplayWindow)
+		in, out, err := newStaticSAs(cfg.Path, cfg.Static, cfg.ReplayWindow)
 		if err != nil {
-			return nil, fmt.Errorf("%s: static.key_in: %w", cfg.Path, err)
-		}
-		out, err := esp.NewSA(cfg.Static.SPIOut, cfg.Static.KeyOut, 0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: static.key_out: %w", cfg.Path, err)
+			return nil, err
 		}
 		t.sadb.AddInbound(in)
 		t.sadb.SetOutbound(out)

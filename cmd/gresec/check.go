@@ -36,7 +36,7 @@ func cmdCheck(args []string) error {
 		fmt.Printf("gre key        %d\n", *c.GREKey)
 	}
 	if c.Keying == config.KeyingStatic {
-		fmt.Printf("esp            aes-%d-gcm-16, transport mode, replay window %d\n", 8*(len(c.Static.KeyOut)-4), c.ReplayWindow)
+		fmt.Printf("esp            %s (%s), transport mode, replay window %d\n", c.Static.Transform, c.Static.Transform.Description(), c.ReplayWindow)
 		fmt.Printf("spi out / in   0x%08x / 0x%08x\n", c.Static.SPIOut, c.Static.SPIIn)
 	}
 	fmt.Printf("control socket %s\n", c.ControlSocket)

@@ -63,7 +63,17 @@ func cmdKeys(args []string) error {
 var (
 	wiresharkESP = map[string]string{
 		"aes128gcm16": "AES-GCM with 16 octet ICV [RFC4106]",
+		"aes192gcm16": "AES-GCM with 16 octet ICV [RFC4106]",
 		"aes256gcm16": "AES-GCM with 16 octet ICV [RFC4106]",
+	}
+	// AES-CBC with HMAC: the cipher, and the integrity algorithm by the
+	// strongSwan name's suffix.
+	wiresharkCBC   = "AES-CBC [RFC3602]"
+	wiresharkInteg = map[string]string{
+		"sha1":   "HMAC-SHA-1-96 [RFC2404]",
+		"sha256": "HMAC-SHA-256-128 [RFC4868]",
+		"sha384": "HMAC-SHA-384-192 [RFC4868]",
+		"sha512": "HMAC-SHA-512-256 [RFC4868]",
 	}
 	wiresharkIKE = map[string]string{
 		"aes128gcm16": "AES-GCM-128 with 16 octet ICV [RFC5282]",
@@ -77,6 +87,11 @@ func wiresharkFiles(k tunnel.KeyExport) (map[string]string, error) {
 	var esp, ike strings.Builder
 	for _, sa := range k.ESP {
 		alg, ok := wiresharkESP[sa.Transform]
+		integ, authKey := "NULL", ""
+		if _, hash, cbc := strings.Cut(sa.Transform, "-"); cbc && sa.AuthKey != "" {
+			alg, ok = wiresharkCBC, wiresharkInteg[hash] != ""
+			integ, authKey = wiresharkInteg[hash], "0x"+sa.AuthKey
+		}
 		if !ok {
 			return nil, fmt.Errorf("ESP SA %s: Wireshark has no name for transform %q", sa.SPI, sa.Transform)
 		}
@@ -84,7 +99,7 @@ func wiresharkFiles(k tunnel.KeyExport) (map[string]string, error) {
 		if strings.Contains(sa.Src, ":") {
 			fam = "IPv6"
 		}
-		fmt.Fprintf(&esp, "%q,%q,%q,%q,%q,%q,\"NULL\",\"\"\n", fam, sa.Src, sa.Dst, sa.SPI, alg, "0x"+sa.Key)
+		fmt.Fprintf(&esp, "%q,%q,%q,%q,%q,%q,%q,%q\n", fam, sa.Src, sa.Dst, sa.SPI, alg, "0x"+sa.Key, integ, authKey)
 	}
 	for _, sa := range k.IKE {
 		alg, ok := wiresharkIKE[sa.Encr]

@@ -49,7 +49,9 @@ done
 # the kernel's own error, which says more than this script could.
 for m in virtio_net 9pnet_virtio 9p af_packet esp4 esp6 xfrm_user xfrm_algo af_key \
 	ip_gre ip6_gre gre ip_tunnel tunnel4 xfrm4_tunnel gcm ghash_generic aesni_intel aes_generic \
-	authenc echainiv seqiv cbc ctr sha256_generic; do
+	authenc echainiv seqiv cbc ctr hmac sha1_generic sha256_generic sha512_generic \
+	sha1_ssse3 sha256_ssse3 sha512_ssse3 chacha20poly1305 chacha_generic chacha_x86_64 \
+	poly1305_generic poly1305_x86_64; do
 	modprobe -q "$m" 2>/dev/null
 done
 
