@@ -162,7 +162,7 @@ func TestMalformedCatalogueGetsNowhere(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: the engine answered with an undecodable message: %v", m.Name, err)
 			}
-			if r.SPIr != 0 {
+			if r.Exchange == ike.IKE_SA_INIT && r.IsResponse() && r.SPIr != 0 && r.Payloads.Get(ike.PayloadSA) != nil {
 				t.Errorf("%s: earned a full IKE_SA_INIT response (SPIi %x, SPIr %x): the responder keeps a half-open SA for it", m.Name, r.SPIi, r.SPIr)
 			}
 		}
