@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/ike"
 )
 
 // staticESP reads the [static] keys that depend on the transform: esp,
@@ -135,5 +136,30 @@ func (c *Config) ESPTransform() esp.Transform {
 	if c.Keying == KeyingStatic && c.Static.Transform.Validate() == nil {
 		return c.Static.Transform
 	}
+	if c.Keying == KeyingIKEv2 {
+		// Any proposal may be chosen: size for the one with the most
+		// overhead, so that the MTU fits whichever the peer picks.
+		worst, found := esp.DefaultTransform, false
+		for _, p := range c.IKE.ESPProposals {
+			for _, s := range ike.Suites(p) {
+				t, err := espTransform(s)
+				if err == nil && (!found || t.MaxOverhead() > worst.MaxOverhead()) {
+					worst, found = t, true
+				}
+			}
+		}
+		return worst
+	}
 	return esp.DefaultTransform
+}
+
+// ESPSupported reports whether the ESP data plane implements suite s: the
+// engine negotiates nothing else.
+func ESPSupported(s ike.Suite) bool {
+	_, err := espTransform(s)
+	return err == nil
+}
+
+func espTransform(s ike.Suite) (esp.Transform, error) {
+	return esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN)
 }

@@ -151,8 +151,8 @@ func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []str
 			continue
 		}
 		if proto == ike.ProtoESP {
-			if _, removed := ike.DataPlaneESP(ps); len(removed) > 0 {
-				v.fail(fmt.Sprintf("%s[%d]", key, i), "%s: not implemented by the ESP data plane (AES-GCM-128/256 without ESN today); remove it", removed[0])
+			if _, removed := ike.DataPlaneESP(ps, ESPSupported); len(removed) > 0 {
+				v.fail(fmt.Sprintf("%s[%d]", key, i), "%s: not implemented by the ESP data plane; remove it", removed[0])
 				continue
 			}
 		}

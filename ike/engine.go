@@ -22,6 +22,7 @@ import (
 type ChildKeys struct {
 	SPIIn, SPIOut uint32
 	KeyIn, KeyOut Secret
+	Suite         Suite  // the negotiated ESP algorithms
 	Transform     string // e.g. "aes256gcm16", "aes128-sha1" (Suite.Transform)
 	Lifetime      time.Duration
 	LifetimeBytes uint64
@@ -54,6 +55,14 @@ type OutboundSwitcher interface {
 	// SetOutbound makes the outbound half of the installed CHILD_SA whose
 	// inbound SPI is spiIn the one that sends.
 	SetOutbound(spiIn uint32) error
+}
+
+// ESPSupporter is an optional DataPlane method: whether the data plane
+// implements an ESP suite (cipher, key size, integrity, ESN). The engine
+// proposes and accepts only those: never negotiate what the data plane
+// does not do. Without it every suite the engine knows is taken.
+type ESPSupporter interface {
+	SupportsESP(Suite) bool
 }
 
 // SequenceReporter is an optional DataPlane method: the last sequence
@@ -245,7 +254,9 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	}
 	cfg.Proposals = Numbered(cfg.Proposals)
 	var removed []string
-	cfg.ESPProposals, removed = DataPlaneESP(cfg.ESPProposals)
+	if s, ok := dp.(ESPSupporter); ok {
+		cfg.ESPProposals, removed = DataPlaneESP(cfg.ESPProposals, s.SupportsESP)
+	}
 	if len(removed) > 0 {
 		// config refuses these; a caller that did not check gets a warning.
 		log.Warn("ESP transforms the data plane does not implement are not proposed", zap.Strings("removed", removed))

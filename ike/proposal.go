@@ -200,41 +200,55 @@ func Numbered(ps []Proposal) []Proposal {
 	return out
 }
 
-// DataPlaneESP keeps of ESP proposals only the transforms the ESP data
-// plane implements: never negotiate what it does not do. It returns the
-// proposals left (renumbered) and a description of each transform removed.
-// Today that is AES-GCM-128/256 without extended sequence numbers.
-func DataPlaneESP(ps []Proposal) (kept []Proposal, removed []string) {
+// DataPlaneESP keeps of ESP proposals only the transforms that some
+// supported suite uses (supports says which suites the data plane
+// implements): never negotiate what it does not do. It returns the
+// proposals left (renumbered; a proposal left without a cipher goes) and
+// the names of the transforms removed.
+func DataPlaneESP(ps []Proposal, supports func(Suite) bool) (kept []Proposal, removed []string) {
 	for _, p := range ps {
-		q := p
-		q.Transforms = nil
+		byType := map[TransformType][]Transform{}
 		for _, t := range p.Transforms {
-			switch {
-			case t.Type == TransformESN && t.ID == ESN_ON:
-				removed = append(removed, "esn (extended sequence numbers)")
-			case t.Type == TransformENCR && !dataPlaneEncr(t):
-				removed = append(removed, transformName(t))
-			case t.Type == TransformINTEG && t.ID != AUTH_NONE && !dataPlaneInteg(t.ID):
-				removed = append(removed, transformName(t))
-			default:
-				q.Transforms = append(q.Transforms, t)
+			byType[t.Type] = append(byType[t.Type], t)
+		}
+		integs := byType[TransformINTEG]
+		if len(integs) == 0 {
+			integs = []Transform{{Type: TransformINTEG, ID: AUTH_NONE}}
+		}
+		esns := byType[TransformESN]
+		if len(esns) == 0 {
+			esns = []Transform{{Type: TransformESN, ID: ESN_NONE}}
+		}
+		used := map[int]bool{} // indexes into p.Transforms
+		index := func(t Transform) int {
+			return slices.IndexFunc(p.Transforms, func(x Transform) bool { return sameTransform(x, t) })
+		}
+		for _, en := range byType[TransformENCR] {
+			for _, in := range integs {
+				for _, es := range esns {
+					s, err := SuiteOf(Proposal{Protocol: ProtoESP, Transforms: []Transform{en, in, es}})
+					if err == nil && supports(s) {
+						used[index(en)], used[index(in)], used[index(es)] = true, true, true
+					}
+				}
 			}
 		}
-		if slices.ContainsFunc(q.Transforms, func(t Transform) bool { return t.Type == TransformENCR }) &&
-			slices.ContainsFunc(q.Transforms, func(t Transform) bool { return t.Type == TransformESN }) {
+		q := p
+		q.Transforms = nil
+		for i, t := range p.Transforms {
+			switch {
+			case used[i], t.Type == TransformDH:
+				q.Transforms = append(q.Transforms, t)
+			default:
+				removed = append(removed, transformName(t))
+			}
+		}
+		if slices.ContainsFunc(q.Transforms, func(t Transform) bool { return t.Type == TransformENCR }) {
 			kept = append(kept, q)
 		}
 	}
 	return Numbered(kept), removed
 }
-
-// dataPlaneEncr and dataPlaneInteg say what the esp package implements.
-func dataPlaneEncr(t Transform) bool {
-	kl, _ := t.KeyLength()
-	return t.ID == ENCR_AES_GCM_16 && (kl == 128 || kl == 256)
-}
-
-func dataPlaneInteg(uint16) bool { return false }
 
 // MustParseProposals is ParseProposals for constants.
 func MustParseProposals(proto ProtocolID, s string) []Proposal {
@@ -466,4 +480,53 @@ func matchProposal(o, t Proposal, withDH bool) (Proposal, bool) {
 		return Proposal{}, false // a transform type we do not know
 	}
 	return sel, true
+}
+
+// Suites lists every suite a proposal allows (one transform of each type,
+// DH left out), for sizing and support checks.
+func Suites(p Proposal) []Suite {
+	out := []Suite{{}}
+	for _, typ := range []TransformType{TransformENCR, TransformINTEG, TransformPRF, TransformESN} {
+		var ts []Transform
+		for _, t := range p.Transforms {
+			if t.Type == typ {
+				ts = append(ts, t)
+			}
+		}
+		if len(ts) == 0 {
+			continue
+		}
+		var next []Suite
+		for _, s := range out {
+			for _, t := range ts {
+				next = append(next, withTransform(s, t))
+			}
+		}
+		out = next
+	}
+	keep := out[:0]
+	for _, s := range out {
+		if s.Encr != 0 && s.AEAD() == (s.Integ == AUTH_NONE) {
+			keep = append(keep, s)
+		}
+	}
+	return keep
+}
+
+func withTransform(s Suite, t Transform) Suite {
+	switch t.Type {
+	case TransformENCR:
+		kl, _ := t.KeyLength()
+		if t.ID == ENCR_CHACHA20_POLY1305 && kl == 0 {
+			kl = 256
+		}
+		s.Encr, s.KeyBits = t.ID, int(kl)
+	case TransformINTEG:
+		s.Integ = t.ID
+	case TransformPRF:
+		s.PRF = PRF(t.ID)
+	case TransformESN:
+		s.ESN = t.ID == ESN_ON
+	}
+	return s
 }

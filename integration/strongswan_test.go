@@ -142,22 +142,28 @@ func (sp *swanPair) checkKeysAgree(t *testing.T, spiOut string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var key []byte
+	var key, integ []byte
 	for _, k := range keys {
 		if fmt.Sprintf("0x%08x", k.SPIIn) == spiOut {
-			key = k.KeyIn
+			key, integ = k.KeyIn, k.IntegIn
 		}
 	}
 	if key == nil {
 		t.Fatalf("strongSwan's log has no key for its inbound SPI %s", spiOut)
+	}
+	sa := espSA{sp.a.under.Addr(), sp.b.under.Addr(), spiOut, "0x" + hex.EncodeToString(key), "", "", ""}
+	if len(integ) > 0 {
+		// AES-CBC: the integrity algorithm by its key length.
+		sa.encr, sa.authKey = "AES-CBC [RFC3602]", "0x"+hex.EncodeToString(integ)
+		sa.integ = map[int]string{20: "HMAC-SHA-1-96 [RFC2404]", 32: "HMAC-SHA-256-128 [RFC4868]",
+			48: "HMAC-SHA-384-192 [RFC4868]", 64: "HMAC-SHA-512-256 [RFC4868]"}[len(integ)]
 	}
 	pcap, stop := captureESPFile(t, sp.b, "veth-b")
 	// Nobody answers on strongSwan's side (its kernel has no ESP here):
 	// the requests are what we decrypt.
 	sp.ping(sp.a, netip.MustParseAddr("198.19.0.1"), 3)
 	stop()
-	out := tsharkESP(t, pcap, []espSA{{sp.a.under.Addr(), sp.b.under.Addr(), spiOut, "0x" + hex.EncodeToString(key)}},
-		"esp.spi", "gre.proto", "icmp.type")
+	out := tsharkESP(t, pcap, []espSA{sa}, "esp.spi", "gre.proto", "icmp.type")
 	want := spiOut + ",0x0800,8"
 	if n := strings.Count(out, want); n < 3 {
 		t.Errorf("tshark with strongSwan's key decoded %d of 3 echo requests as %q:\n%s", n, want, out)
@@ -332,6 +338,64 @@ func TestStrongSwanIKETransforms(t *testing.T) {
 				t.Logf("unexpected reply (%s)", out) // strongSwan's side has no ESP: requests only
 			}
 			sp.checkKeysAgree(t, sp.mustStatus(sp.a).Outbound.SPI)
+		})
+	}
+}
+
+// TestStrongSwanESPTransforms negotiates the CHILD_SA with the seeds'
+// other ESP transforms: the appliance's "AES SHA 14" (aes128-sha1 with PFS
+// group 14), the one iked on Linux can key (aes256-sha256), SHA-512,
+// ChaCha20-Poly1305 and AES-GCM with extended sequence numbers. strongSwan
+// must install the same algorithms, tshark must decrypt our ESP with
+// strongSwan's keys (it cannot do ChaCha20), and a CHILD_SA rekey by
+// strongSwan (PFS where the proposal has a group) must keep the transform.
+func TestStrongSwanESPTransforms(t *testing.T) {
+	for _, tc := range []struct {
+		name, ike, esp  string
+		encr, integ     string
+		keySize         int
+		esn             bool
+		pfs             string
+		gresecInitiates bool
+		decrypt         bool
+	}{
+		{"appliance-aes128-sha1-modp2048", "aes128-sha1-modp2048", "aes128-sha1-modp2048", "AES_CBC", "HMAC_SHA1_96", 128, false, "MODP_2048", true, true},
+		{"appliance-aes128-sha1-modp2048", "aes128-sha1-modp2048", "aes128-sha1-modp2048", "AES_CBC", "HMAC_SHA1_96", 128, false, "MODP_2048", false, true},
+		{"iked-linux-aes256-sha256", "aes256gcm16-prfsha384-ecp384", "aes256-sha256-ecp384", "AES_CBC", "HMAC_SHA2_256_128", 256, false, "ECP_384", false, true},
+		{"aes256-sha512", "aes256gcm16-prfsha384-ecp384", "aes256-sha512", "AES_CBC", "HMAC_SHA2_512_256", 256, false, "", true, true},
+		{"chacha20poly1305", "chacha20poly1305-prfsha256-curve25519", "chacha20poly1305-curve25519", "CHACHA20_POLY1305", "", 0, false, "CURVE_25519", true, false},
+		{"aes256gcm16-esn", "aes256gcm16-prfsha384-ecp384", "aes256gcm16-esn", "AES_GCM_16", "", 256, true, "", false, true},
+	} {
+		role := "strongswan-initiates"
+		if tc.gresecInitiates {
+			role = "gresec-initiates"
+		}
+		t.Run(tc.name+"/"+role, func(t *testing.T) {
+			sp := startSwanPairConn(t, tc.gresecInitiates, fmt.Sprintf("proposals = [%q]\nesp_proposals = [%q]\n", tc.ike, tc.esp),
+				swan.Conn{IKEProposal: tc.ike, ESPProposal: tc.esp})
+			st, child := sp.installed(t, "")
+			check := func(child swan.ChildSA, pfs string) {
+				t.Helper()
+				if child.EncrAlg != tc.encr || child.EncrKey != tc.keySize || child.IntegAlg != tc.integ || child.ESN != tc.esn || child.Mode != "TRANSPORT" {
+					t.Errorf("strongSwan installed %s-%d %q esn %v %s, want %s-%d %q esn %v TRANSPORT",
+						child.EncrAlg, child.EncrKey, child.IntegAlg, child.ESN, child.Mode, tc.encr, tc.keySize, tc.integ, tc.esn)
+				}
+				if child.DHGroup != pfs {
+					t.Errorf("CHILD_SA DH group %q, want %q", child.DHGroup, pfs)
+				}
+			}
+			check(child, "") // IKE_AUTH has no KE
+			if tc.decrypt {
+				sp.checkKeysAgree(t, st.Outbound.SPI)
+			}
+			if out, err := sp.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
+				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+			}
+			st2, child2 := sp.installed(t, st.Outbound.SPI)
+			check(child2, tc.pfs)
+			if tc.decrypt {
+				sp.checkKeysAgree(t, st2.Outbound.SPI)
+			}
 		})
 	}
 }

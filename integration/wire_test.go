@@ -134,6 +134,9 @@ type espSA struct {
 	src, dst netip.Addr
 	spi      string // "0x%08x"
 	key      string // "0x" + key and salt in hex
+	// For AES-CBC: Wireshark's names of the cipher and integrity
+	// algorithm, and the integrity key; empty: AES-GCM.
+	encr, integ, authKey string
 }
 
 // tsharkESP has Wireshark's dissectors decrypt pcap with only the given SAs
@@ -142,8 +145,12 @@ func tsharkESP(t *testing.T, pcap string, sas []espSA, fields ...string) string 
 	t.Helper()
 	args := []string{"-n", "-r", pcap, "-o", "esp.enable_encryption_decode:TRUE"}
 	for _, sa := range sas {
-		args = append(args, "-o", fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%s","AES-GCM with 16 octet ICV [RFC4106]","%s","NULL",""`,
-			sa.src, sa.dst, sa.spi, sa.key))
+		encr, integ := "AES-GCM with 16 octet ICV [RFC4106]", "NULL"
+		if sa.encr != "" {
+			encr, integ = sa.encr, sa.integ
+		}
+		args = append(args, "-o", fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","%s","%s","%s","%s","%s"`,
+			sa.src, sa.dst, sa.spi, encr, sa.key, integ, sa.authKey))
 	}
 	args = append(args, "-T", "fields", "-E", "separator=,")
 	for _, f := range fields {
@@ -172,8 +179,8 @@ func TestTsharkDecryptsESP(t *testing.T) {
 	stop()
 
 	out := tsharkESP(t, pcap, []espSA{
-		{p.a.under.Addr(), p.b.under.Addr(), fmt.Sprintf("0x%08x", p.a.spiOut), p.a.keyOut},
-		{p.b.under.Addr(), p.a.under.Addr(), fmt.Sprintf("0x%08x", p.b.spiOut), p.b.keyOut},
+		{p.a.under.Addr(), p.b.under.Addr(), fmt.Sprintf("0x%08x", p.a.spiOut), p.a.keyOut, "", "", ""},
+		{p.b.under.Addr(), p.a.under.Addr(), fmt.Sprintf("0x%08x", p.b.spiOut), p.b.keyOut, "", "", ""},
 	}, "esp.spi", "gre.proto", "icmp.type", "icmpv6.type")
 	counts := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {

@@ -20,6 +20,7 @@ var (
 	_ ike.DataPlane        = (*Tunnel)(nil)
 	_ ike.OutboundSwitcher = (*Tunnel)(nil)
 	_ ike.SequenceReporter = (*Tunnel)(nil)
+	_ ike.ESPSupporter     = (*Tunnel)(nil)
 )
 
 // children maps each CHILD_SA's inbound SPI to its outbound SA, so a
@@ -33,14 +34,16 @@ type children struct {
 // packets on the new SA are accepted, then the outbound switch. The old
 // inbound SA stays until the engine removes it (make-before-break).
 func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
-	if k.ESN {
-		return fmt.Errorf("CHILD_SA 0x%08x: extended sequence numbers are not supported", k.SPIIn)
+	s := k.Suite
+	tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN)
+	if err != nil {
+		return fmt.Errorf("CHILD_SA 0x%08x: %w", k.SPIIn, err)
 	}
-	in, err := esp.NewSA(k.SPIIn, k.KeyIn, k.ReplayWindow)
+	in, err := tr.NewSA(k.SPIIn, k.KeyIn, k.ReplayWindow)
 	if err != nil {
 		return fmt.Errorf("inbound SA 0x%08x: %w", k.SPIIn, err)
 	}
-	out, err := esp.NewSA(k.SPIOut, k.KeyOut, 0)
+	out, err := tr.NewSA(k.SPIOut, k.KeyOut, 0)
 	if err != nil {
 		return fmt.Errorf("outbound SA 0x%08x: %w", k.SPIOut, err)
 	}
@@ -56,6 +59,9 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 	}
 	return nil
 }
+
+// SupportsESP tells the engine which suites the esp package implements.
+func (t *Tunnel) SupportsESP(s ike.Suite) bool { return config.ESPSupported(s) }
 
 // RemoveChild retires a CHILD_SA. If it was still the one sending (a
 // delete, not a rekey), sending stops until a new one is installed.

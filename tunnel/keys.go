@@ -41,17 +41,17 @@ func (t *Tunnel) Keys() KeyExport {
 	if t.static.in != nil {
 		s := &t.static
 		k.ESP = append(k.ESP,
-			staticKey(t.cfg.Local.String(), t.cfg.Remote.String(), s.spiOut, s.tr, s.out),
-			staticKey(t.cfg.Remote.String(), t.cfg.Local.String(), s.spiIn, s.tr, s.in))
+			espKey(t.cfg.Local.String(), t.cfg.Remote.String(), s.spiOut, s.tr, s.out),
+			espKey(t.cfg.Remote.String(), t.cfg.Local.String(), s.spiIn, s.tr, s.in))
 	}
 	t.staticMu.Unlock()
 	t.ikeKeys(&k)
 	return k
 }
 
-// staticKey is the export of one static SA: its key material split into
+// espKey is the export of one SA (static or negotiated): its key material split into
 // the encryption and the integrity key.
-func staticKey(src, dst string, spi uint32, tr esp.Transform, keymat []byte) ESPKey {
+func espKey(src, dst string, spi uint32, tr esp.Transform, keymat []byte) ESPKey {
 	n := min(tr.EncKeyLen(), len(keymat))
 	return ESPKey{Src: src, Dst: dst, SPI: fmt.Sprintf("0x%08x", spi), Transform: tr.Name(),
 		Key: hex.EncodeToString(keymat[:n]), AuthKey: hex.EncodeToString(keymat[n:])}
@@ -83,9 +83,10 @@ func (t *Tunnel) ikeKeys(k *KeyExport) {
 	x := e.ExportKeys()
 	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
 	for _, c := range x.Children {
-		k.ESP = append(k.ESP,
-			ESPKey{Src: local, Dst: remote, SPI: fmt.Sprintf("0x%08x", c.SPIOut), Transform: c.Transform, Key: hex.EncodeToString(c.KeyOut)},
-			ESPKey{Src: remote, Dst: local, SPI: fmt.Sprintf("0x%08x", c.SPIIn), Transform: c.Transform, Key: hex.EncodeToString(c.KeyIn)})
+		s := c.Suite
+		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {
+			k.ESP = append(k.ESP, espKey(local, remote, c.SPIOut, tr, c.KeyOut), espKey(remote, local, c.SPIIn, tr, c.KeyIn))
+		}
 		c.KeyIn.Wipe()
 		c.KeyOut.Wipe()
 	}

@@ -98,12 +98,12 @@ func TestStaticKeyExport(t *testing.T) {
 	tr, _ := esp.ParseTransform("aes256-sha256-esn")
 	km := bytes.Repeat([]byte{0xAA}, 32)
 	km = append(km, bytes.Repeat([]byte{0xBB}, 32)...)
-	k := staticKey("198.18.0.1", "198.18.0.2", 0x1001, tr, km)
+	k := espKey("198.18.0.1", "198.18.0.2", 0x1001, tr, km)
 	if k.Transform != "aes256-sha256" || k.Key != fmt.Sprintf("%x", km[:32]) || k.AuthKey != fmt.Sprintf("%x", km[32:]) || k.SPI != "0x00001001" {
 		t.Errorf("export %+v", k)
 	}
 	gcm, _ := esp.ParseTransform("aes128gcm16")
-	if k := staticKey("a", "b", 1, gcm, make([]byte, 20)); k.Key != fmt.Sprintf("%x", make([]byte, 20)) || k.AuthKey != "" {
+	if k := espKey("a", "b", 1, gcm, make([]byte, 20)); k.Key != fmt.Sprintf("%x", make([]byte, 20)) || k.AuthKey != "" {
 		t.Errorf("GCM export %+v", k)
 	}
 }

@@ -53,6 +53,7 @@ type ChildKeyLog struct {
 	EncrInitiator, EncrResponder   Key
 	IntegInitiator, IntegResponder Key // empty with AEAD
 	KeyIn, KeyOut                  Key // the encryption keys of SPIIn and SPIOut
+	IntegIn, IntegOut              Key // their integrity keys (empty with AEAD)
 	DHSecret                       Key // PFS g^ir; nil without PFS
 	Seed                           Key // prf+ seed: [g^ir |] Ni | Nr
 	IKE                            IKEKeyLog
@@ -279,8 +280,10 @@ func (p *keyParser) text(l logLine) {
 					return
 				}
 				c.KeyIn, c.KeyOut = c.EncrInitiator, c.EncrResponder
+				c.IntegIn, c.IntegOut = c.IntegInitiator, c.IntegResponder
 				if c.Initiator {
 					c.KeyIn, c.KeyOut = c.EncrResponder, c.EncrInitiator
+					c.IntegIn, c.IntegOut = c.IntegResponder, c.IntegInitiator
 				}
 				c.IKE = p.lastIKE[ikeKey(l)]
 				p.childOut = append(p.childOut, *c)

@@ -43,6 +43,7 @@ type ChildSA struct {
 	EncrAlg  string
 	EncrKey  int
 	IntegAlg string // "" with an AEAD cipher
+	ESN      bool
 	DHGroup  string // set only when the CHILD_SA was created with PFS
 	LocalTS  []string
 	RemoteTS []string
@@ -186,6 +187,7 @@ func ikeSA(s *vnode) IKESA {
 				EncrAlg:  c.kv["encr-alg"],
 				EncrKey:  atoi(c.kv["encr-keysize"]),
 				IntegAlg: c.kv["integ-alg"],
+				ESN:      c.kv["esn"] == "1",
 				DHGroup:  c.kv["dh-group"],
 				LocalTS:  c.lists["local-ts"],
 				RemoteTS: c.lists["remote-ts"],
