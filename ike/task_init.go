@@ -198,6 +198,10 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		e.drop(DropUnexpected)
 		return
 	}
+	if m.SPIi == 0 {
+		e.drop(DropMalformed) // §3.1: the initiator's SPI MUST NOT be zero
+		return
+	}
 	if h := e.half.retransmitted(m.SPIi, raw); h != nil {
 		e.write(h.initResp) // the initiator did not get our answer
 		return
