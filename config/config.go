@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -55,6 +56,11 @@ type Config struct {
 	UnderlayMTU int
 	MSSClamp    bool
 	GREKey      *uint32 // RFC 2890 key, when configured
+	// Keepalive is how often a GRE keepalive is sent (0: never), and
+	// KeepaliveRetries how many in a row may go unanswered before the
+	// interface loses carrier: IOS's `keepalive 10 3`.
+	Keepalive        time.Duration
+	KeepaliveRetries int
 
 	Keying       Keying
 	ReplayWindow int
@@ -115,6 +121,10 @@ func (c *Config) greLen() int {
 	return greHeaderLen
 }
 
+// ComputedMTU is the MTU gresec derives when none is configured (for
+// callers that change the transforms after Parse, like peerconf's tests).
+func (c *Config) ComputedMTU() int { return c.computeMTU() }
+
 // computeMTU returns the largest inner MTU whose encapsulated packet fits
 // in the underlay MTU, padding included: 1442 for AES-GCM over IPv4/1500.
 func (c *Config) computeMTU() int {
@@ -131,14 +141,16 @@ func (c *Config) computeMTU() int {
 // file mirrors the TOML layout. Pointers tell "absent" from "zero".
 type file struct {
 	Tunnel struct {
-		Interface   *string  `toml:"interface"`
-		Local       *string  `toml:"local"`
-		Remote      *string  `toml:"remote"`
-		Addresses   []string `toml:"addresses"`
-		MTU         *int64   `toml:"mtu"`
-		UnderlayMTU *int64   `toml:"underlay_mtu"`
-		MSSClamp    *bool    `toml:"mss_clamp"`
-		GREKey      *int64   `toml:"gre_key"`
+		Interface        *string  `toml:"interface"`
+		Local            *string  `toml:"local"`
+		Remote           *string  `toml:"remote"`
+		Addresses        []string `toml:"addresses"`
+		MTU              *int64   `toml:"mtu"`
+		UnderlayMTU      *int64   `toml:"underlay_mtu"`
+		MSSClamp         *bool    `toml:"mss_clamp"`
+		GREKey           *int64   `toml:"gre_key"`
+		Keepalive        *string  `toml:"keepalive"`
+		KeepaliveRetries *int64   `toml:"keepalive_retries"`
 	} `toml:"tunnel"`
 	IPsec struct {
 		Keying       *string `toml:"keying"`
@@ -317,6 +329,7 @@ func (v *validator) build(f *file) *Config {
 		k := uint32(*t.GREKey)
 		c.GREKey = &k
 	}
+	v.keepalive(t.Keepalive, t.KeepaliveRetries, c)
 	if t.UnderlayMTU != nil {
 		if *t.UnderlayMTU < 576 || *t.UnderlayMTU > 65535 {
 			v.fail("tunnel.underlay_mtu", "expected an integer 576..65535, got %d", *t.UnderlayMTU)
@@ -399,6 +412,33 @@ func (v *validator) build(f *file) *Config {
 		c.User = *u
 	}
 	return c
+}
+
+// Keepalive limits, IOS's: `keepalive <1-32767> <1-255>`.
+const (
+	DefaultKeepaliveRetries = 3
+	maxKeepalive            = 32767 * time.Second
+	maxKeepaliveRetries     = 255
+)
+
+func (v *validator) keepalive(period *string, retries *int64, c *Config) {
+	c.KeepaliveRetries = DefaultKeepaliveRetries
+	if period != nil && *period != "0" {
+		c.Keepalive = v.duration("tunnel.keepalive", period, 0, time.Second)
+		if c.Keepalive > maxKeepalive {
+			v.fail("tunnel.keepalive", "expected a duration from 1s to %s, or \"0\" for none, got %s", maxKeepalive, quote(*period))
+		}
+	}
+	if retries == nil {
+		return
+	}
+	if *retries < 1 || *retries > maxKeepaliveRetries {
+		v.fail("tunnel.keepalive_retries", "expected an integer 1..%d, got %d", maxKeepaliveRetries, *retries)
+	}
+	if c.Keepalive == 0 {
+		v.fail("tunnel.keepalive_retries", "given, but no keepalives are sent; expected tunnel.keepalive as well, such as keepalive = \"10s\"")
+	}
+	c.KeepaliveRetries = int(*retries)
 }
 
 var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$|^[0-9]{1,10}$`)

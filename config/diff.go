@@ -19,6 +19,8 @@ const (
 	TunnelMTU
 	TunnelMSSClamp
 	TunnelGREKey
+	TunnelKeepalive
+	TunnelKeepaliveRetries
 	IPsecKeying
 	IPsecReplayWindow
 	StaticSPIOut
@@ -51,41 +53,43 @@ const (
 )
 
 var fieldKeys = [numFields]string{
-	TunnelInterface:       "tunnel.interface",
-	TunnelLocal:           "tunnel.local",
-	TunnelRemote:          "tunnel.remote",
-	TunnelAddresses:       "tunnel.addresses",
-	TunnelMTU:             "tunnel.mtu",
-	TunnelMSSClamp:        "tunnel.mss_clamp",
-	TunnelGREKey:          "tunnel.gre_key",
-	IPsecKeying:           "ipsec.keying",
-	IPsecReplayWindow:     "ipsec.replay_window",
-	StaticSPIOut:          "static.spi_out",
-	StaticSPIIn:           "static.spi_in",
-	StaticESP:             "static.esp",
-	StaticSeqOut:          "static.seq_out",
-	IKEInitiate:           "ike.initiate",
-	IKELocalPSKFile:       "ike.local_psk_file",
-	IKERemotePSKFile:      "ike.remote_psk_file",
-	IKELocalID:            "ike.local_id",
-	IKERemoteID:           "ike.remote_id",
-	IKEProposals:          "ike.proposals",
-	IKEESPProposals:       "ike.esp_proposals",
-	IKELifetime:           "ike.lifetime",
-	IKEChildLifetime:      "ike.child_lifetime",
-	IKEChildLifetimeBytes: "ike.child_lifetime_bytes",
-	IKEDPD:                "ike.dpd",
-	IKERetransmitTimeout:  "ike.retransmit_timeout",
-	IKERetransmitBase:     "ike.retransmit_base",
-	IKERetransmitTries:    "ike.retransmit_tries",
-	StaticKeyIn:           "static.key_in",
-	StaticKeyOut:          "static.key_out",
-	IKELocalPSK:           "ike.local_psk",
-	IKERemotePSK:          "ike.remote_psk",
-	ControlSocket:         "control.socket",
-	LogLevel:              "log.level",
-	MetricsListen:         "metrics.listen",
-	DaemonUser:            "daemon.user",
+	TunnelInterface:        "tunnel.interface",
+	TunnelLocal:            "tunnel.local",
+	TunnelRemote:           "tunnel.remote",
+	TunnelAddresses:        "tunnel.addresses",
+	TunnelMTU:              "tunnel.mtu",
+	TunnelMSSClamp:         "tunnel.mss_clamp",
+	TunnelGREKey:           "tunnel.gre_key",
+	TunnelKeepalive:        "tunnel.keepalive",
+	TunnelKeepaliveRetries: "tunnel.keepalive_retries",
+	IPsecKeying:            "ipsec.keying",
+	IPsecReplayWindow:      "ipsec.replay_window",
+	StaticSPIOut:           "static.spi_out",
+	StaticSPIIn:            "static.spi_in",
+	StaticESP:              "static.esp",
+	StaticSeqOut:           "static.seq_out",
+	IKEInitiate:            "ike.initiate",
+	IKELocalPSKFile:        "ike.local_psk_file",
+	IKERemotePSKFile:       "ike.remote_psk_file",
+	IKELocalID:             "ike.local_id",
+	IKERemoteID:            "ike.remote_id",
+	IKEProposals:           "ike.proposals",
+	IKEESPProposals:        "ike.esp_proposals",
+	IKELifetime:            "ike.lifetime",
+	IKEChildLifetime:       "ike.child_lifetime",
+	IKEChildLifetimeBytes:  "ike.child_lifetime_bytes",
+	IKEDPD:                 "ike.dpd",
+	IKERetransmitTimeout:   "ike.retransmit_timeout",
+	IKERetransmitBase:      "ike.retransmit_base",
+	IKERetransmitTries:     "ike.retransmit_tries",
+	StaticKeyIn:            "static.key_in",
+	StaticKeyOut:           "static.key_out",
+	IKELocalPSK:            "ike.local_psk",
+	IKERemotePSK:           "ike.remote_psk",
+	ControlSocket:          "control.socket",
+	LogLevel:               "log.level",
+	MetricsListen:          "metrics.listen",
+	DaemonUser:             "daemon.user",
 }
 
 // String is the key as the file spells it ("tunnel.mtu").
@@ -198,6 +202,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(TunnelMTU, old.MTU, next.MTU)
 	cmp(TunnelMSSClamp, old.MSSClamp, next.MSSClamp)
 	cmp(TunnelGREKey, keyText(old.GREKey), keyText(next.GREKey))
+	cmp(TunnelKeepalive, old.Keepalive, next.Keepalive)
+	cmp(TunnelKeepaliveRetries, old.KeepaliveRetries, next.KeepaliveRetries)
 	cmp(IPsecKeying, old.Keying, next.Keying)
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)

@@ -38,7 +38,7 @@ func TestPeerConfigStrongSwanNegotiates(t *testing.T) {
 		{"strongswan-initiates", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := startGeneratedSwan(t, tc.gresecInitiates, tc.twoKeys)
+			sp := startGeneratedSwan(t, tc.gresecInitiates, tc.twoKeys, "")
 			st, child := sp.installed(t, "")
 			if child.Mode != "TRANSPORT" || child.EncrAlg != "AES_GCM_16" || child.EncrKey != 256 {
 				t.Errorf("strongSwan installed %+v, want TRANSPORT AES_GCM_16-256", child)
@@ -75,7 +75,8 @@ func TestPeerConfigStrongSwanNegotiates(t *testing.T) {
 
 // startGeneratedSwan is startSwanPair with the strongSwan side written
 // by peerconf instead of by hand.
-func startGeneratedSwan(t *testing.T, gresecInitiates, twoKeys bool) *swanPair {
+// extra holds more [ike] lines for gresec (proposals).
+func startGeneratedSwan(t *testing.T, gresecInitiates, twoKeys bool, extra string) *swanPair {
 	t.Helper()
 	p := newSwanSites(t, "gresec-pc", "gresec-peerconf-"+newKey(t)[2:34])
 	keys := fmt.Sprintf("psk_file = %q\n", filepath.Join(p.dir, "a.psk"))
@@ -91,7 +92,7 @@ func startGeneratedSwan(t *testing.T, gresecInitiates, twoKeys bool) *swanPair {
 		writeKey("remote.psk", remoteKey)
 		keys = fmt.Sprintf("local_psk_file = %q\nremote_psk_file = %q\n", filepath.Join(p.dir, "a.psk"), filepath.Join(p.dir, "remote.psk"))
 	}
-	p.writeGresecSide(gresecInitiates, keys, "")
+	p.writeGresecSide(gresecInitiates, keys, extra)
 
 	c, err := config.Load(p.a.cfgPath)
 	if err != nil {

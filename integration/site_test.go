@@ -66,6 +66,8 @@ type pair struct {
 	wrongPSK bool
 	ikeExtra string // more [ike] lines
 	aExtra   string // more sections for side a
+	// tunnelExtra: more [tunnel] lines for both sides.
+	tunnelExtra string
 	// bResponds: b only responds (initiate = false); a initiates.
 	bResponds bool
 }
@@ -76,6 +78,8 @@ type pairOpt struct {
 	wrongKey bool   // b decrypts with a key a does not use
 	ikeExtra string // more [ike] lines for keying ikev2
 	aExtra   string // more sections for side a's config
+	// tunnelExtra: more [tunnel] lines for both sides.
+	tunnelExtra string
 	// bResponds makes b responder-only (initiate = false).
 	bResponds bool
 }
@@ -93,11 +97,23 @@ func newKey(t *testing.T) string {
 // removed at the end of the test.
 func startPair(t *testing.T, o pairOpt) *pair {
 	t.Helper()
+	p := newPair(t, o)
+	for _, s := range []*side{p.a, p.b} {
+		p.start(s)
+	}
+	return p
+}
+
+// newPair is startPair without starting gresec: linked namespaces and
+// both sides' configs written.
+func newPair(t *testing.T, o pairOpt) *pair {
+	t.Helper()
 	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
 	if o.keying == "" {
 		o.keying = "static"
 	}
-	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra, bResponds: o.bResponds}
+	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra, bResponds: o.bResponds,
+		tunnelExtra: o.tunnelExtra}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
 	if o.ipv6 {
@@ -112,9 +128,6 @@ func startPair(t *testing.T, o pairOpt) *pair {
 	p.linkSites("gresec-it")
 	p.writeConfig(p.a, p.b, o.keying)
 	p.writeConfig(p.b, p.a, o.keying)
-	for _, s := range []*side{p.a, p.b} {
-		p.start(s)
-	}
 	return p
 }
 
@@ -147,11 +160,11 @@ local = %q
 remote = %q
 addresses = [%q, %q]
 mss_clamp = true
-[ipsec]
+%s[ipsec]
 keying = %q
 [control]
 socket = %q
-`, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, keying, s.sock)
+`, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, p.tunnelExtra, keying, s.sock)
 	switch keying {
 	case "static":
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n", s.spiOut, peer.spiOut, s.keyOut, s.keyIn)

@@ -35,6 +35,9 @@ type desc struct {
 	ikeDropped, ikeAuthFailures, ikeRekeys, ikeDPD *prometheus.Desc
 	saPackets, saBytes, saAge, saReplayDrops       *prometheus.Desc
 	childRekeyIn, childBytesLeft                   *prometheus.Desc
+	keepaliveUp, keepaliveDowns                    *prometheus.Desc
+	keepalivesSent, keepalivesReplied              *prometheus.Desc
+	keepalivesReflected                            *prometheus.Desc
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -50,30 +53,35 @@ type collector struct {
 // NewCollector returns a prometheus.Collector over src.
 func NewCollector(src Source) prometheus.Collector {
 	return &collector{src: src, d: desc{
-		info:            newDesc("tunnel_info", "The tunnel's configuration; the value is always 1.", "interface", "local", "remote", "protocol", "keying"),
-		up:              newDesc("tunnel_up", "1 when the tunnel can send: plain GRE, or an outbound ESP SA is installed.", "interface"),
-		uptime:          newDesc("tunnel_uptime_seconds", "Seconds since the tunnel started.", "interface"),
-		packets:         newDesc("inner_packets_total", "Inner packets that crossed the tunnel.", "interface", "direction"),
-		bytes:           newDesc("inner_bytes_total", "Inner bytes that crossed the tunnel.", "interface", "direction"),
-		drops:           newDesc("drops_total", "Packets dropped, by reason.", "interface", "reason"),
-		readErrors:      newDesc("read_errors_total", "Failed TUN or socket reads.", "interface"),
-		ikeState:        newDesc("ike_sa_state", "1 for the IKE SA's current state.", "interface", "state"),
-		ikeAge:          newDesc("ike_sa_age_seconds", "Seconds since the IKE SA was established.", "interface"),
-		ikeRekeyIn:      newDesc("ike_sa_rekey_in_seconds", "Seconds until the IKE SA is rekeyed.", "interface"),
-		ikeChildren:     newDesc("ike_child_sas", "CHILD_SAs installed.", "interface"),
-		ikeMessages:     newDesc("ike_messages_total", "IKE datagrams, by direction.", "interface", "direction"),
-		ikeExchanges:    newDesc("ike_exchanges_total", "IKE exchanges completed, by type, who initiated and result.", "interface", "exchange", "initiator", "result"),
-		ikeRetransmits:  newDesc("ike_retransmits_total", "IKE requests sent again for want of an answer.", "interface"),
-		ikeDropped:      newDesc("ike_dropped_total", "IKE datagrams read but not processed, by reason (unknown_source, queue_full, malformed, integrity, ...).", "interface", "reason"),
-		ikeAuthFailures: newDesc("ike_auth_failures_total", "IKE_AUTH exchanges that failed authentication.", "interface"),
-		ikeRekeys:       newDesc("ike_rekeys_total", "IKE and CHILD SA rekeys completed.", "interface"),
-		ikeDPD:          newDesc("ike_dpd_failures_total", "Liveness checks the peer did not answer.", "interface"),
-		saPackets:       newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
-		saBytes:         newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
-		saAge:           newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
-		saReplayDrops:   newDesc("esp_sa_drops_total", "Packets an inbound ESP SA refused, by reason.", "interface", "spi", "reason"),
-		childRekeyIn:    newDesc("child_sa_rekey_in_seconds", "Seconds until a CHILD_SA is rekeyed by time.", "interface", "spi_in"),
-		childBytesLeft:  newDesc("child_sa_bytes_left", "Bytes a CHILD_SA may still carry before its byte rekey.", "interface", "spi_in"),
+		info:                newDesc("tunnel_info", "The tunnel's configuration; the value is always 1.", "interface", "local", "remote", "protocol", "keying"),
+		up:                  newDesc("tunnel_up", "1 when the tunnel can send: plain GRE, or an outbound ESP SA is installed.", "interface"),
+		uptime:              newDesc("tunnel_uptime_seconds", "Seconds since the tunnel started.", "interface"),
+		packets:             newDesc("inner_packets_total", "Inner packets that crossed the tunnel.", "interface", "direction"),
+		bytes:               newDesc("inner_bytes_total", "Inner bytes that crossed the tunnel.", "interface", "direction"),
+		drops:               newDesc("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		readErrors:          newDesc("read_errors_total", "Failed TUN or socket reads.", "interface"),
+		ikeState:            newDesc("ike_sa_state", "1 for the IKE SA's current state.", "interface", "state"),
+		ikeAge:              newDesc("ike_sa_age_seconds", "Seconds since the IKE SA was established.", "interface"),
+		ikeRekeyIn:          newDesc("ike_sa_rekey_in_seconds", "Seconds until the IKE SA is rekeyed.", "interface"),
+		ikeChildren:         newDesc("ike_child_sas", "CHILD_SAs installed.", "interface"),
+		ikeMessages:         newDesc("ike_messages_total", "IKE datagrams, by direction.", "interface", "direction"),
+		ikeExchanges:        newDesc("ike_exchanges_total", "IKE exchanges completed, by type, who initiated and result.", "interface", "exchange", "initiator", "result"),
+		ikeRetransmits:      newDesc("ike_retransmits_total", "IKE requests sent again for want of an answer.", "interface"),
+		ikeDropped:          newDesc("ike_dropped_total", "IKE datagrams read but not processed, by reason (unknown_source, queue_full, malformed, integrity, ...).", "interface", "reason"),
+		ikeAuthFailures:     newDesc("ike_auth_failures_total", "IKE_AUTH exchanges that failed authentication.", "interface"),
+		ikeRekeys:           newDesc("ike_rekeys_total", "IKE and CHILD SA rekeys completed.", "interface"),
+		ikeDPD:              newDesc("ike_dpd_failures_total", "Liveness checks the peer did not answer.", "interface"),
+		saPackets:           newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
+		saBytes:             newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
+		saAge:               newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
+		saReplayDrops:       newDesc("esp_sa_drops_total", "Packets an inbound ESP SA refused, by reason.", "interface", "spi", "reason"),
+		childRekeyIn:        newDesc("child_sa_rekey_in_seconds", "Seconds until a CHILD_SA is rekeyed by time.", "interface", "spi_in"),
+		childBytesLeft:      newDesc("child_sa_bytes_left", "Bytes a CHILD_SA may still carry before its byte rekey.", "interface", "spi_in"),
+		keepaliveUp:         newDesc("keepalive_up", "1 while GRE keepalives come back (the interface has carrier), 0 while they do not; absent when keepalives are off.", "interface"),
+		keepaliveDowns:      newDesc("keepalive_downs_total", "Times the interface lost carrier because keepalives went unanswered.", "interface"),
+		keepalivesSent:      newDesc("keepalives_sent_total", "GRE keepalives sent.", "interface"),
+		keepalivesReplied:   newDesc("keepalives_replied_total", "GRE keepalives sent that came back.", "interface"),
+		keepalivesReflected: newDesc("keepalives_reflected_total", "The peer's GRE keepalives sent back to it.", "interface"),
 	}}
 }
 
@@ -107,6 +115,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.drops, n, reason)
 	}
 	counter(d.readErrors, s.ReadErrors)
+	if ka := s.Keepalive; ka != nil {
+		if ka.State != "off" {
+			up := 0.0
+			if ka.State == "up" {
+				up = 1
+			}
+			gauge(d.keepaliveUp, up)
+		}
+		counter(d.keepaliveDowns, ka.Downs)
+		counter(d.keepalivesSent, ka.Sent)
+		counter(d.keepalivesReplied, ka.Replied)
+		counter(d.keepalivesReflected, ka.Reflected)
+	}
 
 	if o := s.Outbound; o != nil {
 		counter(d.saPackets, o.Packets, "out", o.SPI)

@@ -23,6 +23,7 @@ func sample() tunnel.Status {
 			ChildSAs:  []tunnel.ChildSAStatus{{SPIIn: "0x00001002", RekeyInSeconds: 50, LifetimeBytes: 1000, BytesLeft: 400}},
 			Counters:  tunnel.IKECounters{Received: 4, Sent: 4, Retransmits: 1, DPDFailures: 2},
 			Exchanges: []tunnel.ExchangeCount{{Exchange: "IKE_AUTH", Initiated: true, Result: "ok", Count: 1}}},
+		Keepalive: &tunnel.KeepaliveStatus{State: "down", IntervalSeconds: 10, Retries: 3, Unanswered: 4, Sent: 7, Replied: 3, Reflected: 5, Downs: 1},
 	}
 }
 
@@ -62,6 +63,11 @@ func TestValuesFollowStatus(t *testing.T) {
 		`gresec_ike_exchanges_total{exchange="IKE_AUTH",initiator="true",interface="gre0",result="ok"} 1`,
 		`gresec_ike_dpd_failures_total{interface="gre0"} 2`,
 		`gresec_ike_retransmits_total{interface="gre0"} 1`,
+		`gresec_keepalive_up{interface="gre0"} 0`,
+		`gresec_keepalive_downs_total{interface="gre0"} 1`,
+		`gresec_keepalives_sent_total{interface="gre0"} 7`,
+		`gresec_keepalives_replied_total{interface="gre0"} 3`,
+		`gresec_keepalives_reflected_total{interface="gre0"} 5`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("missing %s", want)
@@ -72,6 +78,15 @@ func TestValuesFollowStatus(t *testing.T) {
 	down.Outbound = nil
 	if n := testutil.ToFloat64(singleMetric(t, down, "gresec_tunnel_up")); n != 0 {
 		t.Errorf("tunnel_up = %v without an outbound SA, want 0", n)
+	}
+	// Keepalives off: no keepalive_up (neither up nor down), counters stay.
+	off := sample()
+	off.Keepalive = &tunnel.KeepaliveStatus{State: "off", Reflected: 5}
+	if n := testutil.CollectAndCount(singleMetric(t, off, "gresec_keepalive_up")); n != 0 {
+		t.Errorf("keepalive_up present with keepalives off")
+	}
+	if n := testutil.ToFloat64(singleMetric(t, off, "gresec_keepalives_reflected_total")); n != 5 {
+		t.Errorf("keepalives_reflected_total = %v with keepalives off, want 5", n)
 	}
 }
 

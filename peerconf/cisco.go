@@ -73,7 +73,11 @@ func (m *mirror) cisco() error {
 			name = fmt.Sprintf("%s-%d", iosProposal, i+1)
 		}
 		names = append(names, name)
-		fmt.Fprintf(&b, "crypto ikev2 proposal %s\n encryption %s\n prf %s\n group %s\n", name, p.encryption, p.prf, p.group)
+		fmt.Fprintf(&b, "crypto ikev2 proposal %s\n encryption %s\n", name, p.encryption)
+		if p.integrity != "" { // AES-CBC; AES-GCM takes none
+			fmt.Fprintf(&b, " integrity %s\n", p.integrity)
+		}
+		fmt.Fprintf(&b, " prf %s\n group %s\n", p.prf, p.group)
 	}
 	fmt.Fprintf(&b, "crypto ikev2 policy %s\n", iosPolicy)
 	for _, n := range names {
@@ -165,6 +169,29 @@ func (m *mirror) iosTunnel(b *strings.Builder, protect bool) {
 	if protect {
 		fmt.Fprintf(b, " tunnel protection ipsec profile %s\n", iosIPsec)
 	}
+	m.iosKeepalive(b, protect)
+}
+
+// iosKeepalive mirrors gresec's GRE keepalives. Over plain GRE IOS sends
+// and answers them as gresec does. Under tunnel protection IOS routes its
+// answer to gresec's keepalives out of the WAN interface, past the
+// tunnel's protection (Cisco's GRE keepalive technote), so it leaves
+// unencrypted and gresec, which reads only ESP, never sees it: gresec's
+// keepalives would mark the tunnel down. IOS's own keepalives gresec
+// answers through the SA.
+func (m *mirror) iosKeepalive(b *strings.Builder, protect bool) {
+	if m.c.Keepalive == 0 {
+		return
+	}
+	period := max(1, seconds(m.c.Keepalive))
+	if !protect {
+		fmt.Fprintf(b, " keepalive %d %d\n", period, m.c.KeepaliveRetries)
+		return
+	}
+	fmt.Fprintf(b, " ! gresec sends GRE keepalives (tunnel.keepalive = %s), but under tunnel protection IOS\n", m.c.Keepalive)
+	b.WriteString(" ! answers them unencrypted, outside the SA, and gresec never sees the answers:\n")
+	b.WriteString(" ! turn tunnel.keepalive off on gresec and rely on IKE DPD (ike.dpd), or protect\n")
+	b.WriteString(" ! GRE with a crypto map on the WAN interface instead of tunnel protection.\n")
 }
 
 // iosACL are seed 000's entries for ACLs on the WAN interface.

@@ -42,28 +42,55 @@ func render(t testing.TB, c *config.Config, o Options) string {
 }
 
 // goldenCases cover every --for value on seed 000's settings (with
-// static keys for linux, whose kernel has no IKE), plain GRE, and a
-// responder over IPv6 with everything non-default.
+// static keys for linux, whose kernel has no IKE), plain GRE, a responder
+// over IPv6 with everything non-default, and each family of transforms:
+// esp, when given, replaces the config's ESP proposals (config refuses
+// those the data plane does not implement yet; peer-config must still
+// translate them) and names the case with variant.
 var goldenCases = []struct {
-	config string
-	peer   Peer
+	config  string
+	peer    Peer
+	variant string
+	esp     []string
 }{
-	{"seed000", StrongSwan},
-	{"seed000", OpenBSD},
-	{"seed000", CiscoIOS},
-	{"seed000-static", Linux},
-	{"seed000-none", Linux},
-	{"seed000-none", OpenBSD},
-	{"seed000-none", CiscoIOS},
-	{"responder-v6", StrongSwan},
-	{"responder-v6", CiscoIOS},
+	{"seed000", StrongSwan, "", nil},
+	{"seed000", OpenBSD, "", nil},
+	{"seed000", CiscoIOS, "", nil},
+	{"seed000-static", Linux, "", nil},
+	{"seed000-none", Linux, "", nil},
+	{"seed000-none", OpenBSD, "", nil},
+	{"seed000-none", CiscoIOS, "", nil},
+	{"responder-v6", StrongSwan, "", nil},
+	{"responder-v6", CiscoIOS, "", nil},
+	// The appliance's `AES SHA 14`, IKE and ESP.
+	{"appliance", StrongSwan, "", []string{"aes128-sha1-modp2048"}},
+	{"appliance", OpenBSD, "", []string{"aes128-sha1-modp2048"}},
+	{"appliance", CiscoIOS, "", []string{"aes128-sha1-modp2048"}},
+	// Seed 000 with the child transform Linux iked can key.
+	{"seed000", OpenBSD, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	{"seed000", CiscoIOS, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	{"seed000", StrongSwan, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	// SHA-2 HMACs, MODP 3072/4096, several transform sets, ESN.
+	{"sha2-modp", CiscoIOS, "", []string{"aes256-aes128-sha512-sha1-modp3072", "aes192-sha384-modp4096-esn-noesn"}},
+	{"sha2-modp", OpenBSD, "", []string{"aes256-aes128-sha512-sha1-modp3072", "aes192-sha384-modp4096-esn-noesn"}},
+	// ChaCha20-Poly1305: strongSwan only (iked has no ChaCha20 IKE SA,
+	// IOS none at all: TestErrors).
+	{"chacha", StrongSwan, "", []string{"chacha20poly1305-x25519-esn"}},
 }
 
 func TestGolden(t *testing.T) {
 	for _, tc := range goldenCases {
-		name := tc.config + "." + string(tc.peer)
+		name := tc.config
+		if tc.variant != "" {
+			name += "-" + tc.variant
+		}
+		name += "." + string(tc.peer)
 		t.Run(name, func(t *testing.T) {
-			got := render(t, parseTestdata(t, tc.config), Options{Peer: tc.peer})
+			c := parseTestdata(t, tc.config)
+			if tc.esp != nil {
+				withESP(t, c, tc.esp...)
+			}
+			got := render(t, c, Options{Peer: tc.peer})
 			path := filepath.Join("testdata", name+".golden")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {

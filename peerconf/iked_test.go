@@ -58,8 +58,14 @@ func TestIkedAcceptsGeneratedConf(t *testing.T) {
 	seedKey.IKE.LocalPSK, seedKey.IKE.RemotePSK = ike.Secret(testPSK), ike.Secret(testPSK)
 	v6 := parseTestdata(t, "responder-v6")
 	v6.IKE.RemotePSKFile = v6.IKE.LocalPSKFile // iked takes one key
-	esn := loadIKE(t, "psk_file = \"DIR/psk\"\nesp_proposals = [\"aes128gcm16-esn\", \"aes256gcm16-esn-noesn\"]\ndpd = \"0\"\n", map[string]string{"psk": testPSK})
+	esn := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\ndpd = \"0\"\n", map[string]string{"psk": testPSK}), "aes128gcm16-esn", "aes256gcm16-esn-noesn")
 	binKey := loadIKE(t, "psk_file = \"DIR/psk\"\n", map[string]string{"psk": binPSK})
+	// The appliance's `AES SHA 14` both ways; seed 000 with the child
+	// Linux iked can key; SHA-2 HMACs with MODP 3072/4096 and ESN.
+	appliance := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\nproposals = [\"aes128-sha1-modp2048\"]\n", map[string]string{"psk": testPSK}), "aes128-sha1-modp2048")
+	childCBC := withESP(t, parseTestdata(t, "seed000"), "aes256-sha256-ecp384")
+	sha2 := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\nproposals = [\"aes256-sha512-prfsha384-modp4096\", \"aes192-sha384-modp3072\"]\n", map[string]string{"psk": testPSK}),
+		"aes192-sha384-modp3072-esn", "aes256-aes128-sha256-sha1")
 
 	for _, tc := range []struct {
 		name   string
@@ -74,6 +80,12 @@ func TestIkedAcceptsGeneratedConf(t *testing.T) {
 			"ikesa enc aes-128-gcm prf hmac-sha2-256 group ecp256 group modp2048", "srcid peer@example.net dstid gresec.example", "ikelifetime 28800 lifetime 1800 "}},
 		{"esn", esn, false, []string{"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384"}},
 		{"hex-key", binKey, true, []string{"psk 0x" + hex.EncodeToString([]byte(binPSK))}},
+		{"appliance", appliance, false, []string{"ikesa enc aes-128 prf hmac-sha1 auth hmac-sha1 group modp2048 childsa enc aes-128 auth hmac-sha1 group modp2048 noesn"}},
+		{"seed000-child-cbc", childCBC, false, []string{"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384 childsa enc aes-256 auth hmac-sha2-256 group ecp384 noesn"}},
+		{"sha2-modp", sha2, false, []string{"ikesa enc aes-256 prf hmac-sha2-384 auth hmac-sha2-512 group modp4096",
+			"ikesa enc aes-192 prf hmac-sha2-384 auth hmac-sha2-384 group modp3072",
+			"childsa enc aes-192 auth hmac-sha2-384 group modp3072 esn",
+			"childsa enc aes-256 enc aes-128 auth hmac-sha2-256 auth hmac-sha1 group none noesn"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := Generate(tc.c, Options{Peer: OpenBSD, IncludeSecret: tc.secret})

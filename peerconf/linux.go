@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/ike"
 )
 
 // linuxDev is the peer's kernel GRE device. Not gre0: the ip_gre module
@@ -58,26 +59,46 @@ func (m *mirror) xfrmLines(b *strings.Builder) error {
 	} else {
 		b.WriteString("# Inbound (from gresec): gresec's spi_out and key_out; anti-replay off as in gresec (replay_window = 0).\n")
 	}
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport replay-window %d aead 'rfc4106(gcm(aes))' %s 128\n",
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport replay-window %d %s\n",
 		m.remote, m.local, s.SPIOut, m.c.ReplayWindow, keyOut)
 	b.WriteString("# Outbound (to gresec): gresec's spi_in and key_in.\n")
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport aead 'rfc4106(gcm(aes))' %s 128\n",
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport %s\n",
 		m.local, m.remote, s.SPIIn, keyIn)
 	fmt.Fprintf(b, "ip xfrm policy add src %[1]s dst %[2]s proto gre dir out tmpl src %[1]s dst %[2]s proto esp mode transport\n", m.local, m.remote)
 	fmt.Fprintf(b, "ip xfrm policy add src %[2]s dst %[1]s proto gre dir in tmpl src %[2]s dst %[1]s proto esp mode transport\n", m.local, m.remote)
 	return nil
 }
 
-// staticKey is a key in ip xfrm's 0x<key+salt> form, or a placeholder
+// staticSuite is the transform of the static SAs: AES-GCM-16 with the
+// key length the keys have (key and 4-byte salt).
+func staticSuite(c *config.Config) ike.Suite {
+	bits := 256
+	if len(c.Static.KeyOut) == 16+4 {
+		bits = 128
+	}
+	return ike.Suite{Encr: ike.ENCR_AES_GCM_16, KeyBits: bits}
+}
+
+// staticKey is the algorithm and key part of an ip xfrm state line for
+// one static SA: its key in ip xfrm's 0x-hex form, or a placeholder
 // naming where ours is.
 func (m *mirror) staticKey(k config.Key, field string) (string, error) {
-	if !m.o.IncludeSecret {
-		return fmt.Sprintf("0x<%s of [static] in %s>", field, m.c.Path), nil
-	}
-	if len(k) == 0 {
+	if m.o.IncludeSecret && len(k) == 0 {
 		return "", fmt.Errorf("peerconf: --include-secret: static.%s is not loaded", field)
 	}
-	return fmt.Sprintf("0x%x", []byte(k)), nil
+	s := staticSuite(m.c)
+	if m.o.IncludeSecret && len(k) != s.KeyLen()+s.IntegKeyLen() {
+		return "", fmt.Errorf("peerconf: static.%s holds %d bytes; %s needs %d", field, len(k), s.Transform(), s.KeyLen()+s.IntegKeyLen())
+	}
+	return xfrmAlgorithm(s, func(from, to int) string {
+		if !m.o.IncludeSecret {
+			if from == 0 && to == len(k) {
+				return fmt.Sprintf("0x<%s of [static] in %s>", field, m.c.Path)
+			}
+			return fmt.Sprintf("0x<bytes %d-%d of %s of [static] in %s>", from+1, to, field, m.c.Path)
+		}
+		return fmt.Sprintf("0x%x", []byte(k[from:to]))
+	})
 }
 
 func (m *mirror) ipv() string {

@@ -31,6 +31,7 @@ func newPipe(tb testing.TB, replayWindow int) (a, b *Tunnel) {
 		}
 		t := &Tunnel{cfg: cfg, log: zap.NewNop(), remote: cfg.Remote, sadb: &esp.DB{},
 			mss4: uint16(cfg.MSS4()), mss6: uint16(cfg.MSS6())}
+		t.setUnderlay()
 		saOut, err := esp.NewSA(spiOut, out, 0)
 		if err != nil {
 			tb.Fatal(err)

@@ -24,6 +24,7 @@ func (t *Tunnel) receiveLoop() error {
 		msgs[i].Buf = bases[i][tunWriteOffset:]
 	}
 	out := make([][]byte, 0, batch)
+	t.reflect = make([]rawip.Message, 0, batch)
 
 	for {
 		n, err := t.conn.ReadBatch(msgs)
@@ -37,7 +38,11 @@ func (t *Tunnel) receiveLoop() error {
 			t.log.Sugar().Warnw("raw socket read failed", "err", err)
 			continue
 		}
-		if out = t.decapsulateBatch(out[:0], msgs[:n], bases); len(out) == 0 {
+		out = t.decapsulateBatch(out[:0], msgs[:n], bases)
+		if len(t.reflect) > 0 {
+			t.sendReflections()
+		}
+		if len(out) == 0 {
 			continue
 		}
 		if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
@@ -53,8 +58,10 @@ func (t *Tunnel) receiveLoop() error {
 
 // decapsulateBatch opens msgs (received into bases) and appends the inner
 // packets to out, as decapsulate returns them; dropped packets are counted.
-// The traffic counters move once per batch.
+// Keepalives to send back are left in t.reflect. The traffic counters move
+// once per batch.
 func (t *Tunnel) decapsulateBatch(out [][]byte, msgs []rawip.Message, bases [][]byte) [][]byte {
+	t.reflect = t.reflect[:0]
 	n0, bytes := len(out), 0
 	for i := range msgs {
 		if inner := t.decapsulate(&msgs[i], bases[i]); inner != nil {
@@ -69,8 +76,9 @@ func (t *Tunnel) decapsulateBatch(out [][]byte, msgs []rawip.Message, bases [][]
 
 // decapsulate opens one underlay packet and returns the inner packet with
 // tunWriteOffset bytes of headroom in front (the TUN writer's own header),
-// or nil when the packet was dropped (and counted). The caller counts the
-// packets delivered.
+// or nil when the packet was dropped (and counted) or was a keepalive: one
+// of ours coming back is counted, one of the peer's is queued in t.reflect
+// (keepalive.go). The caller counts the packets delivered.
 func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 	if m.Addr != t.remote {
 		t.stats.drop(dropUnknownPeer)
@@ -112,10 +120,21 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		return nil
 	}
 	if proto != gre.ProtoIPv4 && proto != gre.ProtoIPv6 {
+		if proto == greProtoKeepalive {
+			t.ka.cameBack()
+			return nil
+		}
 		t.stats.drop(dropGREProtocol)
 		return nil
 	}
 	if inner = innerPacket(proto, inner); inner == nil {
+		t.stats.drop(dropInnerMalformed)
+		return nil
+	}
+	if ka, malformed := t.keepaliveToReflect(proto, inner); ka != nil {
+		t.reflect = append(t.reflect, rawip.Message{Buf: base, Off: offsetIn(base, ka), N: len(ka), Addr: t.remote})
+		return nil
+	} else if malformed {
 		t.stats.drop(dropInnerMalformed)
 		return nil
 	}

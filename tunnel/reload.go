@@ -22,7 +22,8 @@ var restartOnly = config.FieldsOf(
 // needs a restart. Otherwise: addresses are added and removed on the
 // interface; new static keys take over at once (the new inbound SA is
 // installed before the outbound one switches); new IKE settings restart
-// the IKE engine, which deletes its SAs and negotiates with the new ones.
+// the IKE engine, which deletes its SAs and negotiates with the new ones;
+// new keepalive settings restart the keepalive count.
 // A new replay window takes effect through the same two paths: the SAs
 // are created with it. The log level is the caller's.
 func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
@@ -50,6 +51,9 @@ func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
 		if err != nil {
 			return fmt.Errorf("%s: tunnel.addresses: %w", next.Path, err)
 		}
+	}
+	if changed.Any(config.FieldsOf(config.TunnelKeepalive, config.TunnelKeepaliveRetries)) {
+		t.ka.set(next.Keepalive, next.KeepaliveRetries)
 	}
 	sas := config.FieldsOf(config.IPsecReplayWindow)
 	switch next.Keying {

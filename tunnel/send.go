@@ -33,11 +33,17 @@ func (t *Tunnel) sendLoop() error {
 			t.log.Sugar().Warnw("TUN read failed", "err", err)
 			continue
 		}
+		// Under sendMu from sealing to sending: keepalives share the
+		// socket and the SA, and must not overtake a batch by more
+		// sequence numbers than the peer's replay window holds.
+		t.sendMu.Lock()
 		m := t.encapsulateBatch(msgs, bufs[:n], sizes)
 		if m == 0 {
+			t.sendMu.Unlock()
 			continue
 		}
 		sent, err := t.conn.WriteBatch(msgs[:m])
+		t.sendMu.Unlock()
 		if sent < m {
 			t.stats.drops[dropSendError].Add(uint64(m - sent))
 		}

@@ -28,6 +28,7 @@ type Status struct {
 	IKE           *IKEStatus        `json:"ike,omitempty"`
 	Drops         map[string]uint64 `json:"drops"`
 	ReadErrors    uint64            `json:"read_errors"`
+	Keepalive     *KeepaliveStatus  `json:"keepalive,omitempty"`
 }
 
 // IKEStatus is the IKE SA, for keying = "ikev2".
@@ -131,6 +132,7 @@ func (t *Tunnel) Status() Status {
 	if e := t.ike.Load(); e != nil {
 		s.IKE = t.ikeStatus(e.Status(), time.Now())
 	}
+	s.Keepalive = t.ka.status(time.Now())
 	if t.sadb != nil {
 		s.Protocol = "esp"
 		for r, n := range t.sadb.Drops() {

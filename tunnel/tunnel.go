@@ -54,6 +54,16 @@ type Tunnel struct {
 	mss6   uint16
 	greSeq uint32 // owned by the send pump
 
+	// Underlay addresses as arrays, to recognise keepalives cheaply.
+	local4, remote4   [4]byte
+	local16, remote16 [16]byte
+	ka                keepalive
+	// sendMu serialises the socket's writers (the send pump, keepalives
+	// sent and sent back) and their use of the outbound SA.
+	sendMu  sync.Mutex
+	kaMsg   [1]rawip.Message // the keepalive goroutine's, under sendMu
+	reflect []rawip.Message  // the receive pump's keepalives to send back
+
 	started time.Time
 	stats   stats
 
@@ -77,6 +87,8 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 	if cfg.MSSClamp {
 		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
 	}
+	t.setUnderlay()
+	t.ka.init(cfg.Keepalive, cfg.KeepaliveRetries)
 	if cfg.GREKey != nil {
 		t.greOpt = gre.Options{Key: *cfg.GREKey, UseKey: true}
 	}
@@ -137,9 +149,10 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
 	go func() { defer wg.Done(); errc <- t.receiveLoop() }()
+	go func() { defer wg.Done(); t.keepaliveLoop(ctx) }()
 	if t.cfg.Keying == config.KeyingIKEv2 {
 		wg.Add(1)
 		go func() {
@@ -160,6 +173,16 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	t.Close()
 	wg.Wait()
 	return err
+}
+
+// setUnderlay keeps the underlay addresses in the forms keepalive
+// recognition compares.
+func (t *Tunnel) setUnderlay() {
+	if t.cfg.Local.Is4() {
+		t.local4, t.remote4 = t.cfg.Local.As4(), t.remote.As4()
+	} else {
+		t.local16, t.remote16 = t.cfg.Local.As16(), t.remote.As16()
+	}
 }
 
 // Close removes the TUN device and closes the socket; safe to call twice.

@@ -78,6 +78,15 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	}
 	fmt.Fprintf(w, "   inner: %d pkts / %d bytes sent, %d pkts / %d bytes received\n",
 		st.Inner.TxPackets, st.Inner.TxBytes, st.Inner.RxPackets, st.Inner.RxBytes)
+	if ka := st.Keepalive; ka != nil {
+		// IOS's "line protocol is up/down" and "Keepalive set (10 sec), retries 3".
+		if ka.State == "off" {
+			fmt.Fprintf(w, "   keepalive: off  (%d of the peer's sent back)\n", ka.Reflected)
+		} else {
+			fmt.Fprintf(w, "   keepalive: line protocol %s  every %s, retries %d  unanswered %d  sent %d  came back %d  downs %d  peer's sent back %d\n",
+				ka.State, secs(ka.IntervalSeconds), ka.Retries, ka.Unanswered, ka.Sent, ka.Replied, ka.Downs, ka.Reflected)
+		}
+	}
 	if k := st.IKE; k != nil {
 		fmt.Fprintf(w, "\n   ike sa: %s  spi_i %s  spi_r %s  suite %s  age %s", k.State, k.SPIi, k.SPIr, k.Suite, secs(k.AgeSeconds))
 		if k.RekeyInSeconds > 0 {
