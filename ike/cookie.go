@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -33,6 +34,7 @@ const (
 // in which cookies are made or checked, so the current one has only been
 // used in the current epoch and the previous one in the one before.
 type cookieJar struct {
+	mu        sync.Mutex // the engine and the socket reader (inbox.go) use it
 	cur, prev [32]byte
 	havePrev  bool
 	epoch     int64 // of cur; 0: no secret yet
@@ -66,6 +68,8 @@ func computeCookie(secret *[32]byte, ni []byte, from netip.Addr, spiI uint64) []
 
 // makeCookie is the cookie we demand from (ni, from, spiI) now.
 func (e *Engine) makeCookie(now time.Time, ni []byte, from netip.Addr, spiI uint64) []byte {
+	e.cookies.mu.Lock()
+	defer e.cookies.mu.Unlock()
 	e.cookieSecret(now)
 	return computeCookie(&e.cookies.cur, ni, from, spiI)
 }
@@ -75,6 +79,8 @@ func (e *Engine) validCookie(now time.Time, got, ni []byte, from netip.Addr, spi
 	if len(got) != cookieLen || got[0] != cookieVersion {
 		return false
 	}
+	e.cookies.mu.Lock()
+	defer e.cookies.mu.Unlock()
 	e.cookieSecret(now)
 	if hmac.Equal(got, computeCookie(&e.cookies.cur, ni, from, spiI)) {
 		return true
@@ -95,7 +101,9 @@ func (e *Engine) cookiesRequired(now time.Time) bool {
 			n++
 		}
 	}
-	return n >= e.cfg.CookieThreshold
+	on := n >= e.cfg.CookieThreshold
+	e.in.cookieMode.Store(on) // for Offer (inbox.go)
+	return on
 }
 
 func (e *Engine) notePending(now time.Time, spiI uint64) {

@@ -230,6 +230,10 @@ type request struct {
 	tries    int
 	onResp   func(now time.Time, m *Message, raw []byte, inner Payloads)
 	onFail   func(now time.Time)
+	// unprotected is an error answer to IKE_SA_INIT, held until the
+	// request is due for retransmission (see handleResponse).
+	unprotected    *Message
+	unprotectedRaw []byte
 }
 
 // New makes an engine; it does nothing until Run.
@@ -302,6 +306,7 @@ func (e *Engine) Run(ctx context.Context, conn PacketConn) error {
 // if it is an io.Closer) or failed delivers an error.
 func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error {
 	e.conn = w
+	e.in.sender.Store(&w)
 	if e.cfg.Initiate {
 		e.initiate(time.Now())
 		e.publish()
@@ -473,6 +478,11 @@ func (e *Engine) tick(now time.Time) {
 		if sa.gone() || r == nil || now.Before(r.deadline) {
 			continue
 		}
+		if u := r.unprotected; u != nil {
+			// No real answer came after the error one: believe it.
+			e.finishRequest(now, sa, r, u, r.unprotectedRaw, u.Payloads)
+			continue
+		}
 		if r.tries+1 >= e.cfg.RetransmitTries {
 			e.log.Warn("peer does not answer, giving up", e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
 			sa.req, sa.queue = nil, nil
@@ -502,6 +512,9 @@ func (e *Engine) tick(now time.Time) {
 		case sa.usable():
 			e.timers(now, sa)
 		}
+	}
+	if e.in.cookieMode.Load() {
+		e.cookiesRequired(now) // turns Offer's cookie demands off once the flood has passed
 	}
 	for _, sa := range e.half.expired(now) {
 		e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
@@ -737,6 +750,20 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 			// §2.6 allows 1..64 bytes; anything else is not from a real
 			// responder. Keep waiting for one.
 			e.drop(DropMalformed)
+			return
+		}
+		if n := m.Payloads.FirstError(); n != nil && n.Kind != INVALID_KE_PAYLOAD && m.Payloads.Get(PayloadSA) == nil {
+			// §2.21.1: an error answer to IKE_SA_INIT is not
+			// authenticated; anyone who saw our request could forge one
+			// to end the exchange. Keep waiting for the real answer until
+			// the request is due again; only then believe the error.
+			if r.unprotected == nil {
+				r.unprotected, r.unprotectedRaw = m, raw
+				e.log.Info("IKE_SA_INIT answered with an error; waiting for a real answer before believing it",
+					append(e.saFields(sa, m), zap.Stringer("notify", n.Kind))...)
+			} else {
+				e.drop(DropUnexpected)
+			}
 			return
 		}
 		e.finishRequest(now, sa, r, m, raw, m.Payloads)

@@ -383,6 +383,7 @@ func TestStatusAccounting(t *testing.T) {
 func TestExchangeResultsOnFailure(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) { a.Proposals = MustParseProposals(ProtoIKE, "aes128gcm16-prfsha256-ecp256") })
 	handshakeUntilQuiet(t, a, b)
+	a.e.tick(t0.Add(defaultRetransmit)) // an IKE_SA_INIT error is believed when no better answer came
 	if a.e.Status().Counters.Exchanges[ExchangeKey{"IKE_SA_INIT", true, "NO_PROPOSAL_CHOSEN"}] != 1 ||
 		b.e.Status().Counters.Exchanges[ExchangeKey{"IKE_SA_INIT", false, "NO_PROPOSAL_CHOSEN"}] != 1 {
 		t.Errorf("a %v b %v", a.e.Status().Counters.Exchanges, b.e.Status().Counters.Exchanges)
@@ -493,6 +494,7 @@ func TestLogsNoProposalChosen(t *testing.T) {
 		a.Proposals = MustParseProposals(ProtoIKE, "aes128gcm16-prfsha256-ecp256,aes256gcm16-prfsha512-curve25519")
 	})
 	handshakeUntilQuiet(t, a, b)
+	a.e.tick(t0.Add(defaultRetransmit))
 	e := b.logs.FilterMessage("no acceptable proposal").All()
 	if len(e) != 1 {
 		t.Fatalf("b logged %d", len(e))

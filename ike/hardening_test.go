@@ -232,3 +232,86 @@ func TestProposalsNumberedAndLimitedToTheDataPlane(t *testing.T) {
 		t.Error("kept proposals not renumbered")
 	}
 }
+
+// While cookies are demanded, Offer answers IKE_SA_INIT requests without a
+// valid cookie itself and queues only those with one: a flood cannot fill
+// the queue in front of a real initiator's retry.
+func TestOfferDemandsCookiesBeforeTheQueue(t *testing.T) {
+	a, b := newPair(t, func(_, b *Config) { b.CookieThreshold = 1 })
+	var w Sender = b.conn
+	b.e.in.sender.Store(&w)
+	b.e.in.clock = func() time.Time { return t0 }
+	r := rand.NewChaCha8([32]byte{8})
+	peer := netip.MustParseAddrPort("198.18.0.1:500")
+	b.e.handle(forgedInit(t, 0x900, r, nil), a.addr, t0) // one pending: cookies on
+	b.conn.out = nil
+	if !b.e.cookiesRequired(t0) || !b.e.in.cookieMode.Load() {
+		t.Fatal("cookie mode not on")
+	}
+	for i := range 3 * queueLen {
+		b.e.Offer(forgedInit(t, uint64(0x1000+i), r, nil), peer)
+	}
+	if len(b.e.in.fresh) != 0 || len(b.conn.out) != 3*queueLen {
+		t.Fatalf("queued %d, answered %d: want 0 queued, all answered", len(b.e.in.fresh), len(b.conn.out))
+	}
+	// The real initiator retries with its cookie: queued, and it gets in.
+	b.conn.out = nil
+	a.e.initiate(t0)
+	first := drop(t, a)
+	b.e.Offer(first, peer)
+	a.e.handle(drop(t, b), b.addr, t0) // the COOKIE demand
+	retry := drop(t, a)
+	b.e.Offer(retry, peer)
+	if len(b.e.in.fresh) != 1 {
+		t.Fatalf("the retry with a valid cookie was not queued (%d)", len(b.e.in.fresh))
+	}
+	p := <-b.e.in.fresh
+	b.e.handle(p.b, p.from, t0)
+	deliver(t, b, a, t0)
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	if a.e.Status().State != "established" {
+		t.Fatalf("not established: %+v", a.e.Status())
+	}
+	if got := b.e.Status().Counters.Exchanges[ExchangeKey{"IKE_SA_INIT", false, "COOKIE"}]; got < 3*queueLen {
+		t.Errorf("cookie demands counted: %d", got)
+	}
+}
+
+// An error answer to IKE_SA_INIT is unauthenticated: one forged by an
+// on-path attacker must not end the exchange while the real answer is on
+// its way (RFC 7296 §2.21.1). A real one is believed when the request is
+// due again.
+func TestForgedInitErrorDoesNotEndTheExchange(t *testing.T) {
+	a, b := newPair(t, nil)
+	a.e.initiate(t0)
+	req := a.conn.out[0]
+	m, _ := DecodeMessage(req)
+	forged := &Message{SPIi: m.SPIi, SPIr: 0x6666, Exchange: IKE_SA_INIT, Flags: FlagResponse,
+		Payloads: Payloads{&Notify{Kind: NO_PROPOSAL_CHOSEN}}}
+	raw, _ := forged.Encode()
+	a.e.handle(raw, b.addr, t0)
+	if len(a.e.sas) != 1 || a.e.Status().LastError != "" {
+		t.Fatalf("a forged NO_PROPOSAL_CHOSEN ended the exchange: %q", a.e.Status().LastError)
+	}
+	for range 4 {
+		from, to := a, b
+		if len(a.conn.out) == 0 {
+			from, to = b, a
+		}
+		deliver(t, from, to, t0)
+	}
+	if a.e.Status().State != "established" {
+		t.Fatalf("a: %+v", a.e.Status())
+	}
+	// Without a real answer, the error is believed at the retransmission.
+	c, d := newPair(t, func(c, _ *Config) { c.Proposals = MustParseProposals(ProtoIKE, "aes128gcm16-prfsha256-ecp256") })
+	handshakeUntilQuiet(t, c, d)
+	if c.e.Status().LastError != "" {
+		t.Fatal("believed before the retransmission was due")
+	}
+	c.e.tick(t0.Add(defaultRetransmit))
+	if got := c.e.Status().LastError; got != "IKE_SA_INIT: peer sent NO_PROPOSAL_CHOSEN" {
+		t.Errorf("last error %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package ike
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // The inbox sits between the socket reader and the engine goroutine. Offer
@@ -33,10 +34,19 @@ type inbox struct {
 	known    chan datagram // responder SPI set
 	fresh    chan datagram // IKE_SA_INIT requests and their error answers
 	received atomic.Uint64
+	// While the engine demands cookies (cookieMode), Offer answers an
+	// IKE_SA_INIT request that brings no valid cookie itself, statelessly
+	// (RFC 7296 §2.6), so that a flood of them never fills the queue in
+	// front of a real initiator's retry with its cookie.
+	cookieMode   atomic.Bool
+	sender       atomic.Pointer[Sender]
+	cookiesSent  atomic.Uint64
+	cookieFailed atomic.Uint64 // wrong or stale cookies dropped by Offer
+	clock        func() time.Time // time.Now; tests hold it still
 }
 
 func newInbox() inbox {
-	return inbox{known: make(chan datagram, queueLen), fresh: make(chan datagram, queueLen)}
+	return inbox{known: make(chan datagram, queueLen), fresh: make(chan datagram, queueLen), clock: time.Now}
 }
 
 // Offer hands one received datagram to the engine. It is safe to call from
@@ -55,12 +65,54 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) {
 	q := e.in.fresh
 	if Header(b).SPIr() != 0 {
 		q = e.in.known
+	} else if e.in.cookieMode.Load() && !e.admitInit(b, from) {
+		return
 	}
 	select {
 	case q <- datagram{append([]byte(nil), b...), from}:
 	default:
 		e.drops.add(DropQueueFull)
 	}
+}
+
+// admitInit decides, on the reader goroutine and without state, whether
+// an IKE_SA_INIT request may be queued while cookies are demanded: only
+// one that brings a valid cookie. Others get the COOKIE demand at once.
+func (e *Engine) admitInit(b []byte, from netip.AddrPort) bool {
+	h := Header(b)
+	if h.Exchange() != IKE_SA_INIT || h.IsResponse() {
+		return true // the engine sorts these out
+	}
+	w := e.in.sender.Load()
+	if w == nil {
+		return true
+	}
+	m, err := DecodeMessage(b)
+	if err != nil {
+		e.drops.add(DropMalformed)
+		return false
+	}
+	nonce, _ := m.Payloads.Get(PayloadNonce).(*Nonce)
+	if nonce == nil || m.SPIi == 0 {
+		e.drops.add(DropMalformed)
+		return false
+	}
+	now := e.in.clock()
+	if n, ok := m.Payloads[0].(*Notify); ok && n.Kind == COOKIE {
+		if e.validCookie(now, n.Data, nonce.Data, from.Addr(), m.SPIi) {
+			return true
+		}
+		e.in.cookieFailed.Add(1)
+		e.drops.add(DropCookie)
+	}
+	out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse,
+		Payloads: Payloads{&Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)}}}
+	if raw, err := out.Encode(); err == nil {
+		if _, err := (*w).WriteToUDPAddrPort(raw, from); err == nil {
+			e.in.cookiesSent.Add(1)
+		}
+	}
+	return false
 }
 
 // drop counts one datagram the engine goroutine did not process.

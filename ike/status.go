@@ -15,6 +15,10 @@ func (e *Engine) Status() Status {
 	}
 	// Live: the socket reader counts these without the engine goroutine.
 	s.Counters.Received = e.in.received.Load()
+	if n := e.in.cookiesSent.Load(); n > 0 {
+		s.Counters.Sent += n
+		s.Counters.Exchanges[ExchangeKey{Exchange: IKE_SA_INIT.String(), Result: "COOKIE"}] += n
+	}
 	s.Counters.Dropped, s.Counters.Drops = e.drops.snapshot()
 	return s
 }

@@ -133,6 +133,9 @@ func listenIKE(local netip.Addr) (*ikeSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IKE socket %s port 500: %w", local, err)
 	}
+	// Room for a burst while the engine computes DH (best effort: the
+	// kernel caps it at net.core.rmem_max).
+	_ = conn.SetReadBuffer(1 << 20)
 	return &ikeSocket{conn: conn}, nil
 }
 
