@@ -41,7 +41,7 @@ type inbox struct {
 	cookieMode   atomic.Bool
 	sender       atomic.Pointer[Sender]
 	cookiesSent  atomic.Uint64
-	cookieFailed atomic.Uint64 // wrong or stale cookies dropped by Offer
+	cookieFailed atomic.Uint64    // wrong or stale cookies dropped by Offer
 	clock        func() time.Time // time.Now; tests hold it still
 }
 
