@@ -191,6 +191,8 @@ type Engine struct {
 	sas []*ikeSA
 	// half are responder SAs awaiting IKE_AUTH (halfopen.go).
 	half halfOpenTable
+	// loadKeys are the DH keys answered with under load (task_init.go).
+	loadKeys map[DHGroup]loadKeyEntry
 	// seq numbers events (SA creation, installs) so that "before" and
 	// "newest" do not depend on the clock, which tests hold still.
 	seq uint64
@@ -607,6 +609,10 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	sa := e.findSA(m.SPIi, m.SPIr)
+	if sa != nil && !sa.keyed() && e.keyHalfOpen(sa) != nil {
+		e.removeSA(sa)
+		sa = nil
+	}
 	if sa == nil || !sa.keyed() {
 		e.drop(DropUnknownSA)
 		e.log.Debug("request for an unknown IKE SA", e.saFields(nil, m)...)

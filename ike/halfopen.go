@@ -52,7 +52,29 @@ func (t *halfOpenTable) retransmitted(spiI uint64, raw []byte) *ikeSA {
 	return nil
 }
 
-func size(sa *ikeSA) int { return len(sa.initReq) + len(sa.initResp) }
+func size(sa *ikeSA) int { return len(sa.initReq) + len(sa.initResp) + len(sa.peerKE) }
+
+// loadKeyLife bounds how long the shared DH key of loadKey is used.
+const loadKeyLife = 10 * time.Second
+
+type loadKeyEntry struct {
+	key  *DHKey
+	made time.Time
+}
+
+// keyHalfOpen finishes the DH of a half-open SA answered under load, when
+// its first IKE_AUTH arrives: at most one DH per half-open SA, and only
+// for initiators that came back after our answer.
+func (e *Engine) keyHalfOpen(sa *ikeSA) error {
+	if sa.keyed() || sa.peerKE == nil {
+		return nil
+	}
+	if err := sa.keyFrom(sa.peerKE); err != nil {
+		return err
+	}
+	e.keyGen++
+	return nil
+}
 
 // add inserts sa and returns the SAs evicted to make room (oldest first).
 func (t *halfOpenTable) add(sa *ikeSA) (evicted []*ikeSA) {

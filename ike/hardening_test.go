@@ -267,6 +267,13 @@ func TestOfferDemandsCookiesBeforeTheQueue(t *testing.T) {
 	}
 	p := <-b.e.in.fresh
 	b.e.handle(p.b, p.from, t0)
+	// Under load the answer costs no DH: g^ir waits for IKE_AUTH.
+	if b.e.half.len() != 2 || b.e.half.order[1].keyed() || b.e.half.order[1].peerKE == nil {
+		t.Fatal("the half-open SA made under load computed its keys already")
+	}
+	if !bytes.Equal(b.e.half.order[1].dh.Public(), b.e.loadKeys[ECP384].key.Public()) {
+		t.Error("not answered with the shared DH key of the load")
+	}
 	deliver(t, b, a, t0)
 	deliver(t, a, b, t0)
 	deliver(t, b, a, t0)

@@ -17,8 +17,12 @@ type ikeSA struct {
 	keys       IKEKeys
 	out, in    SKCipher
 
-	ni, nr        []byte
-	dh            *DHKey
+	ni, nr []byte
+	dh     *DHKey
+	// peerKE: a responder SA answered under load keeps the initiator's
+	// public value and computes g^ir only when IKE_AUTH arrives
+	// (halfopen.go).
+	peerKE        []byte
 	initReq       []byte // IKE_SA_INIT request as sent (AUTH covers it)
 	initResp      []byte
 	cookie        []byte

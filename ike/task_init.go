@@ -294,34 +294,69 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 }
 
 // answerInit makes the half-open SA for a checked IKE_SA_INIT request and
-// our answer to it.
+// our answer to it. Under load (while cookies are demanded) it answers
+// with the engine's short-lived shared DH key and leaves g^ir for the
+// first IKE_AUTH on the SA (keyHalfOpen): a flood of IKE_SA_INIT requests,
+// even with valid cookies from an attacker on the path, then costs no DH
+// at all, and a real peer's request is answered at once.
 func (e *Engine) answerInit(now time.Time, m *Message, raw []byte, chosen Proposal, suite Suite, ke *KE, nonce *Nonce) (*ikeSA, []byte, error) {
-	dh, err := GenerateDH(suite.DH, e.rand)
-	if err != nil {
-		return nil, nil, err
-	}
-	shared, err := dh.Shared(ke.Data)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer shared.Wipe()
 	sa := &ikeSA{spiI: m.SPIi, spiR: e.newIKESPI(), suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen), initReq: raw,
 		expectReqID: 1, nextReqID: 0, seq: e.nextSeq(), createdAt: now}
+	var err error
+	if e.in.cookieMode.Load() {
+		sa.dh, err = e.loadKey(now, suite.DH)
+		sa.peerKE = ke.Data
+	} else {
+		sa.dh, err = GenerateDH(suite.DH, e.rand)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	e.checkNAT(sa, m.Payloads)
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
-		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: dh.Public()}, &Nonce{Data: sa.nr}},
+		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: sa.dh.Public()}, &Nonce{Data: sa.nr}},
 			e.natPayloads(sa.spiI, sa.spiR)...)}
-	resp, err := out.Encode()
+	if sa.initResp, err = out.Encode(); err != nil {
+		return nil, nil, err
+	}
+	if sa.peerKE == nil {
+		if err := sa.keyFrom(ke.Data); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sa, sa.initResp, nil
+}
+
+// keyFrom computes g^ir with the peer's public value and derives sa's keys.
+func (sa *ikeSA) keyFrom(peer []byte) error {
+	shared, err := sa.dh.Shared(peer)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
+	defer shared.Wipe()
+	skeyseed, err := SKEYSEED(sa.suite.PRF, sa.ni, sa.nr, shared)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	if err := sa.deriveKeys(skeyseed); err != nil {
-		return nil, nil, err
+	sa.dh, sa.peerKE = nil, nil
+	return sa.deriveKeys(skeyseed)
+}
+
+// loadKey is the DH key the engine answers with under load: one per
+// group, replaced after loadKeyLife. RFC 7296 §2.12 allows reusing a DH
+// value for a while to resist denial of service; we do it only while
+// cookies are demanded, so a quiet responder keeps a fresh key per SA.
+func (e *Engine) loadKey(now time.Time, g DHGroup) (*DHKey, error) {
+	if k := e.loadKeys[g]; k.key != nil && now.Sub(k.made) < loadKeyLife {
+		return k.key, nil
 	}
-	sa.initResp = resp
-	return sa, resp, nil
+	k, err := GenerateDH(g, e.rand)
+	if err != nil {
+		return nil, err
+	}
+	if e.loadKeys == nil {
+		e.loadKeys = map[DHGroup]loadKeyEntry{}
+	}
+	e.loadKeys[g] = loadKeyEntry{key: k, made: now}
+	return k, nil
 }
