@@ -322,3 +322,24 @@ func TestForgedInitErrorDoesNotEndTheExchange(t *testing.T) {
 		t.Errorf("last error %q", got)
 	}
 }
+
+// IKE_SA_INIT answers to requests we did not send (a responder answering
+// requests forged with our address) are dropped before the queue, so ours
+// is not lost among them.
+func TestOfferDropsForeignInitAnswers(t *testing.T) {
+	a, b := newPair(t, nil)
+	a.e.initiate(t0)
+
+	peer := netip.MustParseAddrPort("198.18.0.2:500")
+	for i := range 2 * queueLen {
+		m := &Message{SPIi: uint64(0x100 + i), Exchange: IKE_SA_INIT, Flags: FlagResponse,
+			Payloads: Payloads{&Notify{Kind: COOKIE, Data: bytes.Repeat([]byte{1}, 33)}}}
+		raw, _ := m.Encode()
+		a.e.Offer(raw, peer)
+	}
+	deliver(t, a, b, t0)
+	a.e.Offer(b.conn.out[0], peer)
+	if len(a.e.in.fresh)+len(a.e.in.known) != 1 || a.e.Status().Counters.Drops["unexpected"] != 2*queueLen {
+		t.Fatalf("queued %d+%d, dropped %v", len(a.e.in.fresh), len(a.e.in.known), a.e.Status().Counters.Drops)
+	}
+}

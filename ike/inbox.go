@@ -2,6 +2,7 @@ package ike
 
 import (
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +44,11 @@ type inbox struct {
 	cookiesSent  atomic.Uint64
 	cookieFailed atomic.Uint64    // wrong or stale cookies dropped by Offer
 	clock        func() time.Time // time.Now; tests hold it still
+	// initiating are the SPIi of our IKE_SA_INIT requests awaiting an
+	// answer: any other IKE_SA_INIT response is dropped before the queue
+	// (a responder flooded with forged requests from our address floods
+	// us with its answers to them).
+	initiating atomic.Pointer[[]uint64]
 }
 
 func newInbox() inbox {
@@ -63,6 +69,10 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) {
 		return
 	}
 	q := e.in.fresh
+	if h := Header(b); h.IsResponse() && h.Exchange() == IKE_SA_INIT && !e.awaitsInit(h.SPIi()) {
+		e.drops.add(DropUnexpected)
+		return
+	}
 	if Header(b).SPIr() != 0 {
 		q = e.in.known
 	} else if e.in.cookieMode.Load() && !e.admitInit(b, from) {
@@ -113,6 +123,34 @@ func (e *Engine) admitInit(b []byte, from netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// awaitsInit reports whether our IKE_SA_INIT request with this SPIi is
+// waiting for its answer.
+func (e *Engine) awaitsInit(spiI uint64) bool {
+	if p := e.in.initiating.Load(); p != nil {
+		for _, s := range *p {
+			if s == spiI {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// noteInitiating publishes the SPIi of our IKE_SA_INIT requests in
+// flight for Offer (engine goroutine; stores only on change).
+func (e *Engine) noteInitiating() {
+	var now []uint64
+	for _, sa := range e.sas {
+		if sa.initiator && sa.state == saConnecting && sa.spiR == 0 {
+			now = append(now, sa.spiI)
+		}
+	}
+	if p := e.in.initiating.Load(); p != nil && slices.Equal(*p, now) || p == nil && len(now) == 0 {
+		return
+	}
+	e.in.initiating.Store(&now)
 }
 
 // drop counts one datagram the engine goroutine did not process.

@@ -72,6 +72,7 @@ func (e *Engine) primary() *ikeSA {
 }
 
 func (e *Engine) publish() {
+	e.noteInitiating()
 	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters, HalfOpen: e.half.len()}
 	s.Counters.Exchanges = maps.Clone(e.counters.Exchanges)
 	if sa := e.primary(); sa != nil {

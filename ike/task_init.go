@@ -66,6 +66,7 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 		return
 	}
 	sa.initReq = raw
+	e.noteInitiating() // before the answer can arrive (inbox.go)
 	e.sendRaw(now, sa, IKE_SA_INIT, 0, raw,
 		func(now time.Time, m *Message, raw []byte, ps Payloads) {
 			e.initResponse(now, sa, group, tries, m, raw)
