@@ -24,6 +24,7 @@ import (
 func TestIKEv2RekeyUnderFloodLosesNothing(t *testing.T) {
 	p := startPair(t, pairOpt{keying: "ikev2", ikeExtra: "child_lifetime = \"3s\"\n"})
 	p.waitEstablished(15 * time.Second)
+	p.waitOneIKESA(t, 30*time.Second)
 	for _, s := range []*side{p.a, p.b} {
 		// The TUN device drops what its queue cannot hold while gresec's
 		// send pump waits for a CPU; on a busy 2-core machine that wait
@@ -84,7 +85,7 @@ func TestIKEv2RekeyUnderFloodLosesNothing(t *testing.T) {
 	}
 	if t.Failed() {
 		for _, s := range []*side{p.a, p.b} {
-			t.Logf("%s: CHILD_SA events:\n%s", s.ns.Name, grepLines(s.proc.Out.String(), "CHILD_SA"))
+			t.Logf("%s: SA events:\n%s", s.ns.Name, grepLines(s.proc.Out.String(), "SA"))
 		}
 	}
 }
