@@ -109,7 +109,7 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	k.ProposalText, k.Proposals = v.proposals("ike.proposals", ike.ProtoIKE, f.Proposals, DefaultProposals)
 	k.ESPProposalText, k.ESPProposals = v.proposals("ike.esp_proposals", ike.ProtoESP, f.ESPProposals, DefaultESPProposals)
 	k.Lifetime = v.duration("ike.lifetime", f.Lifetime, DefaultLifetime, time.Minute)
-	k.ChildLifetime = v.duration("ike.child_lifetime", f.ChildLifetime, DefaultChildLifetime, 10*time.Second)
+	k.ChildLifetime = v.duration("ike.child_lifetime", f.ChildLifetime, DefaultChildLifetime, 3*time.Second)
 	k.DPD = v.duration("ike.dpd", f.DPD, DefaultDPD, 0)
 	k.RetransmitTimeout = v.duration("ike.retransmit_timeout", f.RetransmitTimeout, DefaultRetransmitTimeout, 100*time.Millisecond)
 	k.RetransmitBase, k.RetransmitTries = DefaultRetransmitBase, DefaultRetransmitTries

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func saWithSPI(t testing.TB, spi uint32) *SA {
@@ -135,4 +136,135 @@ func TestDBDropsSurviveRemoval(t *testing.T) {
 	if d := db.Drops(); d["auth"] != 1 || d["replay"] != 2 {
 		t.Errorf("after removal: Drops = %v, want auth 1 replay 2", d)
 	}
+}
+
+// TestDBRetireInbound: a retired SA keeps accepting (Lookup finds it)
+// for its grace, behind the installed ones, then goes; at most
+// MaxDraining drain at once, the one retired first leaving first.
+func TestDBRetireInbound(t *testing.T) {
+	var db DB
+	cur, old := saWithSPI(t, 0x2), saWithSPI(t, 0x1)
+	db.AddInbound(old)
+	db.AddInbound(cur)
+	db.RetireInbound(0x999, time.Hour) // absent: no-op
+	db.RetireInbound(0x1, time.Hour)
+	if db.Lookup(0x1) != old || db.Lookup(0x2) != cur {
+		t.Fatal("Lookup does not find a draining SA")
+	}
+	if in := db.Inbound(); len(in) != 1 || in[0] != cur {
+		t.Fatalf("Inbound = %v, want only the installed SA", in)
+	}
+	if d := db.Draining(); len(d) != 1 || d[0].SA != old || time.Until(d[0].Until) < 59*time.Minute {
+		t.Fatalf("Draining = %+v", d)
+	}
+	if in := *db.inbound.Load(); in[0] != cur {
+		t.Error("the scan does not try the installed SA first")
+	}
+	db.RetireInbound(0x1, time.Hour) // already draining: no-op
+	if len(db.Draining()) != 1 {
+		t.Fatal("retiring twice")
+	}
+
+	// The cap: the oldest retirements go first, their drops kept.
+	var all []*SA
+	for spi := uint32(0x10); spi < 0x10+MaxDraining+2; spi++ {
+		sa := saWithSPI(t, spi)
+		sa.drops.add(DropReplay)
+		all = append(all, sa)
+		db.AddInbound(sa)
+		db.RetireInbound(spi, time.Hour)
+	}
+	d := db.Draining()
+	if len(d) != MaxDraining || d[0].SA != all[len(all)-1] || db.Lookup(0x1) != nil || db.Lookup(0x10) != nil || db.Lookup(0x11) != nil {
+		t.Fatalf("after %d retirements: %d draining, newest first %v", len(all)+1, len(d), d[0].SA == all[len(all)-1])
+	}
+	if got := db.Drops()["replay"]; got != uint64(len(all)) {
+		t.Errorf("replay drops %d, want %d (evicted SAs' drops kept)", got, len(all))
+	}
+
+	// Re-adding a draining SPI installs the new SA; removing one ends its
+	// drain at once.
+	again := saWithSPI(t, 0x15)
+	db.AddInbound(again)
+	if db.Lookup(0x15) != again || len(db.Draining()) != MaxDraining-1 {
+		t.Error("AddInbound did not replace the draining SA with its SPI")
+	}
+	db.RemoveInbound(0x14)
+	if db.Lookup(0x14) != nil {
+		t.Error("RemoveInbound left a draining SA")
+	}
+
+	// Grace ends.
+	short := saWithSPI(t, 0x99)
+	db.AddInbound(short)
+	db.RetireInbound(0x99, 20*time.Millisecond)
+	if db.Lookup(0x99) != short {
+		t.Fatal("not draining")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for db.Lookup(0x99) != nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if db.Lookup(0x99) != nil {
+		t.Fatal("a draining SA outlived its grace")
+	}
+	db.RetireInbound(0x2, 0) // no grace: removed at once
+	if db.Lookup(0x2) != nil {
+		t.Fatal("RetireInbound with no grace kept the SA")
+	}
+	db.FlushDraining()
+	if len(db.Draining()) != 0 || len(*db.inbound.Load()) != 1 || db.Lookup(0x15) != again {
+		t.Error("FlushDraining")
+	}
+	if got := db.Drops()["replay"]; got != uint64(len(all)) {
+		t.Errorf("replay drops %d after the flush, want %d", got, len(all))
+	}
+}
+
+// TestDBRetireConcurrent: lookups during retirements and expiries (run
+// with -race) always find the installed SA.
+func TestDBRetireConcurrent(t *testing.T) {
+	var db DB
+	stable := saWithSPI(t, 0xAAAA)
+	db.AddInbound(stable)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for !stop.Load() {
+			if db.Lookup(0xAAAA) != stable {
+				t.Error("installed SA not found during retirements")
+				return
+			}
+			_ = db.Lookup(0xBBBB)
+			_ = db.Drops()
+		}
+	})
+	for i := range 500 {
+		db.AddInbound(saWithSPI(t, 0xBBBB+uint32(i%8)))
+		db.RetireInbound(0xBBBB+uint32(i%8), time.Duration(i%3)*time.Millisecond)
+		_ = db.Draining()
+	}
+	time.Sleep(10 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	db.FlushDraining()
+}
+
+// BenchmarkLookup is the hot path's SA lookup: the installed SA found
+// first while MaxDraining retired SAs wait behind it; no allocation.
+func BenchmarkLookup(b *testing.B) {
+	var db DB
+	for spi := uint32(1); spi <= MaxDraining; spi++ {
+		db.AddInbound(saWithSPI(b, spi))
+		db.RetireInbound(spi, time.Hour)
+	}
+	cur := saWithSPI(b, 0x100)
+	db.AddInbound(cur)
+	b.ReportAllocs()
+	for b.Loop() {
+		if db.Lookup(0x100) != cur {
+			b.Fatal("lookup")
+		}
+	}
+	db.FlushDraining()
 }

@@ -198,7 +198,7 @@ func (p *pair) start(s *side) {
 	s.proc = proc
 	t.Cleanup(func() {
 		if s.proc != proc {
-			return // killed on purpose and restarted (p.kill)
+			return // killed on purpose and restarted (p.kill, the soak run)
 		}
 		if err := proc.Stop(5 * time.Second); err != nil {
 			t.Errorf("gresec did not stop cleanly on SIGTERM: %v\n%s", err, proc.Out)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
@@ -63,12 +64,21 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 // SupportsESP tells the engine which suites the esp package implements.
 func (t *Tunnel) SupportsESP(s ike.Suite) bool { return config.ESPSupported(s) }
 
-// RemoveChild retires a CHILD_SA. If it was still the one sending (a
-// delete, not a rekey), sending stops until a new one is installed.
+// DrainGrace is how long the inbound half of a removed CHILD_SA still
+// accepts packets, as strongSwan's delete_rekeyed_delay (5 s): the peer
+// may have sealed packets with it just before it switched to the new SA,
+// and they can reach us after the DELETE that retired it (they sat in its
+// send batch, or in our raw socket's queue while our IKE goroutine, on
+// another socket, already handled the DELETE).
+const DrainGrace = 5 * time.Second
+
+// RemoveChild retires a CHILD_SA. Its outbound half stops now: if it was
+// still the one sending (a delete, not a rekey), sending stops until a new
+// one is installed. Its inbound half drains for t.drainGrace, then goes.
 func (t *Tunnel) RemoveChild(spiIn uint32) error {
 	t.children.mu.Lock()
 	defer t.children.mu.Unlock()
-	t.sadb.RemoveInbound(spiIn)
+	t.sadb.RetireInbound(spiIn, t.drainGrace)
 	if out := t.children.out[spiIn]; out != nil && t.sadb.Outbound() == out {
 		t.sadb.SetOutbound(nil)
 	}

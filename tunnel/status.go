@@ -25,6 +25,7 @@ type Status struct {
 	Inner         Traffic           `json:"inner"`
 	Outbound      *SAStatus         `json:"outbound_sa,omitempty"`
 	Inbound       []SAStatus        `json:"inbound_sas,omitempty"`
+	Draining      []SAStatus        `json:"draining_inbound_sas,omitempty"` // retired, still accepting the peer's last packets
 	IKE           *IKEStatus        `json:"ike,omitempty"`
 	Drops         map[string]uint64 `json:"drops"`
 	ReadErrors    uint64            `json:"read_errors"`
@@ -102,6 +103,8 @@ type SAStatus struct {
 	ReplayWindow int               `json:"replay_window,omitempty"`
 	AgeSeconds   int64             `json:"age_seconds"`
 	Drops        map[string]uint64 `json:"drops,omitempty"`
+	// RemovedInSeconds is, for a draining inbound SA, when it goes.
+	RemovedInSeconds int64 `json:"removed_in_seconds,omitempty"`
 }
 
 // Status reads the counters; safe to call while the pumps run.
@@ -145,6 +148,12 @@ func (t *Tunnel) Status() Status {
 		}
 		for _, sa := range t.sadb.Inbound() {
 			s.Inbound = append(s.Inbound, saStatus(sa))
+		}
+		now := time.Now()
+		for _, d := range t.sadb.Draining() {
+			ds := saStatus(d.SA)
+			ds.RemovedInSeconds = secondsUntil(d.Until, now)
+			s.Draining = append(s.Draining, ds)
 		}
 	}
 	return s

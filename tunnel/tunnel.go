@@ -68,6 +68,7 @@ type Tunnel struct {
 	stats   stats
 
 	children   children                   // CHILD_SAs installed by IKE
+	drainGrace time.Duration              // a removed CHILD_SA's inbound half still accepts packets this long
 	ikeSock    *ikeSocket                 // UDP 500, for keying = "ikev2"
 	ike        atomic.Pointer[ike.Engine] // the running engine, nil before
 	ikeMu      sync.Mutex                 // guards ikeCfg and ikeRestart
@@ -82,7 +83,7 @@ type Tunnel struct {
 // New creates the TUN device and the raw socket and installs the static SAs.
 // It needs CAP_NET_ADMIN and CAP_NET_RAW.
 func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
-	t := &Tunnel{cfg: cfg, log: log, remote: cfg.Remote, started: time.Now(),
+	t := &Tunnel{cfg: cfg, log: log, remote: cfg.Remote, started: time.Now(), drainGrace: DrainGrace,
 		ikeCfg: ikeSettings{ike: cfg.IKE, replayWindow: cfg.ReplayWindow}}
 	if cfg.MSSClamp {
 		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
@@ -172,6 +173,11 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	cancel()
 	t.Close()
 	wg.Wait()
+	if t.sadb != nil {
+		// The engine's last deletes left inbound SAs draining: nothing
+		// arrives any more, so their timers have nothing to wait for.
+		t.sadb.FlushDraining()
+	}
 	return err
 }
 

@@ -130,6 +130,11 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 		fmt.Fprintf(w, "      #pkts decrypt: %d  #bytes: %d  highest seq: %d\n", sa.Packets, sa.Bytes, sa.Sequence)
 		printDrops(w, "      ", sa.Drops)
 	}
+	for _, sa := range st.Draining {
+		fmt.Fprintf(w, "\n   retired inbound esp sa: spi %s  draining, removed in %s\n", sa.SPI, secs(sa.RemovedInSeconds))
+		fmt.Fprintf(w, "      #pkts decrypt: %d  #bytes: %d  highest seq: %d\n", sa.Packets, sa.Bytes, sa.Sequence)
+		printDrops(w, "      ", sa.Drops)
+	}
 	fmt.Fprintf(w, "\n   tunnel drops:\n")
 	printDrops(w, "      ", st.Drops)
 }
