@@ -143,7 +143,9 @@ func (e *Engine) resolveChildRekey(now time.Time, sa *ikeSA, old, ours *childSA)
 				zap.Uint32("redundant_spi_in", ours.keys.SPIIn), zap.Uint32("survivor_spi_in", p.keys.SPIIn))...)
 			e.setChildState(ours, childRedundant)
 			replaced(p)
-			e.switchOutbound(p)
+			// Keep sending on ours, which the peer has installed, until
+			// the peer answers its DELETE: the peer may not have read our
+			// answer that made p yet (retireChild switches to p then).
 			e.deleteChild(now, sa, ours)
 			return // the peer won and deletes old
 		}
