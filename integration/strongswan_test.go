@@ -300,14 +300,21 @@ func TestStrongSwanIKETransforms(t *testing.T) {
 		{"aes192-sha384-prfsha512-modp3072", "AES_CBC", 192, "HMAC_SHA2_384_192", "PRF_HMAC_SHA2_512", "MODP_3072", true},
 		{"aes256-sha512-modp4096", "AES_CBC", 256, "HMAC_SHA2_512_256", "PRF_HMAC_SHA2_512", "MODP_4096", false},
 		{"chacha20poly1305-prfsha256-curve25519", "CHACHA20_POLY1305", 0, "", "PRF_HMAC_SHA2_256", "CURVE_25519", true},
+		// Several proposals as an array: numbered 1, 2 on the wire, so a
+		// responder that takes only the second finds it.
+		{`aes256gcm16-prfsha384-ecp384", "aes128-sha1-modp2048`, "AES_CBC", 128, "HMAC_SHA1_96", "PRF_HMAC_SHA1", "MODP_2048", true},
 	} {
 		role := "strongswan-initiates"
 		if tc.gresecInitiates {
 			role = "gresec-initiates"
 		}
-		t.Run(tc.proposal+"/"+role, func(t *testing.T) {
-			sp := startSwanPairConn(t, tc.gresecInitiates, fmt.Sprintf("proposals = [%q]\n", tc.proposal),
-				swan.Conn{IKEProposal: tc.proposal})
+		t.Run(strings.ReplaceAll(tc.proposal, `", "`, ",")+"/"+role, func(t *testing.T) {
+			swanProposal := tc.proposal
+			if i := strings.LastIndex(swanProposal, `"`); i >= 0 {
+				swanProposal = swanProposal[i+1:] // strongSwan takes only the last of gresec's list
+			}
+			sp := startSwanPairConn(t, tc.gresecInitiates, fmt.Sprintf("proposals = [\"%s\"]\n", tc.proposal),
+				swan.Conn{IKEProposal: swanProposal})
 			st, _ := sp.installed(t, "")
 			sas, _ := sp.charon.SAs()
 			s := sas[0]
@@ -315,7 +322,7 @@ func TestStrongSwanIKETransforms(t *testing.T) {
 				t.Errorf("strongSwan's IKE SA: %s-%d %q %s %s, want %s-%d %q %s %s", s.EncrAlg, s.EncrKey, s.IntegAlg, s.PRF, s.DHGroup,
 					tc.encr, tc.keySize, tc.integ, tc.prf, tc.group)
 			}
-			if want := tc.proposal; !strings.HasPrefix(st.IKE.Suite, want[:strings.IndexByte(want, '-')]) {
+			if want := swanProposal; !strings.HasPrefix(st.IKE.Suite, want[:strings.IndexByte(want, '-')]) {
 				t.Errorf("gresec's suite %q for %q", st.IKE.Suite, want)
 			}
 			sp.checkKeysAgree(t, st.Outbound.SPI)
