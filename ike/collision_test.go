@@ -132,7 +132,9 @@ func runSchedule(t *testing.T, sc scenario, forced []int) (trace, widths []int, 
 			widths = append(widths, len(opts))
 		}
 		names = append(names, opts[pick].name)
+		prevA, prevB := a.dp.out, b.dp.out
 		opts[pick].do()
+		sendsOnlyInstalled(t, a, b, prevA, prevB, names)
 		if t.Failed() {
 			return trace, widths, names
 		}
@@ -777,5 +779,42 @@ func TestCollisionWithoutOutboundSwitcher(t *testing.T) {
 	t.Logf("%d interleavings", explore(t, sc))
 	if warned == 0 {
 		t.Error("no warning about the missing SetOutbound")
+	}
+}
+
+// sendsOnlyInstalled: a side that has an SA the peer has installed sends
+// only on such an SA (or on one the peer has retired and drains):
+// otherwise its packets are esp_bad_spi at the peer.
+func sendsOnlyInstalled(t *testing.T, a, b *testPeer, prevA, prevB uint32, names []string) {
+	t.Helper()
+	if noSwitch {
+		return // without SetOutbound the data plane switches on install
+	}
+	for _, pr := range [][2]*testPeer{{a, b}, {b, a}} {
+		from, to := pr[0], pr[1]
+		prev := prevA
+		if from == b {
+			prev = prevB
+		}
+		if from.dp.out == 0 || prev == 0 {
+			continue // the first CHILD_SA: no SA to keep sending on
+		}
+		k, ok := from.dp.live[from.dp.out]
+		if !ok {
+			continue
+		}
+		if _, ok := to.dp.live[k.SPIOut]; ok || slices.Contains(to.dp.removed, k.SPIOut) {
+			continue
+		}
+		// Unavoidable when no other SA of ours is on both sides.
+		alt := false
+		for _, o := range from.dp.live {
+			if _, ok := to.dp.live[o.SPIOut]; ok && o.SPIOut != k.SPIOut {
+				alt = true
+			}
+		}
+		if alt {
+			t.Errorf("%s sends on %#x, which %s has not installed, while it has another; schedule: %s", from.name, k.SPIOut, to.name, strings.Join(names, " "))
+		}
 	}
 }

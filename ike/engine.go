@@ -200,6 +200,8 @@ type Engine struct {
 	// data plane sends on (0: none).
 	outSPI   uint32
 	warnedSw bool
+	// pendingOut waits to send until the peer has it (switchOutbound).
+	pendingOut *childSA
 
 	retryAt time.Time // initiator: reconnect after a failure
 	// unknownSPI carries NoteUnknownSPI to the engine goroutine.
@@ -660,6 +662,7 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		return
 	default:
 		sa.lastRecv = now
+		e.proven(sa) // its request follows our answers: it has their CHILD_SAs
 		if u := inner.UnsupportedCritical(); u != nil {
 			resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}
 			break

@@ -76,6 +76,11 @@ type childSA struct {
 	// in flight: a collision, resolved when our exchange completes.
 	peerRekey *childSA
 	lastIn    uint64
+	// peerHas: the peer has installed it, so we may send on it: we
+	// initiated the exchange that made it (the peer installs before it
+	// answers), ESP arrived on it, or the peer sent a request after our
+	// answer that made it (it has read that answer).
+	peerHas bool
 }
 
 func (sa *ikeSA) keyed() bool { return sa.out != nil }

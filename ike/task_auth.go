@@ -223,8 +223,10 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	keys := e.childKeys(spiIn, be32(chosen.SPI), i2r, r2i, suite) // we answer: i->r is inbound
-	if _, ok := e.dp.(OutboundSwitcher); ok && rekey {
-		keys.KeepOutbound = true // until the initiator deletes the old SA (retireChild switches)
+	if _, ok := e.dp.(OutboundSwitcher); ok && (rekey || e.outSPI != 0) {
+		// Keep sending on the SA the peer has until it has this one
+		// (task_info.go: switchOutbound waits for the proof).
+		keys.KeepOutbound = true
 	}
 	c, err := e.installChild(now, sa, keys, ni, nr)
 	if err != nil {
@@ -311,7 +313,11 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 	} else {
 		keys.KeyIn, keys.KeyOut = i2r, r2i
 	}
-	return e.installChild(now, sa, keys, ni, nr)
+	c, err := e.installChild(now, sa, keys, ni, nr)
+	if c != nil {
+		c.peerHas = true // it answered: it has installed its side
+	}
+	return c, err
 }
 
 func (e *Engine) childKeys(spiIn, spiOut uint32, keyIn, keyOut Secret, s Suite) ChildKeys {

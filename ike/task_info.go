@@ -96,8 +96,16 @@ func (e *Engine) retireChild(sa *ikeSA, c *childSA) {
 	}
 	e.setChildState(c, childGone)
 	if c.keys.SPIIn == e.outSPI {
-		if alt := e.bestChild(); alt != nil {
-			e.switchOutbound(alt)
+		// Send on the best SA the peer is known to have; if that is not
+		// the best one, move on when the peer has that (switchPending).
+		best, proven := e.bestChild(false), e.bestChild(true)
+		switch {
+		case best == nil:
+		case best.peerHas || proven == nil:
+			e.forceOutbound(best)
+		default:
+			e.forceOutbound(proven)
+			e.pendingOut = best
 		}
 	}
 	if err := e.dp.RemoveChild(c.keys.SPIIn); err != nil {
@@ -111,8 +119,9 @@ func (e *Engine) retireChild(sa *ikeSA, c *childSA) {
 }
 
 // bestChild is the CHILD_SA that should send: the newest one that is not
-// on its way out, on an IKE SA that stays.
-func (e *Engine) bestChild() *childSA {
+// on its way out, on an IKE SA that stays; if proven, among those the peer
+// is known to have.
+func (e *Engine) bestChild(proven bool) *childSA {
 	var best *childSA
 	rank := func(sa *ikeSA, c *childSA) int {
 		r := 0
@@ -127,7 +136,7 @@ func (e *Engine) bestChild() *childSA {
 	bestRank := -1
 	for _, sa := range e.sas {
 		for _, c := range sa.children {
-			if c.state == childGone {
+			if c.state == childGone || proven && !c.peerHas {
 				continue
 			}
 			if r := rank(sa, c); r > bestRank || r == bestRank && c.seq > best.seq {
@@ -138,10 +147,45 @@ func (e *Engine) bestChild() *childSA {
 	return best
 }
 
-// switchOutbound makes c's outbound SA the sending one.
+// switchOutbound makes c's outbound SA the sending one as soon as the
+// peer has installed it (peerHas); until then the current one keeps
+// sending (it is on both sides) and c waits in e.pendingOut.
 func (e *Engine) switchOutbound(c *childSA) {
 	if c == nil || c.state == childGone || c.keys.SPIIn == e.outSPI {
 		return
+	}
+	if !c.peerHas && e.outSPI != 0 {
+		e.pendingOut = c
+		return
+	}
+	e.forceOutbound(c)
+}
+
+// proven records that the peer has the CHILD_SAs of sa (it sent a new
+// request, after our answers), and makes a waiting switch happen.
+func (e *Engine) proven(sa *ikeSA) {
+	for _, c := range sa.children {
+		c.peerHas = true
+	}
+	e.switchPending()
+}
+
+func (e *Engine) switchPending() {
+	if c := e.pendingOut; c != nil && (c.peerHas || c.state == childGone) {
+		e.pendingOut = nil
+		if c.state != childGone && e.bestChild(false) == c {
+			e.forceOutbound(c)
+		}
+	}
+}
+
+// forceOutbound switches sending to c now.
+func (e *Engine) forceOutbound(c *childSA) {
+	if c == nil || c.state == childGone || c.keys.SPIIn == e.outSPI {
+		return
+	}
+	if e.pendingOut == c {
+		e.pendingOut = nil
 	}
 	sw, ok := e.dp.(OutboundSwitcher)
 	if !ok {
@@ -237,8 +281,10 @@ func (e *Engine) timers(now time.Time, sa *ikeSA) {
 		if in != c.lastIn {
 			c.lastIn = in
 			sa.lastRecv = now
+			c.peerHas = true // the peer sends on it: it has it
 		}
 	}
+	e.switchPending()
 	if sa.req != nil || len(sa.queue) > 0 {
 		return
 	}
