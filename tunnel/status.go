@@ -116,7 +116,7 @@ func (t *Tunnel) Status() Status {
 		s.MSS4, s.MSS6 = c.MSS4(), c.MSS6()
 	}
 	for d := range numDrops {
-		s.Drops[dropNames[d]] = t.stats.drops[d].Load()
+		s.Drops[d.String()] = t.stats.drops[d].Load()
 	}
 	if e := t.ike.Load(); e != nil {
 		s.IKE = t.ikeStatus(e.Status(), time.Now())
