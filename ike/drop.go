@@ -18,6 +18,10 @@ const (
 	DropBadKE                                // KE payload not a valid public value of its group
 	DropUnexpected                           // a response to no request of ours, or the wrong exchange
 	DropRateLimited                          // an unprotected notification beyond the hint rate
+	// DropNoEngine: read by the socket while no engine ran (start, reload).
+	// The tunnel, which owns the socket, counts these; the engine's own
+	// count stays 0.
+	DropNoEngine
 	numDropReasons
 )
 
@@ -33,6 +37,7 @@ var dropNames = [numDropReasons]string{
 	DropBadKE:              "bad_ke",
 	DropUnexpected:         "unexpected",
 	DropRateLimited:        "rate_limited",
+	DropNoEngine:           "no_engine",
 }
 
 func (r DropReason) String() string {

@@ -113,54 +113,6 @@ type Config struct {
 	RetransmitBase  float64
 }
 
-// Status is a snapshot for `gresec status`.
-type Status struct {
-	State       string // "idle", "connecting", "established"
-	SPIi, SPIr  uint64
-	Suite       string
-	ESPSuite    string
-	Established time.Time
-	RekeyAt     time.Time // when we will next rekey the IKE SA (zero if not scheduled)
-	Children    []ChildStatus
-	LastError   string
-	HalfOpen    int // responder IKE SAs awaiting IKE_AUTH
-	Counters    Counters
-}
-
-// ChildStatus describes one installed CHILD_SA.
-type ChildStatus struct {
-	SPIIn, SPIOut uint32
-	State         string // installed, rekeying, rekeyed, redundant, deleting
-	Transform     string
-	Installed     time.Time
-	RekeyAt       time.Time // when we will rekey this CHILD_SA by time (zero: never)
-	ExpiresAt     time.Time // hard expiry (lifetime; zero: none)
-	LifetimeBytes uint64    // byte limit (0: none)
-}
-
-// Counters count what happened, bad input included. Received counts every
-// datagram read from the socket; each one not processed counts once in
-// Dropped and, by reason, in Drops.
-type Counters struct {
-	Received, Sent, Retransmits, Dropped, AuthFailures, Rekeys uint64
-	Drops                                                      map[string]uint64
-	DPDFailures                                                uint64 // liveness checks the peer did not answer
-	InvalidSyntax                                              uint64 // requests that decrypted but did not parse (answered INVALID_SYNTAX)
-	BadTransitions                                             uint64 // invalid SA state changes: bugs (state.go)
-	// Exchanges counts finished exchanges; Status returns a copy.
-	Exchanges map[ExchangeKey]uint64
-}
-
-// ExchangeKey classifies one finished exchange.
-type ExchangeKey struct {
-	Exchange  string // "IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL"
-	Initiated bool   // we sent the request
-	// Result is "ok", the error notify that ended it ("NO_PROPOSAL_CHOSEN",
-	// "AUTHENTICATION_FAILED", "TS_UNACCEPTABLE", "INVALID_KE_PAYLOAD",
-	// "TEMPORARY_FAILURE", ...), "COOKIE" for a cookie demand, or "timeout".
-	Result string
-}
-
 const (
 	defaultRetransmit = 2 * time.Second
 	defaultTries      = 5

@@ -1,6 +1,122 @@
 package ike
 
-import "maps"
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The engine's status is the one model of its state: tunnel.Status embeds
+// Counters and ExchangeCount as they are (their JSON names are defined
+// here), and `gresec status`, its --json and the Prometheus metrics all
+// render that one snapshot. A counter added to Counters must reach all
+// three; cmd/gresec's TestEveryIKECounterIsRendered fails until it does.
+
+// Status is a snapshot for `gresec status`.
+type Status struct {
+	State       State
+	SPIi, SPIr  uint64
+	Suite       string
+	ESPSuite    string
+	Established time.Time
+	RekeyAt     time.Time // when we will next rekey the IKE SA (zero if not scheduled)
+	Children    []ChildStatus
+	LastError   string
+	HalfOpen    int // responder IKE SAs awaiting IKE_AUTH
+	Counters    Counters
+}
+
+// State sums up the IKE SA that Status describes (Engine.primary). The
+// names of the two SA states are those of saConnecting and saEstablished
+// (state.go); a test holds them equal.
+type State string
+
+const (
+	StateIdle        State = "idle"        // no IKE SA
+	StateConnecting  State = "connecting"  // IKE_SA_INIT or IKE_AUTH under way
+	StateEstablished State = "established" // authenticated (it may be being rekeyed or deleted)
+)
+
+// States lists every State, for renderers that show each one.
+func States() []State { return []State{StateIdle, StateConnecting, StateEstablished} }
+
+func (s State) String() string { return string(s) }
+
+// ChildStatus describes one installed CHILD_SA.
+type ChildStatus struct {
+	SPIIn, SPIOut uint32
+	State         string // childState.String(): installed, rekeying, rekeyed, redundant, deleting
+	Transform     string
+	Installed     time.Time
+	RekeyAt       time.Time // when we will rekey this CHILD_SA by time (zero: never)
+	ExpiresAt     time.Time // hard expiry (lifetime; zero: none)
+	LifetimeBytes uint64    // byte limit (0: none)
+}
+
+// Counters count what happened, bad input included. Received counts every
+// datagram read from the socket; each one not processed counts once in
+// Dropped and, by reason, in Drops. The JSON names are those of
+// `gresec status --json` ("ike"."counters").
+type Counters struct {
+	Received    uint64 `json:"received"` // datagrams read from the socket
+	Sent        uint64 `json:"sent"`     // datagrams sent, retransmissions included
+	Retransmits uint64 `json:"retransmits"`
+	Dropped     uint64 `json:"dropped"`
+	// Drops break Dropped down by reason (DropReason.String), every reason
+	// present.
+	Drops          map[string]uint64 `json:"drops"`
+	InvalidSyntax  uint64            `json:"invalid_syntax"` // requests that decrypted but did not parse (answered INVALID_SYNTAX)
+	AuthFailures   uint64            `json:"auth_failures"`
+	Rekeys         uint64            `json:"rekeys"`          // IKE and CHILD SA rekeys completed
+	DPDFailures    uint64            `json:"dpd_failures"`    // liveness checks the peer did not answer
+	BadTransitions uint64            `json:"bad_transitions"` // invalid SA state changes: bugs (state.go)
+	// Exchanges counts finished exchanges; Status returns a copy. JSON
+	// carries it as the sorted list ExchangeCounts ("ike"."exchanges").
+	Exchanges map[ExchangeKey]uint64 `json:"-"`
+}
+
+// ExchangeKey classifies one finished exchange.
+type ExchangeKey struct {
+	Exchange  string // "IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL"
+	Initiated bool   // we sent the request
+	// Result is "ok", the error notify that ended it ("NO_PROPOSAL_CHOSEN",
+	// "AUTHENTICATION_FAILED", "TS_UNACCEPTABLE", "INVALID_KE_PAYLOAD",
+	// "TEMPORARY_FAILURE", ...), "COOKIE" for a cookie demand, or "timeout".
+	Result string
+}
+
+// ExchangeCount is how many exchanges of one kind ended one way: one entry
+// of Counters.Exchanges, as JSON and the renderers show it.
+type ExchangeCount struct {
+	Exchange  string `json:"exchange"`
+	Initiated bool   `json:"initiated"`
+	Result    string `json:"result"`
+	Count     uint64 `json:"count"`
+}
+
+// ExchangeCounts lists Exchanges sorted by exchange, result, then
+// answered before initiated.
+func (c *Counters) ExchangeCounts() []ExchangeCount {
+	var out []ExchangeCount
+	for k, n := range c.Exchanges {
+		out = append(out, ExchangeCount{Exchange: k.Exchange, Initiated: k.Initiated, Result: k.Result, Count: n})
+	}
+	slices.SortFunc(out, func(a, b ExchangeCount) int {
+		return cmp.Or(cmp.Compare(a.Exchange, b.Exchange), cmp.Compare(a.Result, b.Result), boolCmp(a.Initiated, b.Initiated))
+	})
+	return out
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
 
 // Status returns a snapshot of the engine's state. The Exchanges map is
 // the caller's own copy.
@@ -73,13 +189,13 @@ func (e *Engine) primary() *ikeSA {
 
 func (e *Engine) publish() {
 	e.noteInitiating()
-	s := Status{State: "idle", LastError: e.lastErr, Counters: e.counters, HalfOpen: e.half.len()}
+	s := Status{State: StateIdle, LastError: e.lastErr, Counters: e.counters, HalfOpen: e.half.len()}
 	s.Counters.Exchanges = maps.Clone(e.counters.Exchanges)
 	if sa := e.primary(); sa != nil {
-		s.State = "connecting"
+		s.State = StateConnecting
 		s.SPIi, s.SPIr = sa.spiI, sa.spiR
 		if sa.state != saConnecting {
-			s.State = "established"
+			s.State = StateEstablished
 			s.Established = sa.establishedAt
 			s.Suite = sa.suite.String()
 			if sa.usable() && e.cfg.Lifetime > 0 {

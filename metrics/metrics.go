@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -33,7 +34,8 @@ type desc struct {
 	ikeState, ikeAge, ikeRekeyIn, ikeChildren      *prometheus.Desc
 	ikeMessages, ikeExchanges, ikeRetransmits      *prometheus.Desc
 	ikeDropped, ikeAuthFailures, ikeRekeys, ikeDPD *prometheus.Desc
-	saPackets, saBytes, saAge, saReplayDrops       *prometheus.Desc
+	ikeInvalidSyntax, ikeBadTransitions, ikeHalf   *prometheus.Desc
+	saPackets, saBytes, saAge, saDrops             *prometheus.Desc
 	childRekeyIn, childBytesLeft                   *prometheus.Desc
 	keepaliveUp, keepaliveDowns                    *prometheus.Desc
 	keepalivesSent, keepalivesReplied              *prometheus.Desc
@@ -71,10 +73,13 @@ func NewCollector(src Source) prometheus.Collector {
 		ikeAuthFailures:     newDesc("ike_auth_failures_total", "IKE_AUTH exchanges that failed authentication.", "interface"),
 		ikeRekeys:           newDesc("ike_rekeys_total", "IKE and CHILD SA rekeys completed.", "interface"),
 		ikeDPD:              newDesc("ike_dpd_failures_total", "Liveness checks the peer did not answer.", "interface"),
+		ikeInvalidSyntax:    newDesc("ike_invalid_syntax_total", "IKE requests that decrypted but did not parse (answered INVALID_SYNTAX).", "interface"),
+		ikeBadTransitions:   newDesc("ike_bad_transitions_total", "Invalid IKE or CHILD SA state changes: bugs, to be reported.", "interface"),
+		ikeHalf:             newDesc("ike_half_open_sas", "Responder IKE SAs awaiting IKE_AUTH.", "interface"),
 		saPackets:           newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saBytes:             newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saAge:               newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
-		saReplayDrops:       newDesc("esp_sa_drops_total", "Packets an inbound ESP SA refused, by reason.", "interface", "spi", "reason"),
+		saDrops:             newDesc("esp_sa_drops_total", "Packets an inbound ESP SA refused, by reason.", "interface", "spi", "reason"),
 		childRekeyIn:        newDesc("child_sa_rekey_in_seconds", "Seconds until a CHILD_SA is rekeyed by time.", "interface", "spi_in"),
 		childBytesLeft:      newDesc("child_sa_bytes_left", "Bytes a CHILD_SA may still carry before its byte rekey.", "interface", "spi_in"),
 		keepaliveUp:         newDesc("keepalive_up", "1 while GRE keepalives come back (the interface has carrier), 0 while they do not; absent when keepalives are off.", "interface"),
@@ -139,7 +144,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.saBytes, in.Bytes, "in", in.SPI)
 		gauge(d.saAge, float64(in.AgeSeconds), "in", in.SPI)
 		for reason, n := range in.Drops {
-			counter(d.saReplayDrops, n, in.SPI, reason)
+			counter(d.saDrops, n, in.SPI, reason)
 		}
 	}
 
@@ -147,20 +152,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if k == nil {
 		return
 	}
-	for _, st := range []string{"idle", "connecting", "established"} {
+	for _, st := range ike.States() {
 		v := 0.0
 		if k.State == st {
 			v = 1
 		}
-		gauge(d.ikeState, v, st)
+		gauge(d.ikeState, v, st.String())
 	}
-	if k.State == "established" {
+	if k.State == ike.StateEstablished {
 		gauge(d.ikeAge, float64(k.AgeSeconds))
 		if k.RekeyInSeconds > 0 {
 			gauge(d.ikeRekeyIn, float64(k.RekeyInSeconds))
 		}
 	}
 	gauge(d.ikeChildren, float64(k.Children))
+	gauge(d.ikeHalf, float64(k.HalfOpen))
 	counter(d.ikeMessages, k.Counters.Received, "received")
 	counter(d.ikeMessages, k.Counters.Sent, "sent")
 	counter(d.ikeRetransmits, k.Counters.Retransmits)
@@ -170,6 +176,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.ikeAuthFailures, k.Counters.AuthFailures)
 	counter(d.ikeRekeys, k.Counters.Rekeys)
 	counter(d.ikeDPD, k.Counters.DPDFailures)
+	counter(d.ikeInvalidSyntax, k.Counters.InvalidSyntax)
+	counter(d.ikeBadTransitions, k.Counters.BadTransitions)
 	for _, e := range k.Exchanges {
 		counter(d.ikeExchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
 	}

@@ -36,6 +36,14 @@ var dropNames = [numDrops]string{
 	dropTUNWriteError:  "tun_write_error",
 }
 
+// String is the drop's name in `gresec status` and gresec_drops_total.
+func (d drop) String() string {
+	if d >= 0 && d < numDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
 // stats are the tunnel's own counters. Each pump owns the counters it
 // writes; atomics only make them safe to read from the status server.
 type stats struct {

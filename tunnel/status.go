@@ -1,9 +1,8 @@
 package tunnel
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
+	"maps"
 	"time"
 
 	"github.com/gresec/gresec/esp"
@@ -32,21 +31,23 @@ type Status struct {
 	Keepalive     *KeepaliveStatus  `json:"keepalive,omitempty"`
 }
 
-// IKEStatus is the IKE SA, for keying = "ikev2".
+// IKEStatus is the IKE SA, for keying = "ikev2": the engine's snapshot
+// (ike.Status) with times made relative and SPIs in hex. Its counters are
+// the engine's own type, so nothing the engine counts can be lost here.
 type IKEStatus struct {
-	State          string          `json:"state"`
-	SPIi           string          `json:"spi_i,omitempty"`
-	SPIr           string          `json:"spi_r,omitempty"`
-	Suite          string          `json:"suite,omitempty"`
-	ESPSuite       string          `json:"esp_suite,omitempty"`
-	AgeSeconds     int64           `json:"age_seconds,omitempty"`
-	RekeyInSeconds int64           `json:"rekey_in_seconds,omitempty"`
-	LastError      string          `json:"last_error,omitempty"`
-	Children       int             `json:"children"`
-	ChildSAs       []ChildSAStatus `json:"child_sas,omitempty"`
-	HalfOpen       int             `json:"half_open"` // responder IKE SAs awaiting IKE_AUTH
-	Counters       IKECounters     `json:"counters"`
-	Exchanges      []ExchangeCount `json:"exchanges,omitempty"`
+	State          ike.State           `json:"state"` // idle, connecting, established
+	SPIi           string              `json:"spi_i,omitempty"`
+	SPIr           string              `json:"spi_r,omitempty"`
+	Suite          string              `json:"suite,omitempty"`
+	ESPSuite       string              `json:"esp_suite,omitempty"`
+	AgeSeconds     int64               `json:"age_seconds,omitempty"`
+	RekeyInSeconds int64               `json:"rekey_in_seconds,omitempty"`
+	LastError      string              `json:"last_error,omitempty"`
+	Children       int                 `json:"children"`
+	ChildSAs       []ChildSAStatus     `json:"child_sas,omitempty"`
+	HalfOpen       int                 `json:"half_open"` // responder IKE SAs awaiting IKE_AUTH
+	Counters       IKECounters         `json:"counters"`
+	Exchanges      []ike.ExchangeCount `json:"exchanges,omitempty"` // Counters.Exchanges, sorted
 }
 
 // ChildSAStatus is one CHILD_SA's lifetime, like IOS's "sa timing:
@@ -54,7 +55,7 @@ type IKEStatus struct {
 type ChildSAStatus struct {
 	SPIIn            string `json:"spi_in"`
 	SPIOut           string `json:"spi_out"`
-	State            string `json:"state"` // installed, rekeying, rekeyed, redundant, deleting
+	State            string `json:"state"` // installed, rekeying, rekeyed, redundant, deleting (ike/state.go)
 	Transform        string `json:"transform"`
 	AgeSeconds       int64  `json:"age_seconds"`
 	RekeyInSeconds   int64  `json:"rekey_in_seconds,omitempty"`
@@ -63,27 +64,12 @@ type ChildSAStatus struct {
 	BytesLeft        uint64 `json:"bytes_left,omitempty"`
 }
 
-// IKECounters count IKE datagrams and events.
-type IKECounters struct {
-	Received    uint64 `json:"received"`
-	Sent        uint64 `json:"sent"`
-	Retransmits uint64 `json:"retransmits"`
-	Dropped     uint64 `json:"dropped"`
-	// Drops break Dropped down by reason (every reason present).
-	Drops         map[string]uint64 `json:"drops"`
-	InvalidSyntax uint64            `json:"invalid_syntax"`
-	AuthFailures  uint64            `json:"auth_failures"`
-	Rekeys        uint64            `json:"rekeys"`
-	DPDFailures   uint64            `json:"dpd_failures"`
-}
+// IKECounters count IKE datagrams and events: the engine's counters, with
+// the datagrams read while no engine ran added in (ike.DropNoEngine).
+type IKECounters = ike.Counters
 
 // ExchangeCount is how many exchanges of one kind ended one way.
-type ExchangeCount struct {
-	Exchange  string `json:"exchange"`
-	Initiated bool   `json:"initiated"`
-	Result    string `json:"result"`
-	Count     uint64 `json:"count"`
-}
+type ExchangeCount = ike.ExchangeCount
 
 // Traffic counts inner packets crossing the tunnel.
 type Traffic struct {
@@ -130,7 +116,7 @@ func (t *Tunnel) Status() Status {
 		s.MSS4, s.MSS6 = c.MSS4(), c.MSS6()
 	}
 	for d := range numDrops {
-		s.Drops[dropNames[d]] = t.stats.drops[d].Load()
+		s.Drops[d.String()] = t.stats.drops[d].Load()
 	}
 	if e := t.ike.Load(); e != nil {
 		s.IKE = t.ikeStatus(e.Status(), time.Now())
@@ -174,8 +160,25 @@ func saStatus(sa *esp.SA) SAStatus {
 }
 
 func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
+	k := NewIKEStatus(is, now, t.ChildBytes)
+	if t.ikeSock != nil {
+		// Read while no engine ran (start, reload): dropped before any.
+		n := t.ikeSock.orphans.Load()
+		k.Counters.Received += n
+		k.Counters.Dropped += n
+		if k.Counters.Drops == nil {
+			k.Counters.Drops = map[string]uint64{}
+		}
+		k.Counters.Drops[ike.DropNoEngine.String()] += n
+	}
+	return k
+}
+
+// NewIKEStatus renders the engine's snapshot at now. childBytes (nil:
+// none) reports a CHILD_SA's traffic, for the bytes left of its lifetime.
+func NewIKEStatus(is ike.Status, now time.Time, childBytes func(spiIn uint32) (in, out uint64)) *IKEStatus {
 	k := &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children),
-		HalfOpen: is.HalfOpen}
+		HalfOpen: is.HalfOpen, Counters: is.Counters, Exchanges: is.Counters.ExchangeCounts()}
 	if is.SPIi != 0 {
 		k.SPIi, k.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
 	}
@@ -185,25 +188,10 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 	if !is.RekeyAt.IsZero() {
 		k.RekeyInSeconds = secondsUntil(is.RekeyAt, now)
 	}
-	c := is.Counters
-	k.Counters = IKECounters{Received: c.Received, Sent: c.Sent, Retransmits: c.Retransmits,
-		Dropped: c.Dropped, Drops: c.Drops, InvalidSyntax: c.InvalidSyntax, AuthFailures: c.AuthFailures, Rekeys: c.Rekeys, DPDFailures: c.DPDFailures}
-	if t.ikeSock != nil {
-		// Read while no engine ran (start, reload): dropped before any.
-		n := t.ikeSock.orphans.Load()
-		k.Counters.Received += n
-		k.Counters.Dropped += n
-		if k.Counters.Drops == nil {
-			k.Counters.Drops = map[string]uint64{}
-		}
-		k.Counters.Drops["no_engine"] = n
-	}
-	for key, n := range c.Exchanges {
-		k.Exchanges = append(k.Exchanges, ExchangeCount{Exchange: key.Exchange, Initiated: key.Initiated, Result: key.Result, Count: n})
-	}
-	slices.SortFunc(k.Exchanges, func(a, b ExchangeCount) int {
-		return cmp.Or(cmp.Compare(a.Exchange, b.Exchange), cmp.Compare(a.Result, b.Result), boolCmp(a.Initiated, b.Initiated))
-	})
+	k.Counters.Drops = maps.Clone(is.Counters.Drops) // the tunnel adds to it
+	// Exchanges travel as the sorted list, in process as in JSON, so that
+	// every renderer reads the same field.
+	k.Counters.Exchanges = nil
 	for _, ch := range is.Children {
 		cs := ChildSAStatus{SPIIn: fmt.Sprintf("0x%08x", ch.SPIIn), SPIOut: fmt.Sprintf("0x%08x", ch.SPIOut), State: ch.State,
 			Transform: ch.Transform, AgeSeconds: int64(now.Sub(ch.Installed).Seconds()), LifetimeBytes: ch.LifetimeBytes}
@@ -213,10 +201,10 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 		if !ch.ExpiresAt.IsZero() {
 			cs.ExpiresInSeconds = secondsUntil(ch.ExpiresAt, now)
 		}
-		if ch.LifetimeBytes > 0 {
+		if ch.LifetimeBytes > 0 && childBytes != nil {
 			// Each direction counts against the limit on its own, as
 			// with IOS's per-SA "remaining key lifetime".
-			in, out := t.ChildBytes(ch.SPIIn)
+			in, out := childBytes(ch.SPIIn)
 			if used := max(in, out); used < ch.LifetimeBytes {
 				cs.BytesLeft = ch.LifetimeBytes - used
 			}
@@ -224,16 +212,6 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 		k.ChildSAs = append(k.ChildSAs, cs)
 	}
 	return k
-}
-
-func boolCmp(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case a:
-		return 1
-	}
-	return -1
 }
 
 // secondsUntil is how long until t, at least 1: a due event shows as

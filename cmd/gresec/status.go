@@ -102,8 +102,11 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 			fmt.Fprintln(w)
 		}
 		n := k.Counters
-		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures\n",
-			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures)
+		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures, %d invalid syntax\n",
+			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures, n.InvalidSyntax)
+		if n.BadTransitions > 0 {
+			fmt.Fprintf(w, "      BUG: %d invalid SA state transitions (see the log)\n", n.BadTransitions)
+		}
 		if n.Dropped > 0 {
 			nonzero := map[string]uint64{}
 			for r, c := range n.Drops {
@@ -114,6 +117,7 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 			fmt.Fprintln(w, "      ike drops:")
 			printDrops(w, "        ", nonzero)
 		}
+		printExchanges(w, k.Exchanges)
 		if k.HalfOpen > 0 {
 			fmt.Fprintf(w, "      half-open IKE SAs: %d\n", k.HalfOpen)
 		}
@@ -137,6 +141,28 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	}
 	fmt.Fprintf(w, "\n   tunnel drops:\n")
 	printDrops(w, "      ", st.Drops)
+}
+
+// printExchanges lists finished exchanges by who asked, as
+// "IKE_AUTH ok 1": the requests we sent, then those we answered.
+func printExchanges(w io.Writer, xs []tunnel.ExchangeCount) {
+	for _, ours := range []bool{true, false} {
+		counts := map[string]uint64{}
+		for _, x := range xs {
+			if x.Initiated == ours {
+				counts[x.Exchange+" "+x.Result] += x.Count
+			}
+		}
+		if len(counts) == 0 {
+			continue
+		}
+		if ours {
+			fmt.Fprintln(w, "      ike exchanges we initiated:")
+		} else {
+			fmt.Fprintln(w, "      ike exchanges the peer initiated:")
+		}
+		printDrops(w, "        ", counts)
+	}
 }
 
 func printDrops(w io.Writer, indent string, drops map[string]uint64) {
