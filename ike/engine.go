@@ -229,7 +229,7 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
 	e.in = newInbox()
 	e.unknownSPI = make(chan uint32, 1)
-	e.status.State = "idle"
+	e.status.State = StateIdle
 	e.counters.Exchanges = map[ExchangeKey]uint64{}
 	return e
 }
