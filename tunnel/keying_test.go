@@ -30,10 +30,10 @@ func ikePipe(t *testing.T, grace time.Duration) (a, b *Tunnel) {
 func child(t *testing.T, a, b *Tunnel, spiA, spiB uint32) {
 	t.Helper()
 	kAB, kBA := bytes.Repeat([]byte{byte(spiA)}, 36), bytes.Repeat([]byte{byte(spiB)}, 36)
-	if err := b.InstallChild(ike.ChildKeys{SPIIn: spiB, SPIOut: spiA, KeyIn: kAB, KeyOut: kBA, ReplayWindow: 1024, KeepOutbound: true}); err != nil {
+	if err := b.InstallChild(ike.ChildKeys{Suite: gcm256, SPIIn: spiB, SPIOut: spiA, KeyIn: kAB, KeyOut: kBA, ReplayWindow: 1024, KeepOutbound: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.InstallChild(ike.ChildKeys{SPIIn: spiA, SPIOut: spiB, KeyIn: kBA, KeyOut: kAB, ReplayWindow: 1024}); err != nil {
+	if err := a.InstallChild(ike.ChildKeys{Suite: gcm256, SPIIn: spiA, SPIOut: spiB, KeyIn: kBA, KeyOut: kAB, ReplayWindow: 1024}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -160,3 +160,6 @@ func TestRemoveChildWhileSendingStopsSendingAtOnce(t *testing.T) {
 		t.Errorf("after a flush: inbound %+v, draining %+v", st.Inbound, st.Draining)
 	}
 }
+
+// gcm256 is the suite the tests' CHILD_SAs were negotiated with.
+var gcm256 = ike.Suite{Encr: ike.ENCR_AES_GCM_16, KeyBits: 256}
