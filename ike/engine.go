@@ -573,6 +573,12 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		e.hintInvalidIKESPI(now, m)
 		return
 	}
+	e.handleRequest(now, sa, m, raw)
+}
+
+// handleRequest answers the peer's request m on sa: a retransmission with
+// our cached answer, a new one by its exchange (§2.1, §2.2).
+func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte) {
 	switch {
 	case m.MessageID+1 == sa.expectReqID && sa.lastResp != nil:
 		// A retransmitted request: answer with the same bytes, do not
