@@ -224,22 +224,9 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		e.drop(DropMalformed) // not even a cookie can be made for it
 		return
 	}
-	if e.cookiesRequired(now) {
-		// §2.6: the cookie must come first; without a valid one we keep
-		// nothing and spend no DH computation.
-		var got []byte
-		n, brought := ps[0].(*Notify)
-		if brought = brought && n.Kind == COOKIE; brought {
-			got = n.Data
-		}
-		if !e.validCookie(now, got, nonce.Data, from.Addr(), m.SPIi) {
-			if brought {
-				e.drop(DropCookie)
-				e.log.Debug("IKE_SA_INIT with a wrong or stale cookie", e.saFields(nil, m)...)
-			}
-			reply(&Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)})
-			return
-		}
+	if demand := e.cookieDemand(now, m, nonce, from); demand != nil {
+		reply(demand)
+		return
 	}
 	// Every request that gets this far counts towards the cookie
 	// threshold until its IKE SA authenticates, failures included: a
@@ -292,6 +279,28 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
 	e.write(resp)
 	e.countExchange(IKE_SA_INIT, false, "ok")
+}
+
+// cookieDemand is the N(COOKIE) to answer m with, or nil when none is
+// needed: under load the cookie must come first (§2.6), and without a
+// valid one we keep nothing and spend no DH computation.
+func (e *Engine) cookieDemand(now time.Time, m *Message, nonce *Nonce, from netip.AddrPort) *Notify {
+	if !e.cookiesRequired(now) {
+		return nil
+	}
+	var got []byte
+	n, brought := m.Payloads[0].(*Notify)
+	if brought = brought && n.Kind == COOKIE; brought {
+		got = n.Data
+	}
+	if e.validCookie(now, got, nonce.Data, from.Addr(), m.SPIi) {
+		return nil
+	}
+	if brought {
+		e.drop(DropCookie)
+		e.log.Debug("IKE_SA_INIT with a wrong or stale cookie", e.saFields(nil, m)...)
+	}
+	return &Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)}
 }
 
 // answerInit makes the half-open SA for a checked IKE_SA_INIT request and
