@@ -65,9 +65,12 @@ func TestTCPTransfer(t *testing.T) {
 	}
 }
 
-func tcpTransfer(t *testing.T, keying string) {
-	p := startPair(t, pairOpt{keying: keying})
-	if keying == "ikev2" {
+func tcpTransfer(t *testing.T, keying string) { tcpTransferWith(t, pairOpt{keying: keying}) }
+
+// tcpTransferWith is TestTCPTransfer between a pair started with o.
+func tcpTransferWith(t *testing.T, o pairOpt) {
+	p := startPair(t, o)
+	if o.keying == "ikev2" {
 		p.waitEstablished(15 * time.Second)
 	}
 	const size = 8 << 20
