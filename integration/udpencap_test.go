@@ -96,6 +96,9 @@ func TestESPInUDPStatic(t *testing.T) {
 				if st.Drops["esp_malformed"] != 0 || st.Drops["esp_bad_spi"] != 0 {
 					t.Errorf("%s: drops %v", s.ns.Name, st.Drops)
 				}
+				if u := st.UDPEncap; u == nil || u.LocalPort != 4500 || u.RemotePort != 4500 || u.Dropped != 0 || u.IKEDropped != 0 {
+					t.Errorf("%s: udp_encap status %+v; want ports 4500, nothing dropped", s.ns.Name, u)
+				}
 			}
 		})
 	}
@@ -103,8 +106,17 @@ func TestESPInUDPStatic(t *testing.T) {
 
 // TestESPInUDPTCPTransfer: 8 MiB each over IPv4 and IPv6 inside a static
 // ESP-in-UDP tunnel arrive intact (UDP GSO and GRO on the underlay).
+// The sender's status shows segmented sends, the receiver's coalesced
+// receives.
 func TestESPInUDPTCPTransfer(t *testing.T) {
-	tcpTransferWith(t, pairOpt{ipsecExtra: udpAlways})
+	p := tcpTransferWith(t, pairOpt{ipsecExtra: udpAlways})
+	a, b := p.mustStatus(p.a).UDPEncap, p.mustStatus(p.b).UDPEncap
+	if a == nil || b == nil {
+		t.Fatalf("status has no udp_encap: %+v, %+v", a, b)
+	}
+	if !a.GSO || !a.GRO || a.GSOSends == 0 || b.GROReceives == 0 {
+		t.Errorf("offloads: sender %+v, receiver %+v; want GSO and GRO on, segmented sends and coalesced receives", a, b)
+	}
 }
 
 // TestESPInUDPOneSideRaw: an ESP-in-UDP end and a raw ESP end do not talk
@@ -120,7 +132,7 @@ func TestESPInUDPOneSideRaw(t *testing.T) {
 	if got, out := p.ping(p.a, p.b.tun4.Addr(), 3); got != 0 {
 		t.Fatalf("%d replies between ESP in UDP and raw ESP\n%s", got, out)
 	}
-	if st := p.mustStatus(p.b); st.Inner.RxPackets != 0 {
-		t.Errorf("raw ESP end delivered %d packets", st.Inner.RxPackets)
+	if st := p.mustStatus(p.b); st.Inner.RxPackets != 0 || st.UDPEncap != nil {
+		t.Errorf("raw ESP end delivered %d packets, udp_encap status %+v", st.Inner.RxPackets, st.UDPEncap)
 	}
 }
