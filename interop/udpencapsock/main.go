@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command udpencapsock holds open a UDP socket with UDP_ENCAP_ESPINUDP set
 // on port 4500 (or the first argument), which the Linux kernel needs before
 // its XFRM states with `encap espinudp` receive anything: the kernel's
