@@ -461,9 +461,11 @@ func (c *Conn) WriteBatch(msgs []rawip.Message) (int, error) {
 			c.gso = false
 			continue
 		}
+		// (The nested call reuses the send slots: keep the group's size.)
+		n := c.wgroup[g]
 		gso := c.gso
 		c.gso = false
-		k, err := c.WriteBatch(msgs[:c.wgroup[g]])
+		k, err := c.WriteBatch(msgs[:n])
 		c.gso = gso
 		sent += k
 		if err != nil {
@@ -472,7 +474,7 @@ func (c *Conn) WriteBatch(msgs []rawip.Message) (int, error) {
 				return sent, err
 			}
 		}
-		msgs = msgs[c.wgroup[g]:]
+		msgs = msgs[n:]
 	}
 	return sent, lastErr
 }

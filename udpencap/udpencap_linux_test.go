@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gresec/gresec/internal/netns"
 	"github.com/gresec/gresec/internal/nstest"
@@ -326,5 +329,84 @@ func BenchmarkWriteReadBatch(b *testing.B) {
 				roundTrip(b, sa.conn, sb.conn, out, in)
 			}
 		})
+	}
+}
+
+// TestSegmentsOverPathMTU: a run of packets larger than the link MTU
+// cannot be segmented (the kernel refuses a segment size over the MTU with
+// EINVAL): WriteBatch sends them one datagram at a time, which the kernel
+// fragments, and they all arrive whole; GSO stays on for later runs.
+func TestSegmentsOverPathMTU(t *testing.T) {
+	pa, pb := netip.MustParsePrefix("198.18.26.1/24"), netip.MustParsePrefix("198.18.26.2/24")
+	sa, sb := twoSites(t, pa, pb, 32)
+	for _, s := range []struct {
+		ns  *netns.NS
+		dev string
+	}{{sa.ns, "veth0"}, {sb.ns, "veth1"}} {
+		if out, err := s.ns.Run("ip", "link", "set", s.dev, "mtu", "1280"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	out, _ := batchOf(20, 1400, pb.Addr())
+	if sent, err := sa.conn.WriteBatch(out[:1]); err != nil || sent != 1 {
+		t.Fatal(sent, err)
+	}
+	readN(t, sb.conn, 1, port) // neighbour resolution
+	before := sa.conn.Stats().GSOBatches
+	if sent, err := sa.conn.WriteBatch(out); err != nil || sent != len(out) {
+		t.Fatalf("sent %d of %d: %v", sent, len(out), err)
+	}
+	got := readN(t, sb.conn, len(out), port)
+	for i := range out {
+		if !bytes.Equal(got[i], out[i].Buf[out[i].Off:out[i].Off+out[i].N]) {
+			t.Fatalf("packet %d differs (%d bytes)", i, len(got[i]))
+		}
+	}
+	if gso, _ := sa.conn.Offloads(); !gso || sa.conn.Stats().GSOBatches != before {
+		t.Errorf("GSO %v, %d segmented sends over a too-small MTU; want GSO still on, none", gso, sa.conn.Stats().GSOBatches-before)
+	}
+	// Packets that fit go segmented again.
+	small, _ := batchOf(20, 1000, pb.Addr())
+	if sent, err := sa.conn.WriteBatch(small); err != nil || sent != len(small) {
+		t.Fatalf("sent %d of %d: %v", sent, len(small), err)
+	}
+	readN(t, sb.conn, len(small), port)
+	if sa.conn.Stats().GSOBatches == before {
+		t.Errorf("no segmented send of packets that fit the MTU")
+	}
+}
+
+// TestGROSize reads the segment size from control messages as the kernel
+// lays them out, and refuses malformed ones.
+func TestGROSize(t *testing.T) {
+	msg := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, unix.CmsgSpace(len(data)))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.CmsgLen(len(data)))
+		copy(b[unix.CmsgLen(0):], data)
+		return b
+	}
+	var seg [4]byte
+	binary.NativeEndian.PutUint32(seg[:], 1408)
+	gro := msg(unix.IPPROTO_UDP, unix.UDP_GRO, seg[:])
+	other := msg(unix.IPPROTO_IP, unix.IP_TOS, []byte{0})
+	bad := bytes.Clone(gro)
+	(*unix.Cmsghdr)(unsafe.Pointer(&bad[0])).SetLen(1000)
+	for _, tc := range []struct {
+		name string
+		ctl  []byte
+		want int
+	}{
+		{"gro", gro, 1408},
+		{"after another", append(bytes.Clone(other), gro...), 1408},
+		{"none", other, 0},
+		{"empty", nil, 0},
+		{"short", gro[:8], 0},
+		{"length beyond", bad, 0},
+	} {
+		if got := groSize(tc.ctl); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
