@@ -41,6 +41,9 @@ var (
 	groSpace = unix.CmsgSpace(4) // UDP_GRO: an int
 )
 
+// errNoProgress: sendmmsg returned 0 messages sent and no error.
+var errNoProgress = errors.New("udpencap: sendmmsg sent nothing")
+
 // errClosed: both net.ErrClosed and os.ErrClosed, as package rawip.
 var errClosed = fmt.Errorf("udpencap: %w (%w)", net.ErrClosed, os.ErrClosed)
 
@@ -76,7 +79,8 @@ type Conn struct {
 
 	// Send side: one mmsghdr per group of segments, the group's packets
 	// as consecutive iovecs.
-	gso     bool
+	gso     bool        // owned by the writer
+	gsoOn   atomic.Bool // gso as Offloads reports it to other goroutines
 	whdrs   []mmsghdr
 	wiov    []unix.Iovec
 	wnames  []unix.RawSockaddrInet6
@@ -128,6 +132,7 @@ func Listen(local netip.Addr, port, peerPort uint16, batch int) (*Conn, error) {
 	// whether the device path takes it shows on the first send.
 	_, err = unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 	c.gso = err == nil
+	c.gsoOn.Store(c.gso)
 	c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 
 	c.f = os.NewFile(uintptr(fd), fmt.Sprintf("udpencap:%s", netip.AddrPortFrom(local, port)))
@@ -201,7 +206,7 @@ func (c *Conn) Stats() Stats {
 // Offloads reports whether UDP GSO (send) and GRO (receive) are in use;
 // GSO turns off for good if the first segmented send fails with EIO (no
 // checksum offload on the way out).
-func (c *Conn) Offloads() (gso, gro bool) { return c.gso, c.gro }
+func (c *Conn) Offloads() (gso, gro bool) { return c.gsoOn.Load(), c.gro }
 
 // ReadBatch waits for at least one ESP packet, then fills msgs from the
 // front with ESP packets (SPI first) and returns how many. Each message
@@ -459,6 +464,7 @@ func (c *Conn) WriteBatch(msgs []rawip.Message) (int, error) {
 		// a time by turning GSO off for this group only.
 		if errors.Is(c.werr, unix.EIO) {
 			c.gso = false
+			c.gsoOn.Store(false)
 			continue
 		}
 		// (The nested call reuses the send slots: keep the group's size.)
@@ -568,7 +574,8 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 	case 0:
 		c.wgot = int(r)
 		if c.wgot == 0 {
-			c.werr = os.NewSyscallError("sendmmsg", unix.EIO)
+			// Not seen from Linux, but it would loop WriteBatch forever.
+			c.werr = errNoProgress
 		}
 	case unix.EAGAIN:
 		return false
@@ -576,6 +583,43 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 		c.werr = os.NewSyscallError("sendmmsg", e)
 	}
 	return true
+}
+
+// SendIKE sends an IKE message to a peer behind the four-byte zero
+// non-ESP marker (RFC 3948 §2.2), and SendKeepalive a NAT keepalive (one
+// 0xFF byte, §2.3). Both are safe to call while another goroutine runs
+// WriteBatch or ReadBatch: each is one sendto of its own.
+func (c *Conn) SendIKE(msg []byte, to netip.AddrPort) error {
+	b := make([]byte, 4+len(msg))
+	copy(b[4:], msg)
+	return c.sendto(b, to)
+}
+
+// SendKeepalive: see SendIKE.
+func (c *Conn) SendKeepalive(to netip.AddrPort) error { return c.sendto([]byte{0xff}, to) }
+
+func (c *Conn) sendto(b []byte, to netip.AddrPort) error {
+	var sa unix.Sockaddr
+	switch a := to.Addr(); {
+	case c.ipv6 && a.Is6() && a.Zone() == "":
+		sa = &unix.SockaddrInet6{Addr: a.As16(), Port: int(to.Port())}
+	case !c.ipv6 && a.Unmap().Is4():
+		sa = &unix.SockaddrInet4{Addr: a.Unmap().As4(), Port: int(to.Port())}
+	default:
+		return ErrMessage
+	}
+	var serr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, sa)
+		return serr != unix.EAGAIN
+	})
+	if err != nil {
+		return rawConnError(err)
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendto", serr)
+	}
+	return nil
 }
 
 func isClosedOrDeadline(err error) bool {

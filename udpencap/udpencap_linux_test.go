@@ -221,6 +221,53 @@ func TestNotESP(t *testing.T) {
 	}
 }
 
+// TestSendIKEAndKeepalive: SendIKE puts the non-ESP marker in front and
+// the peer's handler gets the message back without it; SendKeepalive's
+// one 0xFF byte is counted; both while the reader runs.
+func TestSendIKEAndKeepalive(t *testing.T) {
+	for _, fam := range []struct{ a, b string }{
+		{"198.18.27.1/24", "198.18.27.2/24"},
+		{"2001:db8:27::1/64", "2001:db8:27::2/64"},
+	} {
+		pa, pb := netip.MustParsePrefix(fam.a), netip.MustParsePrefix(fam.b)
+		sa, sb := twoSites(t, pa, pb, 8)
+		got := make(chan []byte, 1)
+		sb.conn.SetIKEHandler(func(msg []byte, from netip.AddrPort) {
+			if from == netip.AddrPortFrom(pa.Addr(), port) {
+				got <- bytes.Clone(msg)
+			}
+		})
+		to := netip.AddrPortFrom(pb.Addr(), port)
+		if err := sa.conn.SendKeepalive(to); err != nil {
+			t.Fatal(err)
+		}
+		ike := bytes.Repeat([]byte{0x21, 0x20}, 50)
+		if err := sa.conn.SendIKE(ike, to); err != nil {
+			t.Fatal(err)
+		}
+		esp := []rawip.Message{{Buf: make([]byte, 100), N: 100, Addr: pb.Addr()}}
+		espPacket(esp[0].Buf, 0, 100, 1)
+		if _, err := sa.conn.WriteBatch(esp); err != nil {
+			t.Fatal(err)
+		}
+		readN(t, sb.conn, 1, port)
+		select {
+		case m := <-got:
+			if !bytes.Equal(m, ike) {
+				t.Fatalf("IKE handler got %x, want %x", m, ike)
+			}
+		default:
+			t.Fatal("no IKE message reached the handler")
+		}
+		if st := sb.conn.Stats(); st.Keepalives != 1 || st.IKE != 1 {
+			t.Fatalf("stats %+v; want 1 keepalive, 1 IKE", st)
+		}
+		if err := sa.conn.SendIKE(ike, netip.MustParseAddrPort("[2001:db8::9]:500")); err != ErrMessage && !pa.Addr().Is6() {
+			t.Errorf("SendIKE to the other family: %v, want ErrMessage", err)
+		}
+	}
+}
+
 // TestWriteBatchSkipsBadMessages: a malformed message or one of the wrong
 // family is skipped and reported; the others go out.
 func TestWriteBatchSkipsBadMessages(t *testing.T) {

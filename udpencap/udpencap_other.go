@@ -27,4 +27,6 @@ func (c *Conn) Dropped() uint64                              { return 0 }
 func (c *Conn) Stats() Stats                                 { return Stats{} }
 func (c *Conn) Offloads() (gso, gro bool)                    { return false, false }
 func (c *Conn) ReadBatch(msgs []rawip.Message) (int, error)  { return 0, errors.ErrUnsupported }
+func (c *Conn) SendIKE(msg []byte, to netip.AddrPort) error  { return errors.ErrUnsupported }
+func (c *Conn) SendKeepalive(to netip.AddrPort) error        { return errors.ErrUnsupported }
 func (c *Conn) WriteBatch(msgs []rawip.Message) (int, error) { return 0, errors.ErrUnsupported }
