@@ -245,6 +245,10 @@ func (c *Conn) ReadBatch(msgs []rawip.Message) (int, error) {
 			}
 			m := &msgs[out]
 			if out != i {
+				if len(d) > len(m.Buf) { // buffers of mixed sizes
+					c.dropped.Add(1)
+					continue
+				}
 				copy(m.Buf, d)
 			}
 			m.Off, m.N, m.Addr, m.Port = 0, len(d), addr, port
