@@ -97,6 +97,12 @@ type Conn struct {
 // per system call. It turns on UDP GRO and uses UDP GSO where the kernel
 // has them.
 func Listen(local netip.Addr, port, peerPort uint16, batch int) (*Conn, error) {
+	return listen(local, port, peerPort, batch, true)
+}
+
+// listen is Listen; tryGRO = false receives one datagram per message, as
+// on a kernel without UDP GRO (for tests of that path).
+func listen(local netip.Addr, port, peerPort uint16, batch int, tryGRO bool) (*Conn, error) {
 	if !local.IsValid() || local.Zone() != "" {
 		return nil, fmt.Errorf("udpencap: bad local address %q", local)
 	}
@@ -133,7 +139,7 @@ func Listen(local netip.Addr, port, peerPort uint16, batch int) (*Conn, error) {
 	_, err = unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 	c.gso = err == nil
 	c.gsoOn.Store(c.gso)
-	c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+	c.gro = tryGRO && unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 
 	c.f = os.NewFile(uintptr(fd), fmt.Sprintf("udpencap:%s", netip.AddrPortFrom(local, port)))
 	if c.rc, err = c.f.SyscallConn(); err != nil {

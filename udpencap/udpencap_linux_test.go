@@ -3,6 +3,7 @@ package udpencap
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -29,6 +30,12 @@ type site struct {
 // joined by veth, with addresses a and b.
 func twoSites(t testing.TB, a, b netip.Prefix, batch int) (sa, sb site) {
 	t.Helper()
+	return twoSitesGRO(t, a, b, batch, true)
+}
+
+// twoSitesGRO is twoSites; with gro false, site b receives without GRO.
+func twoSitesGRO(t testing.TB, a, b netip.Prefix, batch int, gro bool) (sa, sb site) {
+	t.Helper()
 	nstest.RequireRoot(t, "network namespaces")
 	var s [2]site
 	for i, p := range []netip.Prefix{a, b} {
@@ -44,7 +51,7 @@ func twoSites(t testing.TB, a, b netip.Prefix, batch int) (sa, sb site) {
 	}
 	for i := range s {
 		err := s[i].ns.Do(func() (err error) {
-			s[i].conn, err = Listen(s[i].addr, port, port, batch)
+			s[i].conn, err = listen(s[i].addr, port, port, batch, gro || i == 0)
 			return err
 		})
 		if err != nil {
@@ -340,18 +347,21 @@ func batchOf(n, size int, to netip.Addr) (out, in []rawip.Message) {
 // TestBatchNoAllocs: a batch costs no allocation, sending or receiving,
 // with the offloads and without.
 func TestBatchNoAllocs(t *testing.T) {
-	pa, pb := netip.MustParsePrefix("198.18.24.1/24"), netip.MustParsePrefix("198.18.24.2/24")
-	sa, sb := twoSites(t, pa, pb, 32)
-	if err := sb.conn.SetReadDeadline(time.Now().Add(60 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	out, in := batchOf(32, 1400, pb.Addr())
-	roundTrip(t, sa.conn, sb.conn, out, in) // neighbour resolution
-	for _, gso := range []bool{true, false} {
-		sa.conn.gso = gso
-		allocs := testing.AllocsPerRun(50, func() { roundTrip(t, sa.conn, sb.conn, out, in) })
-		if allocs != 0 {
-			t.Errorf("GSO %v: %v allocations per batch", gso, allocs)
+	for i, gro := range []bool{true, false} {
+		pa := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.1/24", 24+i*5))
+		pb := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.2/24", 24+i*5))
+		sa, sb := twoSitesGRO(t, pa, pb, 32, gro)
+		if err := sb.conn.SetReadDeadline(time.Now().Add(60 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		out, in := batchOf(32, 1400, pb.Addr())
+		roundTrip(t, sa.conn, sb.conn, out, in) // neighbour resolution
+		for _, gso := range []bool{true, false} {
+			sa.conn.gso = gso
+			allocs := testing.AllocsPerRun(50, func() { roundTrip(t, sa.conn, sb.conn, out, in) })
+			if allocs != 0 {
+				t.Errorf("GSO %v, GRO %v: %v allocations per batch", gso, gro, allocs)
+			}
 		}
 	}
 }
@@ -455,5 +465,49 @@ func TestGROSize(t *testing.T) {
 		if got := groSize(tc.ctl); got != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestReceiveWithoutGRO: on a kernel without UDP GRO each datagram lands
+// in its own message; keepalives, IKE and runts in the middle of a batch
+// are taken out and the ESP packets after them move up, in order.
+func TestReceiveWithoutGRO(t *testing.T) {
+	pa, pb := netip.MustParsePrefix("198.18.28.1/24"), netip.MustParsePrefix("198.18.28.2/24")
+	sa, sb := twoSitesGRO(t, pa, pb, 16, false)
+	if _, gro := sb.conn.Offloads(); gro {
+		t.Fatal("GRO on for a socket opened without it")
+	}
+	var ike int
+	sb.conn.SetIKEHandler(func([]byte, netip.AddrPort) { ike++ })
+	out, _ := batchOf(40, 1400, pb.Addr())
+	if sent, err := sa.conn.WriteBatch(out[:1]); err != nil || sent != 1 {
+		t.Fatal(sent, err)
+	}
+	readN(t, sb.conn, 1, port) // neighbour resolution
+	to := netip.AddrPortFrom(pb.Addr(), port)
+	// ESP 0-9, a keepalive, ESP 10-19, IKE, a runt, ESP 20-39, sent
+	// before the receiver reads, so they share its batches.
+	runt := []rawip.Message{{Buf: []byte{1, 2, 3, 4, 5}, N: 5, Addr: pb.Addr()}}
+	steps := []func() error{
+		func() error { _, err := sa.conn.WriteBatch(out[0:10]); return err },
+		func() error { return sa.conn.SendKeepalive(to) },
+		func() error { _, err := sa.conn.WriteBatch(out[10:20]); return err },
+		func() error { return sa.conn.SendIKE([]byte("ike"), to) },
+		func() error { _, err := sa.conn.WriteBatch(runt); return err },
+		func() error { _, err := sa.conn.WriteBatch(out[20:40]); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readN(t, sb.conn, 40, port)
+	for i := range out {
+		if !bytes.Equal(got[i], out[i].Buf[out[i].Off:out[i].Off+out[i].N]) {
+			t.Fatalf("packet %d: seq %d, %d bytes", i, binary.BigEndian.Uint32(got[i][4:]), len(got[i]))
+		}
+	}
+	if st := sb.conn.Stats(); st.Keepalives != 1 || st.IKE != 1 || ike != 1 || st.Dropped != 1 || st.GROBatches != 0 {
+		t.Fatalf("stats %+v (handler saw %d IKE); want 1 keepalive, 1 IKE, 1 dropped, no coalesced receive", st, ike)
 	}
 }
