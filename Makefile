@@ -78,7 +78,8 @@ deps-bench:
 
 fuzz:
 	for t in FuzzOpen:./esp FuzzDecap:./gre FuzzParse:./config FuzzClampMSS:./tun \
-		FuzzParseKeyLog:./internal/swan FuzzParseSAs:./internal/swan FuzzEngineSequence:./ike; do \
+		FuzzParseKeyLog:./internal/swan FuzzParseSAs:./internal/swan FuzzEngineSequence:./ike \
+		FuzzSplit:./udpencap; do \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime 30s "$${t#*:}" || exit 1; done
 
 deps-lab:

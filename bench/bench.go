@@ -56,8 +56,11 @@ type Result struct {
 
 // Paths in the order they are measured each round.
 const (
-	PathVeth      = "veth"
-	PathGresec    = "gresec"
+	PathVeth   = "veth"
+	PathGresec = "gresec"
+	// PathGresecUDP is gresec with static keys and ESP in UDP 4500
+	// (udp_encap = "always"), with UDP GSO and GRO.
+	PathGresecUDP = "gresec-udp"
 	PathWireguard = "wireguard-go"
 	PathBaseline  = "gresec-baseline"
 )
@@ -70,7 +73,7 @@ var (
 // Run measures every path Rounds times, interleaving paths so that a
 // change in the machine's load hits them alike.
 func Run(o Options) ([]Result, error) {
-	paths := []string{PathVeth, PathGresec}
+	paths := []string{PathVeth, PathGresec, PathGresecUDP}
 	if o.Baseline != "" {
 		paths = append(paths, PathBaseline)
 	}
@@ -163,9 +166,11 @@ func measure(o Options, path string) (Result, error) {
 	case PathVeth:
 		dst = underB.Addr()
 	case PathGresec:
-		dst, err = s.gresec(o.Gresec)
+		dst, err = s.gresec(o.Gresec, "")
+	case PathGresecUDP:
+		dst, err = s.gresec(o.Gresec, "[ipsec]\nudp_encap = \"always\"\n")
 	case PathBaseline:
-		dst, err = s.gresec(o.Baseline)
+		dst, err = s.gresec(o.Baseline, "")
 	case PathWireguard:
 		dst, err = s.wireguard(o.WireguardGo)
 	}
@@ -231,16 +236,17 @@ func rss(procs []*netns.Proc, field string) float64 {
 	return kb / 1000
 }
 
-// gresec brings up a static-key gresec tunnel and returns b's tunnel address.
-func (s *site) gresec(bin string) (netip.Addr, error) {
+// gresec brings up a static-key gresec tunnel, with the config lines
+// extra, and returns b's tunnel address.
+func (s *site) gresec(bin, extra string) (netip.Addr, error) {
 	keys := [2]string{randHex(36), randHex(36)}
 	tun := [2]string{"198.19.0.0/31", "198.19.0.1/31"}
 	under := [2]netip.Addr{underA.Addr(), underB.Addr()}
 	for i, ns := range []*netns.NS{s.a, s.b} {
 		cfg := filepath.Join(s.dir, fmt.Sprintf("%d.toml", i))
 		sock := filepath.Join(s.dir, fmt.Sprintf("%d.sock", i))
-		c := fmt.Sprintf("[tunnel]\nlocal = %q\nremote = %q\naddresses = [%q]\n[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = \"0x%s\"\nkey_in = \"0x%s\"\n[control]\nsocket = %q\n",
-			under[i], under[1-i], tun[i], 0x1001+i, 0x1002-i, keys[i], keys[1-i], sock)
+		c := fmt.Sprintf("[tunnel]\nlocal = %q\nremote = %q\naddresses = [%q]\n%s[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = \"0x%s\"\nkey_in = \"0x%s\"\n[control]\nsocket = %q\n",
+			under[i], under[1-i], tun[i], extra, 0x1001+i, 0x1002-i, keys[i], keys[1-i], sock)
 		if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
 			return netip.Addr{}, err
 		}

@@ -77,7 +77,7 @@ func Chart(sums []Summary) string {
 	out := fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`+"\n", width, h)
 	out += `<rect width="100%" height="100%" fill="white"/>` + "\n"
 	out += fmt.Sprintf(`<text x="10" y="22" font-size="15">TCP, one stream (iperf3), median Gbit/s</text>` + "\n")
-	colors := map[string]string{PathVeth: "#9e9e9e", PathGresec: "#1565c0", PathBaseline: "#90caf9", PathWireguard: "#88171a"}
+	colors := map[string]string{PathVeth: "#9e9e9e", PathGresec: "#1565c0", PathGresecUDP: "#2e7d32", PathBaseline: "#90caf9", PathWireguard: "#88171a"}
 	for i, s := range sums {
 		y := top + i*(barH+gap)
 		w := 1.0

@@ -64,6 +64,9 @@ type Config struct {
 
 	Keying       Keying
 	ReplayWindow int
+	// UDPEncap and UDPPort: ESP in UDP (config/udp.go).
+	UDPEncap UDPEncap
+	UDPPort  int
 
 	Static Static
 	IKE    IKE
@@ -110,6 +113,7 @@ func (c *Config) Overhead() int {
 	if c.Keying == KeyingNone {
 		return outer + c.greLen()
 	}
+	outer += c.udpOverhead()
 	// ESP pads GRE+inner+2 to whole blocks of its transform.
 	return outer + c.greLen() + c.ESPTransform().Overhead(c.greLen()+c.MTU)
 }
@@ -135,6 +139,7 @@ func (c *Config) computeMTU() int {
 	if c.Keying == KeyingNone {
 		return c.UnderlayMTU - outer - c.greLen()
 	}
+	outer += c.udpOverhead()
 	return c.ESPTransform().TunnelMTU(c.UnderlayMTU, outer, c.greLen())
 }
 
@@ -156,6 +161,8 @@ type file struct {
 		Keying       *string `toml:"keying"`
 		Mode         *string `toml:"mode"`
 		ReplayWindow *int64  `toml:"replay_window"`
+		UDPEncap     *string `toml:"udp_encap"`
+		UDPPort      *int64  `toml:"udp_port"`
 	} `toml:"ipsec"`
 	Static *struct {
 		SPIOut *int64  `toml:"spi_out"`
@@ -355,6 +362,7 @@ func (v *validator) build(f *file) *Config {
 		}
 		c.ReplayWindow = int(*w)
 	}
+	v.udpEncap(f.IPsec.UDPEncap, f.IPsec.UDPPort, c)
 
 	switch c.Keying {
 	case KeyingStatic:

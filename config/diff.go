@@ -23,6 +23,8 @@ const (
 	TunnelKeepaliveRetries
 	IPsecKeying
 	IPsecReplayWindow
+	IPsecUDPEncap
+	IPsecUDPPort
 	StaticSPIOut
 	StaticSPIIn
 	StaticESP
@@ -64,6 +66,8 @@ var fieldKeys = [numFields]string{
 	TunnelKeepaliveRetries: "tunnel.keepalive_retries",
 	IPsecKeying:            "ipsec.keying",
 	IPsecReplayWindow:      "ipsec.replay_window",
+	IPsecUDPEncap:          "ipsec.udp_encap",
+	IPsecUDPPort:           "ipsec.udp_port",
 	StaticSPIOut:           "static.spi_out",
 	StaticSPIIn:            "static.spi_in",
 	StaticESP:              "static.esp",
@@ -206,6 +210,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(TunnelKeepaliveRetries, old.KeepaliveRetries, next.KeepaliveRetries)
 	cmp(IPsecKeying, old.Keying, next.Keying)
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
+	cmp(IPsecUDPEncap, old.UDPEncap, next.UDPEncap)
+	cmp(IPsecUDPPort, old.UDPPort, next.UDPPort)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
 	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)
 	cmp(StaticESP, old.Static.Transform, next.Static.Transform)

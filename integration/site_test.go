@@ -68,6 +68,8 @@ type pair struct {
 	aExtra   string // more sections for side a
 	// tunnelExtra: more [tunnel] lines for both sides.
 	tunnelExtra string
+	// ipsecExtra: more [ipsec] lines for both sides.
+	ipsecExtra string
 	// bResponds: b only responds (initiate = false); a initiates.
 	bResponds bool
 }
@@ -80,6 +82,8 @@ type pairOpt struct {
 	aExtra   string // more sections for side a's config
 	// tunnelExtra: more [tunnel] lines for both sides.
 	tunnelExtra string
+	// ipsecExtra: more [ipsec] lines for both sides.
+	ipsecExtra string
 	// bResponds makes b responder-only (initiate = false).
 	bResponds bool
 }
@@ -113,7 +117,7 @@ func newPair(t *testing.T, o pairOpt) *pair {
 		o.keying = "static"
 	}
 	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34], ikeExtra: o.ikeExtra, wrongPSK: o.wrongKey, aExtra: o.aExtra, bResponds: o.bResponds,
-		tunnelExtra: o.tunnelExtra}
+		tunnelExtra: o.tunnelExtra, ipsecExtra: o.ipsecExtra}
 	p.a = &side{under: netip.MustParsePrefix("198.18.0.1/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127"), spiOut: 0x1001}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127"), spiOut: 0x1002}
 	if o.ipv6 {
@@ -162,9 +166,9 @@ addresses = [%q, %q]
 mss_clamp = true
 %s[ipsec]
 keying = %q
-[control]
+%s[control]
 socket = %q
-`, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, p.tunnelExtra, keying, s.sock)
+`, s.under.Addr(), peer.under.Addr(), s.tun4, s.tun6, p.tunnelExtra, keying, p.ipsecExtra, s.sock)
 	switch keying {
 	case "static":
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n", s.spiOut, peer.spiOut, s.keyOut, s.keyIn)

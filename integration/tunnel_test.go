@@ -65,9 +65,13 @@ func TestTCPTransfer(t *testing.T) {
 	}
 }
 
-func tcpTransfer(t *testing.T, keying string) {
-	p := startPair(t, pairOpt{keying: keying})
-	if keying == "ikev2" {
+func tcpTransfer(t *testing.T, keying string) { tcpTransferWith(t, pairOpt{keying: keying}) }
+
+// tcpTransferWith is TestTCPTransfer between a pair started with o,
+// which it returns.
+func tcpTransferWith(t *testing.T, o pairOpt) *pair {
+	p := startPair(t, o)
+	if o.keying == "ikev2" {
 		p.waitEstablished(15 * time.Second)
 	}
 	const size = 8 << 20
@@ -127,6 +131,7 @@ func tcpTransfer(t *testing.T, keying string) {
 	if st.Inner.RxBytes < 2*size {
 		t.Errorf("b received %d inner bytes, want >= %d", st.Inner.RxBytes, 2*size)
 	}
+	return p
 }
 
 func TestWrongKeyCountsAuthFailures(t *testing.T) {

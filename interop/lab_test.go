@@ -80,6 +80,8 @@ type lab struct {
 	cfg    string
 	sock   string
 	gresec *netns.Proc
+	// ipsecExtra: more [ipsec] lines for startGresec's config.
+	ipsecExtra string
 }
 
 // newLab makes the namespace, boots the guest in it and counts ESP and GRE
@@ -225,9 +227,9 @@ mss_clamp = true
 [ipsec]
 keying = %q
 replay_window = 1024
-[control]
+%s[control]
 socket = %q
-`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, keying, l.sock)
+`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, keying, l.ipsecExtra, l.sock)
 	if keys != nil {
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n",
 			keys.spiOut, keys.spiIn, keys.keyOut, keys.keyIn)

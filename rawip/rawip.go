@@ -29,11 +29,16 @@ import (
 // Addr; N = 0 marks a packet that was dropped (larger than Buf, or a
 // malformed IPv4 header), counted in Conn.Dropped. On send, Buf[Off:Off+N]
 // goes to Addr; the kernel writes the outer IP header.
+//
+// Port is for UDP transports (package udpencap): the peer's port on
+// receive, and on send the destination port, 0 meaning the transport's
+// default. Raw IP sockets ignore it and leave it 0.
 type Message struct {
 	Buf  []byte
 	Off  int
 	N    int
 	Addr netip.Addr
+	Port uint16
 }
 
 // ErrMessage is reported by WriteBatch for a message it could not send as

@@ -15,7 +15,7 @@ import (
 // without locks (the MTU, the MSS clamp, the GRE key).
 var restartOnly = config.FieldsOf(
 	config.TunnelInterface, config.TunnelLocal, config.TunnelRemote, config.TunnelMTU, config.TunnelMSSClamp,
-	config.TunnelGREKey, config.IPsecKeying, config.ControlSocket, config.MetricsListen, config.DaemonUser)
+	config.TunnelGREKey, config.IPsecKeying, config.IPsecUDPEncap, config.IPsecUDPPort, config.ControlSocket, config.MetricsListen, config.DaemonUser)
 
 // Reload applies next, the new validated config of this tunnel, given the
 // changes config.Diff found. It refuses (changing nothing) when a key

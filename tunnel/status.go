@@ -29,6 +29,7 @@ type Status struct {
 	Drops         map[string]uint64 `json:"drops"`
 	ReadErrors    uint64            `json:"read_errors"`
 	Keepalive     *KeepaliveStatus  `json:"keepalive,omitempty"`
+	UDPEncap      *UDPEncapStatus   `json:"udp_encap,omitempty"` // ESP in UDP (udpencap.go)
 }
 
 // IKEStatus is the IKE SA, for keying = "ikev2": the engine's snapshot
@@ -122,6 +123,7 @@ func (t *Tunnel) Status() Status {
 		s.IKE = t.ikeStatus(e.Status(), time.Now())
 	}
 	s.Keepalive = t.ka.status(time.Now())
+	s.UDPEncap = t.udpEncapStatus()
 	if t.sadb != nil {
 		s.Protocol = "esp"
 		for r, n := range t.sadb.Drops() {

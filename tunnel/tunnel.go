@@ -22,6 +22,7 @@ import (
 	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/rawip"
 	"github.com/gresec/gresec/tun"
+	"github.com/gresec/gresec/udpencap"
 )
 
 const (
@@ -46,7 +47,7 @@ type Tunnel struct {
 	cfg    *config.Config
 	log    *zap.Logger
 	dev    *tun.Device
-	conn   *rawip.Conn
+	conn   underlay
 	sadb   *esp.DB // nil for plain GRE
 	greOpt gre.Options
 	remote netip.Addr
@@ -109,9 +110,9 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		t.static = newStaticKeys(cfg)
 	}
 
-	conn, err := rawip.Listen(proto, cfg.Local, batchSize)
+	conn, err := listenUnderlay(cfg, proto)
 	if err != nil {
-		return nil, fmt.Errorf("raw IP socket (protocol %d) on %s: %w", proto, cfg.Local, err)
+		return nil, err
 	}
 	t.conn = conn
 	if cfg.Keying == config.KeyingIKEv2 {
@@ -139,6 +140,32 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		return nil, fmt.Errorf("bringing %s up: %w", cfg.Interface, err)
 	}
 	return t, nil
+}
+
+// underlay is the socket the tunnel's packets travel on: a raw IP socket
+// (ESP or GRE) or, for ESP in UDP, a UDP socket (package udpencap).
+type underlay interface {
+	ReadBatch([]rawip.Message) (int, error)
+	WriteBatch([]rawip.Message) (int, error)
+	Close() error
+}
+
+// listenUnderlay opens the tunnel's socket: UDP on cfg.UDPPort (to the
+// peer's same port) when ESP travels in UDP, else raw IP protocol proto.
+func listenUnderlay(cfg *config.Config, proto int) (underlay, error) {
+	if cfg.ESPInUDP() {
+		port := uint16(cfg.UDPPort)
+		conn, err := udpencap.Listen(cfg.Local, port, port, batchSize)
+		if err != nil {
+			return nil, fmt.Errorf("ESP-in-UDP socket on %s: %w", netip.AddrPortFrom(cfg.Local, port), err)
+		}
+		return conn, nil
+	}
+	conn, err := rawip.Listen(proto, cfg.Local, batchSize)
+	if err != nil {
+		return nil, fmt.Errorf("raw IP socket (protocol %d) on %s: %w", proto, cfg.Local, err)
+	}
+	return conn, nil
 }
 
 // batchSize is how many packets one raw-socket system call moves.

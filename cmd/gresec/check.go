@@ -39,6 +39,20 @@ func cmdCheck(args []string) error {
 		fmt.Printf("esp            %s (%s), transport mode, replay window %d\n", c.Static.Transform, c.Static.Transform.Description(), c.ReplayWindow)
 		fmt.Printf("spi out / in   0x%08x / 0x%08x\n", c.Static.SPIOut, c.Static.SPIIn)
 	}
+	if c.Keying != config.KeyingNone {
+		fmt.Printf("udp encap      %s\n", udpEncapNote(c))
+	}
 	fmt.Printf("control socket %s\n", c.ControlSocket)
 	return nil
+}
+
+// udpEncapNote says how ESP travels, with what UDP adds to each packet.
+func udpEncapNote(c *config.Config) string {
+	switch {
+	case c.ESPInUDP():
+		return fmt.Sprintf("%s: ESP in UDP, port %d on both ends (+8 bytes UDP header in the overhead)", c.UDPEncap, c.UDPPort)
+	case c.Keying == config.KeyingIKEv2 && c.UDPEncap != config.UDPEncapNever:
+		return fmt.Sprintf("%s: raw ESP (IP protocol 50); floating to UDP 4500 under IKE is not implemented yet", c.UDPEncap)
+	}
+	return fmt.Sprintf("%s: raw ESP (IP protocol 50)", c.UDPEncap)
 }

@@ -73,6 +73,10 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	fmt.Fprintf(w, "interface: %s  mtu %d  keying %s  up %s\n", st.Interface, st.MTU, st.Keying,
 		(time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(w, "   local %s  remote %s  protocol %s\n", st.Local, st.Remote, st.Protocol)
+	if u := st.UDPEncap; u != nil {
+		fmt.Fprintf(w, "   esp in udp: port %d -> %d  gso %s (%d sends)  gro %s (%d receives)  nat keepalives %d  ike %d (dropped %d)  dropped %d\n",
+			u.LocalPort, u.RemotePort, onOff(u.GSO), u.GSOSends, onOff(u.GRO), u.GROReceives, u.Keepalives, u.IKE, u.IKEDropped, u.Dropped)
+	}
 	if st.MSSClamp {
 		fmt.Fprintf(w, "   tcp mss clamp %d (IPv4) / %d (IPv6)\n", st.MSS4, st.MSS6)
 	}
@@ -184,3 +188,10 @@ func printDrops(w io.Writer, indent string, drops map[string]uint64) {
 }
 
 func secs(n int64) string { return (time.Duration(n) * time.Second).String() }
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

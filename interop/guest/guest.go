@@ -267,6 +267,10 @@ func short(cmd string) string {
 	return cmd
 }
 
+// Share is the host directory the guest sees at /share: files put there
+// (a helper binary) can be run in the guest.
+func (g *Guest) Share() string { return g.share }
+
 // Kernel is the guest's `uname -r`.
 func (g *Guest) Kernel() string { return g.kernel }
 

@@ -1,0 +1,62 @@
+package config
+
+// UDPEncap says whether ESP travels in UDP (RFC 3948) or as IP protocol 50.
+type UDPEncap string
+
+const (
+	// UDPEncapAuto: raw ESP unless a NAT is found. Static keys cannot find
+	// one, so they keep raw ESP; under IKE, floating to UDP on NAT
+	// detection is not wired yet, so it keeps raw ESP too.
+	UDPEncapAuto UDPEncap = "auto"
+	// UDPEncapAlways: ESP in UDP even without NAT (strongSwan encap = yes).
+	// With static keys both ends use UDPPort (ip xfrm ... encap espinudp
+	// 4500 4500 0.0.0.0); under IKE it is accepted and, until IKE floats
+	// to port 4500, behaves as "auto".
+	UDPEncapAlways UDPEncap = "always"
+	// UDPEncapNever: raw ESP only.
+	UDPEncapNever UDPEncap = "never"
+
+	// DefaultUDPPort is the IKE NAT-T and ESP-in-UDP port (RFC 3948 §2).
+	DefaultUDPPort = 4500
+	// udpHeaderLen is what ESP in UDP adds to every packet.
+	udpHeaderLen = 8
+)
+
+// ESPInUDP reports whether the data plane sends and receives ESP in UDP
+// on UDPPort (both ends), rather than as raw IP protocol 50.
+func (c *Config) ESPInUDP() bool {
+	return c.Keying == KeyingStatic && c.UDPEncap == UDPEncapAlways
+}
+
+// udpOverhead is the UDP header when ESP travels in UDP, else 0.
+func (c *Config) udpOverhead() int {
+	if c.ESPInUDP() {
+		return udpHeaderLen
+	}
+	return 0
+}
+
+// udpEncap reads [ipsec] udp_encap and udp_port.
+func (v *validator) udpEncap(encap *string, port *int64, c *Config) {
+	c.UDPEncap, c.UDPPort = UDPEncapAuto, DefaultUDPPort
+	if encap != nil {
+		switch e := UDPEncap(*encap); e {
+		case UDPEncapAuto, UDPEncapAlways, UDPEncapNever:
+			c.UDPEncap = e
+		default:
+			v.fail("ipsec.udp_encap", "expected \"auto\", \"always\" or \"never\", got %s", quote(*encap))
+		}
+	}
+	if c.Keying == KeyingNone && c.UDPEncap == UDPEncapAlways {
+		v.fail("ipsec.udp_encap", "\"always\" needs ESP, but ipsec.keying is \"none\" (plain GRE); expected \"auto\" or \"never\"")
+	}
+	if port != nil {
+		if *port < 1 || *port > 65535 {
+			v.fail("ipsec.udp_port", "expected an integer 1..65535, got %d", *port)
+		}
+		c.UDPPort = int(*port)
+		if c.Keying == KeyingIKEv2 && c.UDPPort != DefaultUDPPort {
+			v.fail("ipsec.udp_port", "IKE uses port %d for NAT traversal (RFC 7296 §2.23); expected udp_port only with keying = \"static\"", DefaultUDPPort)
+		}
+	}
+}
