@@ -84,7 +84,7 @@ func TestIKEv2RekeyUnderPingLosesNothing(t *testing.T) {
 	p := startPair(t, pairOpt{keying: "ikev2", ikeExtra: "child_lifetime = \"10s\"\n"})
 	p.waitEstablished(15 * time.Second)
 	first := p.mustStatus(p.a).Outbound.SPI
-	out, err := p.a.ns.RunTimeout(60*time.Second, "ping", "-c", "125", "-i", "0.2", "-W", "2", p.b.tun4.Addr().String())
+	out, err := p.a.ns.RunTimeout(60*time.Second, "ping", "-c", "125", "-i", "0.2", "-W", "2", "-w", "55", p.b.tun4.Addr().String())
 	if got := replies(out); err != nil || got != 125 {
 		t.Errorf("%d of 125 replies across CHILD_SA rekeys (%v)\n%s", got, err, lastLines(out, 3))
 	}

@@ -86,7 +86,7 @@ protocol ospf v2 {
 		}
 	}
 	for s, peer := range peers {
-		out, err := s.ns.RunTimeout(15*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", lans[s].Addr().String(), lans[peer].Addr().String())
+		out, err := s.ns.RunTimeout(15*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w", "12", "-I", lans[s].Addr().String(), lans[peer].Addr().String())
 		if got := replies(out); err != nil || got < 2 {
 			t.Errorf("LAN %s -> LAN %s: %d of 3 replies\n%s", lans[s].Addr(), lans[peer].Addr(), got, out)
 		}

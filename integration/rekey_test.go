@@ -52,7 +52,7 @@ func TestIKEv2RekeyUnderFloodLosesNothing(t *testing.T) {
 		go func() { defer wg.Done(); sent.Add(flood(tx, perTick, 2*time.Millisecond, 3*run, stop)) }()
 	}
 	// The floods last as long as ping does.
-	out, err := p.a.ns.RunTimeout(3*run, "ping", "-c", fmt.Sprint(pings), "-i", "0.02", "-W", "5", p.b.tun4.Addr().String())
+	out, err := p.a.ns.RunTimeout(3*run, "ping", "-c", fmt.Sprint(pings), "-i", "0.02", "-W", "5", "-w", fmt.Sprint(int(3*run/time.Second)-1), p.b.tun4.Addr().String())
 	close(stop)
 	wg.Wait()
 	t.Logf("UDP load: %d datagrams sent, %d received", sent.Load(), received.Load())

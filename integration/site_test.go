@@ -249,7 +249,9 @@ func (p *pair) mustStatus(s *side) tunnel.Status {
 // ping sends count echo requests from one side to dst and returns the
 // number of replies.
 func (p *pair) ping(from *side, dst netip.Addr, count int) (int, string) {
-	out, _ := from.ns.RunTimeout(time.Duration(count+10)*time.Second, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst.String())
+	// -w: wait for late replies too (-W alone gives up two round trips
+	// after the last request once any reply came).
+	out, _ := from.ns.RunTimeout(time.Duration(count+15)*time.Second, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", "-w", fmt.Sprint(count+10), dst.String())
 	return replies(out), out
 }
 

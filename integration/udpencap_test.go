@@ -38,14 +38,14 @@ func TestESPInUDPStatic(t *testing.T) {
 			}
 			for _, dir := range [][2]*side{{p.a, p.b}, {p.b, p.a}} {
 				for _, dst := range []string{dir[1].tun4.Addr().String(), dir[1].tun6.Addr().String()} {
-					out, _ := dir[0].ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", dst)
+					out, _ := dir[0].ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w", "15", dst)
 					if got := replies(out); got < 3 {
 						t.Fatalf("ping %s: %d of 3 replies\n%s\n%s", dst, got, out, p.a.proc.Out)
 					}
 				}
 			}
 			// Large pings: full-size packets across the 8-byte smaller MTU.
-			out, _ := p.a.ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", "1300", "-M", "do", p.b.tun4.Addr().String())
+			out, _ := p.a.ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w", "15", "-s", "1300", "-M", "do", p.b.tun4.Addr().String())
 			if got := replies(out); got < 3 {
 				t.Fatalf("ping -s 1300: %d of 3 replies\n%s", got, out)
 			}

@@ -304,7 +304,10 @@ func (l *lab) pingFromGuest(dst netip.Addr, size int) {
 }
 
 func pingArgs(dst netip.Addr, size int) []string {
-	return []string{"-c", strconv.Itoa(pingCount), "-i", "0.2", "-W", "5", "-s", strconv.Itoa(size), "-M", "do", dst.String()}
+	// -w: wait for every reply until the deadline. Once some replies came,
+	// -W alone waits only two round trips for the last one, which a slow
+	// (loaded, emulated) guest can exceed: a late reply is not a lost one.
+	return []string{"-c", strconv.Itoa(pingCount), "-i", "0.2", "-W", "5", "-w", "20", "-s", strconv.Itoa(size), "-M", "do", dst.String()}
 }
 
 func (l *lab) checkPing(from string, dst netip.Addr, size int, out string) {
