@@ -21,7 +21,9 @@ const (
 	TunnelGREKey
 	TunnelKeepalive
 	TunnelKeepaliveRetries
+	TunnelEncap
 	IPsecKeying
+	IPsecMode
 	IPsecReplayWindow
 	StaticSPIOut
 	StaticSPIIn
@@ -62,7 +64,9 @@ var fieldKeys = [numFields]string{
 	TunnelGREKey:           "tunnel.gre_key",
 	TunnelKeepalive:        "tunnel.keepalive",
 	TunnelKeepaliveRetries: "tunnel.keepalive_retries",
+	TunnelEncap:            "tunnel.encap",
 	IPsecKeying:            "ipsec.keying",
+	IPsecMode:              "ipsec.mode",
 	IPsecReplayWindow:      "ipsec.replay_window",
 	StaticSPIOut:           "static.spi_out",
 	StaticSPIIn:            "static.spi_in",
@@ -204,7 +208,9 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(TunnelGREKey, keyText(old.GREKey), keyText(next.GREKey))
 	cmp(TunnelKeepalive, old.Keepalive, next.Keepalive)
 	cmp(TunnelKeepaliveRetries, old.KeepaliveRetries, next.KeepaliveRetries)
+	cmp(TunnelEncap, old.Encap, next.Encap)
 	cmp(IPsecKeying, old.Keying, next.Keying)
+	cmp(IPsecMode, old.Mode, next.Mode)
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
 	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)

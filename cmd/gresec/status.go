@@ -73,6 +73,9 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	fmt.Fprintf(w, "interface: %s  mtu %d  keying %s  up %s\n", st.Interface, st.MTU, st.Keying,
 		(time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(w, "   local %s  remote %s  protocol %s\n", st.Local, st.Remote, st.Protocol)
+	if st.Mode != "" && st.Protocol == "esp" {
+		fmt.Fprintf(w, "   esp %s mode  encap %s\n", st.Mode, st.Encap)
+	}
 	if st.MSSClamp {
 		fmt.Fprintf(w, "   tcp mss clamp %d (IPv4) / %d (IPv6)\n", st.MSS4, st.MSS6)
 	}
