@@ -328,3 +328,52 @@ func TestShapesDoNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepaliveInTunnelMode: GRE keepalives work in tunnel mode too (IOS
+// keeps `keepalive` on a GRE tunnel under a tunnel-mode crypto map): the
+// one a builds goes out behind tunnel mode's IP header, b sends it back
+// the same way (next header 4 or 41, the header from b to a), and a
+// counts it as answered.
+func TestKeepaliveInTunnelMode(t *testing.T) {
+	for _, c := range shapeCases {
+		if c.mode != config.ModeTunnel || c.encap != config.EncapGRE {
+			continue
+		}
+		t.Run(c.String(), func(t *testing.T) {
+			a, b := newShapePipe(t, c)
+			buf := make([]byte, keepaliveBufLen)
+			start, end := a.buildKeepalive(buf)
+			out, err := a.sealGRE(a.sadb.Outbound(), buf, start, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toTUN, back := receiveBatch(b, out)
+			if len(toTUN) != 0 || len(back) != 1 {
+				t.Fatalf("%d to the TUN, %d sent back (drops %v)", len(toTUN), len(back), b.Status().Drops)
+			}
+			in, err := esp.NewSA(0x1002, keyOf(100), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload, next, reason := in.Open(append([]byte(nil), back[0]...))
+			outer := 20
+			if b.cfg.Local.Is6() {
+				outer = 40
+			}
+			if reason != esp.DropNone || next != b.shape.tunnelNext || len(payload) < outer+4 || b.tunnelPayloadFrom(payload) == nil {
+				t.Fatalf("sent back: drop %v, next header %d, payload %x", reason, next, payload)
+			}
+			receiveBatch(a, back[0])
+			if a.Status().Keepalive.Replied != 1 {
+				t.Errorf("a's keepalive not answered: drops %v", a.Status().Drops)
+			}
+		})
+	}
+}
+
+// tunnelPayloadFrom checks payload's tunnel header as the peer (which
+// sees b's addresses swapped) would.
+func (t *Tunnel) tunnelPayloadFrom(payload []byte) []byte {
+	peer := &Tunnel{shape: t.shape, local4: t.remote4, remote4: t.local4, local16: t.remote16, remote16: t.local16}
+	return peer.tunnelPayload(payload)
+}
