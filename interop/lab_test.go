@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -80,6 +81,9 @@ type lab struct {
 	cfg    string
 	sock   string
 	gresec *netns.Proc
+	// mode and encap, when set, are gresec's [ipsec] mode and [tunnel]
+	// encap (shapes_test.go).
+	mode, encap string
 }
 
 // newLab makes the namespace, boots the guest in it and counts ESP and GRE
@@ -222,12 +226,14 @@ local = %q
 remote = %q
 addresses = [%q, %q]
 mss_clamp = true
+encap = %q
 [ipsec]
 keying = %q
+mode = %q
 replay_window = 1024
 [control]
 socket = %q
-`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, keying, l.sock)
+`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, cmp.Or(l.encap, "gre"), keying, cmp.Or(l.mode, "transport"), l.sock)
 	if keys != nil {
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n",
 			keys.spiOut, keys.spiIn, keys.keyOut, keys.keyIn)
