@@ -553,8 +553,6 @@ func (v *validator) shape(f *file, c *Config) {
 		v.fail("tunnel.encap", "\"none\" leaves nothing to carry the inner packets in transport mode; expected mode = \"tunnel\" (a VTI), or encap = \"gre\" or \"ipip\"")
 	case c.Mode == ModeTunnel && c.Encap == EncapIPIP:
 		v.fail("tunnel.encap", "\"ipip\" inside tunnel-mode ESP would wrap each packet in two IP headers; expected encap = \"none\" (a VTI: tunnel mode is the IP-in-IP) or mode = \"transport\" (IP-in-IP protected like FreeBSD gif)")
-	case c.Keying == KeyingIKEv2 && c.Shape() != ShapeGRE:
-		v.fail("ipsec.mode", "IKEv2 negotiates only GRE in transport mode so far; expected keying = \"static\" for mode = %q with encap = %q", c.Mode, c.Encap)
 	}
 	if c.Encap != EncapGRE {
 		if c.GREKey != nil {

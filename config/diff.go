@@ -43,6 +43,8 @@ const (
 	IKERetransmitTimeout
 	IKERetransmitBase
 	IKERetransmitTries
+	IKELocalTS
+	IKERemoteTS
 	StaticKeyIn  // compared by digest
 	StaticKeyOut // compared by digest
 	IKELocalPSK  // the contents of the PSK file, by digest
@@ -86,6 +88,8 @@ var fieldKeys = [numFields]string{
 	IKERetransmitTimeout:   "ike.retransmit_timeout",
 	IKERetransmitBase:      "ike.retransmit_base",
 	IKERetransmitTries:     "ike.retransmit_tries",
+	IKELocalTS:             "ike.local_ts",
+	IKERemoteTS:            "ike.remote_ts",
 	StaticKeyIn:            "static.key_in",
 	StaticKeyOut:           "static.key_out",
 	IKELocalPSK:            "ike.local_psk",
@@ -121,7 +125,7 @@ var (
 	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticESP, StaticSeqOut, StaticKeyIn, StaticKeyOut)
 	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
 		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
-		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalPSK, IKERemotePSK)
+		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK)
 )
 
 // Has tells whether f is in s.
@@ -231,6 +235,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IKERetransmitTimeout, oi.RetransmitTimeout, ni.RetransmitTimeout)
 	cmp(IKERetransmitBase, oi.RetransmitBase, ni.RetransmitBase)
 	cmp(IKERetransmitTries, oi.RetransmitTries, ni.RetransmitTries)
+	cmp(IKELocalTS, oi.LocalTS, ni.LocalTS)
+	cmp(IKERemoteTS, oi.RemoteTS, ni.RemoteTS)
 	nd := next.Digests()
 	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
 		if oldDigests[f] != nd[f] {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -92,4 +93,41 @@ func TestShapes(t *testing.T) {
 func noStatic(s, keying string) string {
 	s = strings.Replace(s, `keying = "static"`, keying, 1)
 	return s[:strings.Index(s, "[static]")]
+}
+
+// TestVTISelectors: [ike] local_ts and remote_ts default to everything of
+// both families for a VTI, take prefixes, and are refused for the shapes
+// whose selectors are the underlay addresses.
+func TestVTISelectors(t *testing.T) {
+	vti := strings.Replace(ikeBase, "[ipsec]", "encap = \"none\"\n[ipsec]\nmode = \"tunnel\"", 1)
+	c, err := Parse("v.toml", []byte(vti))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.IKE.LocalTS, c.IKE.RemoteTS) != "[0.0.0.0/0 ::/0] [0.0.0.0/0 ::/0]" || c.Shape() != ShapeVTI {
+		t.Errorf("defaults %v %v, shape %v", c.IKE.LocalTS, c.IKE.RemoteTS, c.Shape())
+	}
+	c, err = Parse("v.toml", []byte(vti+"local_ts = [\"198.19.0.1/16\"]\nremote_ts = [\"2001:db8:20::/48\", \"198.20.0.0/16\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.IKE.LocalTS, c.IKE.RemoteTS) != "[198.19.0.0/16] [2001:db8:20::/48 198.20.0.0/16]" {
+		t.Errorf("configured %v %v", c.IKE.LocalTS, c.IKE.RemoteTS)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{vti + "local_ts = [\"198.19.0.0\"]\n", `ike.local_ts[0]: expected a prefix such as "0.0.0.0/0"`},
+		{vti + "remote_ts = []\n", `ike.remote_ts: empty`},
+		{ikeBase + "local_ts = [\"0.0.0.0/0\"]\n", `ike.local_ts: given, but the tunnel is GRE in transport-mode ESP`},
+	} {
+		if _, err := Parse("v.toml", []byte(tc.text)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v\nwant %q", err, tc.want)
+		}
+	}
+	// Every shape is negotiable: tunnel-mode GRE and IP-in-IP too.
+	for _, me := range [][2]string{{"tunnel", "gre"}, {"transport", "ipip"}} {
+		text := strings.Replace(ikeBase, "[ipsec]", "encap = \""+me[1]+"\"\n[ipsec]\nmode = \""+me[0]+"\"", 1)
+		if _, err := Parse("v.toml", []byte(text)); err != nil {
+			t.Errorf("%s+%s with ikev2: %v", me[0], me[1], err)
+		}
+	}
 }

@@ -377,3 +377,32 @@ func (t *Tunnel) tunnelPayloadFrom(payload []byte) []byte {
 	peer := &Tunnel{shape: t.shape, local4: t.remote4, remote4: t.local4, local16: t.remote16, remote16: t.local16}
 	return peer.tunnelPayload(payload)
 }
+
+// TestChildPolicyPerShape: what IKEv2 negotiates for each shape: GRE in
+// transport mode by default, GRE in tunnel mode, IP-in-IP (4 and 41) in
+// transport mode, and a VTI's prefixes in tunnel mode, narrowable.
+func TestChildPolicyPerShape(t *testing.T) {
+	l, r := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	k := &config.IKE{LocalTS: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("::/0")}}
+	for _, tc := range []struct {
+		mode  config.Mode
+		encap config.Encap
+		want  string
+	}{
+		{config.ModeTransport, config.EncapGRE, "transport narrow=false [] []"},
+		{config.ModeTunnel, config.EncapGRE, "tunnel narrow=false [198.18.0.1/32[gre]] [198.18.0.2/32[gre]]"},
+		{config.ModeTransport, config.EncapIPIP, "transport narrow=false [198.18.0.1/32[4] 198.18.0.1/32[41]] [198.18.0.2/32[4] 198.18.0.2/32[41]]"},
+		{config.ModeTunnel, config.EncapNone, "tunnel narrow=true [198.19.0.0/16] [::/0]"},
+	} {
+		c := &config.Config{Local: l, Remote: r, Mode: tc.mode, Encap: tc.encap}
+		p := childPolicy(c, k)
+		mode := "transport"
+		if p.TunnelMode {
+			mode = "tunnel"
+		}
+		got := fmt.Sprintf("%s narrow=%v %v %v", mode, p.Narrow, p.LocalTS, p.RemoteTS)
+		if got != tc.want {
+			t.Errorf("%s+%s:\n got  %s\n want %s", tc.mode, tc.encap, got, tc.want)
+		}
+	}
+}
