@@ -154,3 +154,29 @@ func waitLog(sp *swanPair, any ...string) bool {
 		return false
 	})
 }
+
+// TestStrongSwanIPIPTransport: gresec's mode = "transport", encap =
+// "ipip" against strongSwan in transport mode with selectors for
+// protocols 4 and 41 between the underlay addresses (a gif peer's
+// ipencap policy, IPv6 too), both roles; the inner packet is ESP's
+// payload (next header 4).
+func TestStrongSwanIPIPTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		gresecInitiates bool
+	}{{"gresec-initiates", true}, {"strongswan-initiates", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := startSwanShape(t, tc.gresecInitiates, "transport", "ipip", "", swan.Conn{
+				ChildExtra: "local_ts = dynamic[4],dynamic[41]\nremote_ts = dynamic[4],dynamic[41]"})
+			st, child := sp.installed(t, "")
+			if child.Mode != "TRANSPORT" {
+				t.Errorf("strongSwan installed mode %q, want TRANSPORT", child.Mode)
+			}
+			if strings.Join(child.LocalTS, " ") != "198.18.0.2/32[ipencap] 198.18.0.2/32[ipv6]" ||
+				strings.Join(child.RemoteTS, " ") != "198.18.0.1/32[ipencap] 198.18.0.1/32[ipv6]" {
+				t.Errorf("selectors %v === %v, want protocols 4 and 41 host to host", child.LocalTS, child.RemoteTS)
+			}
+			sp.checkKeysAgreeFields(t, st.Outbound.SPI, "50,1,,8", "ip.proto", "gre.proto", "icmp.type")
+		})
+	}
+}
