@@ -216,6 +216,13 @@ func newKey(t *testing.T) string {
 // startGresec writes the host's config (mode 0600: it may hold keys) and
 // runs `gresec up` in the namespace until the end of the test.
 func (l *lab) startGresec(keying string, keys *staticKeys, extra ...string) tunnel.Status {
+	l.t.Helper()
+	l.writeGresecConfig(keying, keys, extra...)
+	return l.runGresec()
+}
+
+// writeGresecConfig writes the host's config (mode 0600) to l.cfg.
+func (l *lab) writeGresecConfig(keying string, keys *staticKeys, extra ...string) {
 	t := l.t
 	t.Helper()
 	l.cfg = filepath.Join(l.dir, "gresec.toml")
@@ -242,6 +249,13 @@ socket = %q
 	if err := os.WriteFile(l.cfg, []byte(c), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runGresec runs `gresec up -c l.cfg` in the namespace until the end of
+// the test and waits for its status.
+func (l *lab) runGresec() tunnel.Status {
+	t := l.t
+	t.Helper()
 	p, err := l.ns.Start(gresecBin, "up", "-c", l.cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package interop
 
 import (
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -119,4 +121,47 @@ ip -6 addr add %s dev sit1 nodad
 ip link set sit1 mtu %d up`, guestUnder[0].Addr(), hostUnder[0].Addr(), guestIn4, guestIn6, mtu))
 	l.pingAll(mtu)
 	l.checkStaticCounters(keys)
+}
+
+// TestPeerConfigShapesLinux: what `gresec peer-config --for linux`
+// writes for each shape, run as it is in the guest (the underlay device
+// filled in), makes a working tunnel: the SAs and policies before gresec
+// starts, the device after, then the same pings and counters as above.
+// Only the MSS clamp lines are left out.
+func TestPeerConfigShapesLinux(t *testing.T) {
+	for _, tc := range []struct{ mode, encap string }{{"tunnel", "gre"}, {"tunnel", "none"}, {"transport", "ipip"}} {
+		t.Run(tc.mode+"+"+tc.encap, func(t *testing.T) {
+			l := newLab(t)
+			l.mode, l.encap = tc.mode, tc.encap
+			keys := shapeKeys(t)
+			l.writeGresecConfig("static", keys)
+			out, err := exec.Command(gresecBin, "peer-config", "--for", "linux", "--include-secret", "-c", l.cfg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("peer-config: %v\n%s", err, out)
+			}
+			text := string(out)
+			i := strings.Index(text, "==== commands (as root) ====")
+			if i < 0 {
+				t.Fatalf("no commands section:\n%s", text)
+			}
+			_, script, _ := strings.Cut(text[i:], "\n") // after the section's title
+			script = strings.ReplaceAll(script, "<underlay-device>", "eth0")
+			// The SAs and policies, then (after the blank line) the device.
+			sas, device, ok := strings.Cut(script, "\n\n")
+			if !ok || !strings.Contains(sas, "ip xfrm state add") || !strings.Contains(device, "ip link set") {
+				t.Fatalf("unexpected layout:\n%s", script)
+			}
+			// The MSS clamp that follows is for forwarded traffic (and the
+			// guest has no nft): not needed for pings from the guest itself.
+			device, _, _ = strings.Cut(device, "# TCP MSS clamp")
+			if tc.encap == "ipip" {
+				l.guestRun("modprobe -r xfrm4_tunnel") // see TestStaticIPIPTransport
+			}
+			l.guestRun("set -e\n" + sas)
+			st := l.runGresec()
+			l.guestRun("set -e\n" + device)
+			l.pingAll(st.MTU)
+			l.checkStaticCounters(keys)
+		})
+	}
 }
