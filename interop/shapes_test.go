@@ -165,3 +165,31 @@ func TestPeerConfigShapesLinux(t *testing.T) {
 		})
 	}
 }
+
+// TestStrongSwanVTIKernel: gresec's VTI (mode = "tunnel", encap =
+// "none", keying = "ikev2", selectors 0.0.0.0/0 and ::/0) against
+// strongSwan in the guest installing a route-based CHILD_SA (if_id 42)
+// into the kernel, whose xfrm interface carries IPv4 and IPv6: pings both
+// ways, counters exact.
+func TestStrongSwanVTIKernel(t *testing.T) {
+	l := newLab(t)
+	l.mode, l.encap = "tunnel", "none"
+	psk := l.guestStrongSwanChild("mode = tunnel\n\t\t\t\tlocal_ts = 0.0.0.0/0,::/0\n\t\t\t\tremote_ts = 0.0.0.0/0,::/0\n\t\t\t\tif_id_in = 42\n\t\t\t\tif_id_out = 42")
+	st := l.startGresecIKE(psk, true)
+	sas := l.guestRun("swanctl --list-sas")
+	for _, want := range []string{"ESTABLISHED", "INSTALLED, TUNNEL", "(-|0x0000002a)"} {
+		if !strings.Contains(sas, want) {
+			t.Errorf("guest strongSwan lacks %q:\n%s", want, sas)
+		}
+	}
+	if log := l.guestRun("grep -c 'TS 0.0.0.0/0 ::/0 === 0.0.0.0/0 ::/0' /tmp/charon.log || true"); strings.TrimSpace(log) != "1" {
+		t.Errorf("charon did not log one CHILD_SA with both families' selectors (%q)", log)
+	}
+	l.guestRun(fmt.Sprintf(`set -e
+ip link add xfrm1 type xfrm dev eth0 if_id 42
+ip addr add %s dev xfrm1
+ip -6 addr add %s dev xfrm1 nodad
+ip link set xfrm1 mtu %d up`, guestIn4, guestIn6, st.MTU))
+	l.pingAll(st.MTU)
+	l.checkGuestInbound(st, 8*pingCount)
+}
