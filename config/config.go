@@ -43,6 +43,68 @@ const (
 	KeyingNone   Keying = "none" // plain GRE, no ESP
 )
 
+// Mode is the ESP mode, [ipsec] mode.
+type Mode string
+
+const (
+	ModeTransport Mode = "transport"
+	ModeTunnel    Mode = "tunnel"
+)
+
+// Encap is what carries the inner packets, [tunnel] encap.
+type Encap string
+
+const (
+	EncapGRE  Encap = "gre"  // GRE (RFC 2784/2890)
+	EncapIPIP Encap = "ipip" // IP in IP, protocol 4 or 41 (RFC 2003, RFC 4213)
+	EncapNone Encap = "none" // nothing: the inner packet is ESP's payload (VTI)
+)
+
+// Shape is one of the four tunnel shapes gresec builds.
+type Shape uint8
+
+const (
+	// ShapeGRE is GRE in transport-mode ESP (or plain GRE).
+	ShapeGRE Shape = iota
+	// ShapeGRETunnel is GRE in tunnel-mode ESP: the ESP payload is an IP
+	// header between the underlay addresses, protocol 47, then the GRE
+	// packet (a crypto map in tunnel mode over a GRE tunnel).
+	ShapeGRETunnel
+	// ShapeVTI is the inner packet in tunnel-mode ESP (a route-based
+	// VTI, an xfrm interface).
+	ShapeVTI
+	// ShapeIPIP is IP-in-IP in transport-mode ESP (FreeBSD gif with a
+	// transport policy for protocol 4). On the wire it is the same as
+	// ShapeVTI: only the negotiation differs.
+	ShapeIPIP
+)
+
+// Shape is the tunnel's shape, from Mode and Encap (validated together).
+func (c *Config) Shape() Shape {
+	switch {
+	case c.Encap == EncapGRE && c.Mode == ModeTunnel:
+		return ShapeGRETunnel
+	case c.Encap == EncapNone:
+		return ShapeVTI
+	case c.Encap == EncapIPIP:
+		return ShapeIPIP
+	}
+	return ShapeGRE
+}
+
+// String names the shape as check and status print it.
+func (s Shape) String() string {
+	switch s {
+	case ShapeGRETunnel:
+		return "GRE in tunnel-mode ESP"
+	case ShapeVTI:
+		return "IP in tunnel-mode ESP (VTI)"
+	case ShapeIPIP:
+		return "IP-in-IP in transport-mode ESP"
+	}
+	return "GRE in transport-mode ESP"
+}
+
 // Config is a validated tunnel configuration.
 type Config struct {
 	Path string
@@ -67,6 +129,10 @@ type Config struct {
 	// UDPEncap and UDPPort: ESP in UDP (config/udp.go).
 	UDPEncap UDPEncap
 	UDPPort  int
+	// Mode is the ESP mode and Encap what carries the inner packets
+	// inside it; together they are the tunnel's shape (Shape).
+	Mode  Mode
+	Encap Encap
 
 	Static Static
 	IKE    IKE
@@ -106,16 +172,35 @@ func (c *Config) MSS6() int { return c.MTU - tcpIPv6Overhead }
 // Overhead is what the encapsulation adds to an inner packet of the
 // largest size, outer IP header included.
 func (c *Config) Overhead() int {
-	outer := ipv4HeaderLen
-	if c.Local.Is6() {
-		outer = ipv6HeaderLen
-	}
+	outer := c.outerLen()
 	if c.Keying == KeyingNone {
-		return outer + c.greLen()
+		return outer + c.EncapLen()
 	}
 	outer += c.udpOverhead()
-	// ESP pads GRE+inner+2 to whole blocks of its transform.
-	return outer + c.greLen() + c.ESPTransform().Overhead(c.greLen()+c.MTU)
+	// ESP pads encapsulation+inner+2 to whole blocks of its transform.
+	return outer + c.EncapLen() + c.ESPTransform().Overhead(c.EncapLen()+c.MTU)
+}
+
+func (c *Config) outerLen() int {
+	if c.Local.Is6() {
+		return ipv6HeaderLen
+	}
+	return ipv4HeaderLen
+}
+
+// EncapLen is what the shape puts in front of the inner packet inside
+// ESP (or, without ESP, inside the outer IP header): the GRE header in
+// transport mode, tunnel mode's own IP header and the GRE header, or
+// nothing for a VTI and IP-in-IP (whose only IP header is the outer one,
+// and ESP comes between it and the inner packet).
+func (c *Config) EncapLen() int {
+	switch c.Shape() {
+	case ShapeGRETunnel:
+		return c.outerLen() + c.greLen()
+	case ShapeVTI, ShapeIPIP:
+		return 0
+	}
+	return c.greLen()
 }
 
 func (c *Config) greLen() int {
@@ -132,15 +217,12 @@ func (c *Config) ComputedMTU() int { return c.computeMTU() }
 // computeMTU returns the largest inner MTU whose encapsulated packet fits
 // in the underlay MTU, padding included: 1442 for AES-GCM over IPv4/1500.
 func (c *Config) computeMTU() int {
-	outer := ipv4HeaderLen
-	if c.Local.Is6() {
-		outer = ipv6HeaderLen
-	}
+	outer := c.outerLen()
 	if c.Keying == KeyingNone {
-		return c.UnderlayMTU - outer - c.greLen()
+		return c.UnderlayMTU - outer - c.EncapLen()
 	}
 	outer += c.udpOverhead()
-	return c.ESPTransform().TunnelMTU(c.UnderlayMTU, outer, c.greLen())
+	return c.ESPTransform().TunnelMTU(c.UnderlayMTU, outer, c.EncapLen())
 }
 
 // file mirrors the TOML layout. Pointers tell "absent" from "zero".
@@ -156,6 +238,7 @@ type file struct {
 		GREKey           *int64   `toml:"gre_key"`
 		Keepalive        *string  `toml:"keepalive"`
 		KeepaliveRetries *int64   `toml:"keepalive_retries"`
+		Encap            *string  `toml:"encap"`
 	} `toml:"tunnel"`
 	IPsec struct {
 		Keying       *string `toml:"keying"`
@@ -353,9 +436,7 @@ func (v *validator) build(f *file) *Config {
 			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %s", quote(*k))
 		}
 	}
-	if m := f.IPsec.Mode; m != nil && *m != "transport" {
-		v.fail("ipsec.mode", "expected \"transport\" (GRE carries the inner packets; tunnel mode is not supported), got %s", quote(*m))
-	}
+	v.shape(f, c)
 	if w := f.IPsec.ReplayWindow; w != nil {
 		if *w < 0 || *w > maxReplayWindow {
 			v.fail("ipsec.replay_window", "expected an integer 0..%d (0 disables anti-replay), got %d", maxReplayWindow, *w)
@@ -447,6 +528,48 @@ func (v *validator) keepalive(period *string, retries *int64, c *Config) {
 		v.fail("tunnel.keepalive_retries", "given, but no keepalives are sent; expected tunnel.keepalive as well, such as keepalive = \"10s\"")
 	}
 	c.KeepaliveRetries = int(*retries)
+}
+
+// shape reads [ipsec] mode and [tunnel] encap and refuses the
+// combinations no peer builds or gresec cannot carry.
+func (v *validator) shape(f *file, c *Config) {
+	c.Mode, c.Encap = ModeTransport, EncapGRE
+	if m := f.IPsec.Mode; m != nil {
+		switch Mode(*m) {
+		case ModeTransport, ModeTunnel:
+			c.Mode = Mode(*m)
+		default:
+			v.fail("ipsec.mode", "expected \"transport\" or \"tunnel\", got %s", quote(*m))
+			return
+		}
+	}
+	if e := f.Tunnel.Encap; e != nil {
+		switch Encap(*e) {
+		case EncapGRE, EncapIPIP, EncapNone:
+			c.Encap = Encap(*e)
+		default:
+			v.fail("tunnel.encap", "expected \"gre\", \"ipip\" or \"none\", got %s", quote(*e))
+			return
+		}
+	}
+	switch {
+	case c.Keying == KeyingNone && c.Encap != EncapGRE:
+		v.fail("tunnel.encap", "%q needs ESP, but ipsec.keying is \"none\" (plain GRE); expected encap = \"gre\" or keying = \"static\" or \"ikev2\"", c.Encap)
+	case c.Keying == KeyingNone && c.Mode == ModeTunnel:
+		v.fail("ipsec.mode", "\"tunnel\" is an ESP mode, but ipsec.keying is \"none\" (plain GRE); expected mode = \"transport\" or keying = \"static\" or \"ikev2\"")
+	case c.Mode == ModeTransport && c.Encap == EncapNone:
+		v.fail("tunnel.encap", "\"none\" leaves nothing to carry the inner packets in transport mode; expected mode = \"tunnel\" (a VTI), or encap = \"gre\" or \"ipip\"")
+	case c.Mode == ModeTunnel && c.Encap == EncapIPIP:
+		v.fail("tunnel.encap", "\"ipip\" inside tunnel-mode ESP would wrap each packet in two IP headers; expected encap = \"none\" (a VTI: tunnel mode is the IP-in-IP) or mode = \"transport\" (IP-in-IP protected like FreeBSD gif)")
+	}
+	if c.Encap != EncapGRE {
+		if c.GREKey != nil {
+			v.fail("tunnel.gre_key", "given, but tunnel.encap is %q: there is no GRE header to carry it; expected no gre_key", c.Encap)
+		}
+		if c.Keepalive != 0 {
+			v.fail("tunnel.keepalive", "given, but tunnel.encap is %q: keepalives are GRE packets; expected no keepalive (a VTI relies on IKE's dead peer detection)", c.Encap)
+		}
+	}
 }
 
 var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$|^[0-9]{1,10}$`)

@@ -21,7 +21,9 @@ const (
 	TunnelGREKey
 	TunnelKeepalive
 	TunnelKeepaliveRetries
+	TunnelEncap
 	IPsecKeying
+	IPsecMode
 	IPsecReplayWindow
 	IPsecUDPEncap
 	IPsecUDPPort
@@ -43,6 +45,8 @@ const (
 	IKERetransmitTimeout
 	IKERetransmitBase
 	IKERetransmitTries
+	IKELocalTS
+	IKERemoteTS
 	StaticKeyIn  // compared by digest
 	StaticKeyOut // compared by digest
 	IKELocalPSK  // the contents of the PSK file, by digest
@@ -64,7 +68,9 @@ var fieldKeys = [numFields]string{
 	TunnelGREKey:           "tunnel.gre_key",
 	TunnelKeepalive:        "tunnel.keepalive",
 	TunnelKeepaliveRetries: "tunnel.keepalive_retries",
+	TunnelEncap:            "tunnel.encap",
 	IPsecKeying:            "ipsec.keying",
+	IPsecMode:              "ipsec.mode",
 	IPsecReplayWindow:      "ipsec.replay_window",
 	IPsecUDPEncap:          "ipsec.udp_encap",
 	IPsecUDPPort:           "ipsec.udp_port",
@@ -86,6 +92,8 @@ var fieldKeys = [numFields]string{
 	IKERetransmitTimeout:   "ike.retransmit_timeout",
 	IKERetransmitBase:      "ike.retransmit_base",
 	IKERetransmitTries:     "ike.retransmit_tries",
+	IKELocalTS:             "ike.local_ts",
+	IKERemoteTS:            "ike.remote_ts",
 	StaticKeyIn:            "static.key_in",
 	StaticKeyOut:           "static.key_out",
 	IKELocalPSK:            "ike.local_psk",
@@ -121,7 +129,7 @@ var (
 	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticESP, StaticSeqOut, StaticKeyIn, StaticKeyOut)
 	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
 		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
-		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalPSK, IKERemotePSK)
+		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK)
 )
 
 // Has tells whether f is in s.
@@ -208,7 +216,9 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(TunnelGREKey, keyText(old.GREKey), keyText(next.GREKey))
 	cmp(TunnelKeepalive, old.Keepalive, next.Keepalive)
 	cmp(TunnelKeepaliveRetries, old.KeepaliveRetries, next.KeepaliveRetries)
+	cmp(TunnelEncap, old.Encap, next.Encap)
 	cmp(IPsecKeying, old.Keying, next.Keying)
+	cmp(IPsecMode, old.Mode, next.Mode)
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(IPsecUDPEncap, old.UDPEncap, next.UDPEncap)
 	cmp(IPsecUDPPort, old.UDPPort, next.UDPPort)
@@ -231,6 +241,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IKERetransmitTimeout, oi.RetransmitTimeout, ni.RetransmitTimeout)
 	cmp(IKERetransmitBase, oi.RetransmitBase, ni.RetransmitBase)
 	cmp(IKERetransmitTries, oi.RetransmitTries, ni.RetransmitTries)
+	cmp(IKELocalTS, oi.LocalTS, ni.LocalTS)
+	cmp(IKERemoteTS, oi.RemoteTS, ni.RemoteTS)
 	nd := next.Digests()
 	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
 		if oldDigests[f] != nd[f] {

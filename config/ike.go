@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -49,6 +50,10 @@ type IKE struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
+	// LocalTS and RemoteTS are a VTI's traffic selectors: the prefixes
+	// of inner addresses on our side and the peer's (encap = "none"
+	// only; the other shapes negotiate their underlay addresses).
+	LocalTS, RemoteTS []netip.Prefix
 }
 
 type ikeFile struct {
@@ -67,6 +72,8 @@ type ikeFile struct {
 	RetransmitTimeout  *string  `toml:"retransmit_timeout"`
 	RetransmitBase     *float64 `toml:"retransmit_base"`
 	RetransmitTries    *int64   `toml:"retransmit_tries"`
+	LocalTS            []string `toml:"local_ts"`
+	RemoteTS           []string `toml:"remote_ts"`
 }
 
 func (v *validator) ike(f *ikeFile, c *Config) {
@@ -76,6 +83,8 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	}
 	k := &c.IKE
 	k.Initiate = true
+	k.LocalTS = v.selectors("ike.local_ts", f.LocalTS, c)
+	k.RemoteTS = v.selectors("ike.remote_ts", f.RemoteTS, c)
 	if f.Initiate != nil {
 		k.Initiate = *f.Initiate
 	}
@@ -269,4 +278,35 @@ func weakPSK(b []byte) string {
 		return fmt.Sprintf("holds only %d different characters other than spaces", distinct)
 	}
 	return ""
+}
+
+// vtiSelectors are a VTI's traffic selectors when none are configured:
+// everything of both families, as IOS `tunnel mode ipsec ipv4` and
+// strongSwan's route-based examples use.
+var vtiSelectors = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// selectors reads ike.local_ts or ike.remote_ts: prefixes, for a VTI only.
+func (v *validator) selectors(key string, list []string, c *Config) []netip.Prefix {
+	if c.Shape() != ShapeVTI {
+		if list != nil {
+			v.fail(key, "given, but the tunnel is %s, whose selectors are the underlay addresses; expected %s only with mode = \"tunnel\" and encap = \"none\"", c.Shape(), key)
+		}
+		return nil
+	}
+	if list == nil {
+		return vtiSelectors
+	}
+	if len(list) == 0 {
+		v.fail(key, "empty; expected prefixes such as [\"0.0.0.0/0\", \"::/0\"] or [\"198.19.0.0/16\"]")
+	}
+	var out []netip.Prefix
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Zone() != "" {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "expected a prefix such as \"0.0.0.0/0\", \"198.19.0.0/16\" or \"2001:db8::/32\", got %s", quote(s))
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }

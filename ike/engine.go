@@ -95,6 +95,7 @@ type Config struct {
 	DPD                 time.Duration // 0: no liveness checks
 	ReplayWindow        int           // passed through for the data plane's benefit
 	RemotePort          uint16        // 0: 500
+	Child               ChildPolicy   // mode and selectors of the CHILD_SAs (child_policy.go)
 
 	// CookieThreshold is how many answered IKE_SA_INIT requests that have
 	// not (yet) led to an authenticated IKE SA, within the last minute,

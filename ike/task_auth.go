@@ -8,12 +8,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// gre is IP protocol 47: the only traffic our CHILD_SAs carry.
+// gre is IP protocol 47: what our CHILD_SAs carry unless Config.Child
+// says otherwise.
 const gre = 47
-
-func (e *Engine) selectors() (local, remote TrafficSelector) {
-	return HostSelector(e.cfg.Local, gre), HostSelector(e.cfg.Remote, gre)
-}
 
 // sendAuth sends the initiator's IKE_AUTH request with the first CHILD_SA
 // (§1.2): IDi, [IDr], AUTH, [INITIAL_CONTACT], USE_TRANSPORT_MODE, SA,
@@ -41,8 +38,9 @@ func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 	}, func(now time.Time) { e.fail(now, sa, "IKE_AUTH: no response") })
 }
 
-// childRequest is the CHILD_SA part of a request: transport mode, our
-// proposals with our inbound SPI, GRE host-to-host selectors.
+// childRequest is the CHILD_SA part of a request: the mode (transport
+// unless Config.Child says tunnel), our proposals with our inbound SPI,
+// our selectors (GRE host to host by default).
 func (e *Engine) childRequest(props []Proposal, spi uint32) Payloads {
 	local, remote := e.selectors()
 	ps := make([]Proposal, len(props))
@@ -50,12 +48,11 @@ func (e *Engine) childRequest(props []Proposal, spi uint32) Payloads {
 		p.SPI = []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
 		ps[i] = p
 	}
-	return Payloads{
-		&Notify{Kind: USE_TRANSPORT_MODE},
+	return append(e.modeRequest(),
 		&SA{Proposals: ps},
-		&TSi{TrafficSelectors{[]TrafficSelector{local}}},
-		&TSr{TrafficSelectors{[]TrafficSelector{remote}}},
-	}
+		&TSi{TrafficSelectors{local}},
+		&TSr{TrafficSelectors{remote}},
+	)
 }
 
 func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads) {
@@ -189,9 +186,16 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 // mode, proposal and selectors, derives and installs the keys, and returns
 // the new child and the payloads of the answer, or an error notify.
 func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, ni, nr []byte, shared Secret, withDH, rekey bool) (*childSA, Payloads, *Notify) {
-	if ps.Notify(USE_TRANSPORT_MODE) == nil {
-		// We carry GRE between the two endpoints: tunnel mode is not offered.
-		e.log.Warn("peer proposes a tunnel-mode CHILD_SA; we need transport mode", e.saFields(sa, nil)...)
+	if transport := ps.Notify(USE_TRANSPORT_MODE) != nil; transport == e.cfg.Child.TunnelMode {
+		// The data plane builds one mode: an SA of the other is one it
+		// cannot carry. (A tunnel-mode responder could answer a transport
+		// request in tunnel mode, §1.3.1, but the initiator asked for
+		// what it builds, and would delete the SA.)
+		if transport {
+			e.log.Warn("peer proposes a transport-mode CHILD_SA; we need tunnel mode", e.saFields(sa, nil)...)
+		} else {
+			e.log.Warn("peer proposes a tunnel-mode CHILD_SA; we need transport mode", e.saFields(sa, nil)...)
+		}
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	saP, _ := ps.Get(PayloadSA).(*SA)
@@ -211,9 +215,10 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	local, remote := e.selectors()
-	if !anyContains(tsi.Selectors, remote) || !anyContains(tsr.Selectors, local) {
+	narrowI, narrowR := e.narrowTS(tsi.Selectors, remote), e.narrowTS(tsr.Selectors, local)
+	if len(narrowI) == 0 || len(narrowR) == 0 {
 		e.log.Warn("traffic selectors unacceptable", append(e.saFields(sa, nil),
-			zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()),
+			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
 			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
 		return nil, nil, &Notify{Kind: TS_UNACCEPTABLE}
 	}
@@ -235,12 +240,11 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 	}
 	sa.children = append(sa.children, c)
 	chosen.SPI = []byte{byte(spiIn >> 24), byte(spiIn >> 16), byte(spiIn >> 8), byte(spiIn)}
-	return c, Payloads{
-		&Notify{Kind: USE_TRANSPORT_MODE},
+	return c, append(e.modeRequest(),
 		&SA{Proposals: []Proposal{chosen}},
-		&TSi{TrafficSelectors{[]TrafficSelector{remote}}}, // narrowed to GRE host to host
-		&TSr{TrafficSelectors{[]TrafficSelector{local}}},
-	}, nil
+		&TSi{TrafficSelectors{narrowI}}, // narrowed to ours (§2.9)
+		&TSr{TrafficSelectors{narrowR}},
+	), nil
 }
 
 // installChild hands keys to the data plane, whose outbound SA is then
@@ -275,11 +279,15 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		case TS_UNACCEPTABLE:
 			local, remote := e.selectors()
 			e.log.Warn("peer does not accept our traffic selectors", append(e.saFields(sa, nil),
-				zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()))...)
+				zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)))...)
 		}
 		return nil, errorf("peer sent %v", n.Kind)
 	}
-	if ps.Notify(USE_TRANSPORT_MODE) == nil {
+	if transport := ps.Notify(USE_TRANSPORT_MODE) != nil; transport == e.cfg.Child.TunnelMode {
+		if transport {
+			// We did not ask for it (§1.3.1: only the initiator may).
+			return nil, errorf("peer chose transport mode; we need tunnel mode")
+		}
 		return nil, errorf("peer did not accept transport mode")
 	}
 	saP, _ := ps.Get(PayloadSA).(*SA)
@@ -297,9 +305,9 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		return nil, err
 	}
 	local, remote := e.selectors()
-	if !allEquivalent(tsi.Selectors, local) || !allEquivalent(tsr.Selectors, remote) {
+	if !e.acceptableTS(tsi.Selectors, local) || !e.acceptableTS(tsr.Selectors, remote) {
 		e.log.Warn("responder narrowed the traffic selectors to something else", append(e.saFields(sa, nil),
-			zap.String("ours_local", local.String()), zap.String("ours_remote", remote.String()),
+			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
 			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
 		return nil, errorf("responder narrowed the traffic selectors to something else")
 	}

@@ -109,6 +109,13 @@ func TestScenario2GresecResponder(t *testing.T) {
 // proposals, transport mode and GRE selectors, and returns a fresh PSK. It
 // neither initiates nor waits for a peer: `start_action` is none.
 func (l *lab) guestStrongSwan() string {
+	l.t.Helper()
+	return l.guestStrongSwanChild("mode = transport\n\t\t\t\tlocal_ts = dynamic[gre]\n\t\t\t\tremote_ts = dynamic[gre]")
+}
+
+// guestStrongSwanChild is guestStrongSwan with the child's mode and
+// selector lines given.
+func (l *lab) guestStrongSwanChild(child string) string {
 	t := l.t
 	t.Helper()
 	g, h := guestUnder[0].Addr(), hostUnder[0].Addr()
@@ -129,9 +136,7 @@ connections {
 			id = %[2]s }
 		children {
 			gre {
-				mode = transport
-				local_ts = dynamic[gre]
-				remote_ts = dynamic[gre]
+				%[4]s
 				esp_proposals = aes256gcm16-ecp384
 			}
 		}
@@ -162,7 +167,7 @@ charon {
 CONF
 (/usr/lib/ipsec/charon > /tmp/charon.stderr 2>&1 &)
 for i in $(seq 50); do swanctl --stats >/dev/null 2>&1 && break; sleep 0.2; done
-swanctl --load-all`, g, h, psk))
+swanctl --load-all`, g, h, psk, child))
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := l.g.Run("swanctl --list-sas 2>/dev/null; tail -n 80 /tmp/charon.log | sed 's/secret.*/secret [redacted]/'")

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -82,6 +83,9 @@ type lab struct {
 	gresec *netns.Proc
 	// ipsecExtra: more [ipsec] lines for startGresec's config.
 	ipsecExtra string
+	// mode and encap, when set, are gresec's [ipsec] mode and [tunnel]
+	// encap (shapes_test.go).
+	mode, encap string
 }
 
 // newLab makes the namespace, boots the guest in it and counts ESP and GRE
@@ -214,6 +218,13 @@ func newKey(t *testing.T) string {
 // startGresec writes the host's config (mode 0600: it may hold keys) and
 // runs `gresec up` in the namespace until the end of the test.
 func (l *lab) startGresec(keying string, keys *staticKeys, extra ...string) tunnel.Status {
+	l.t.Helper()
+	l.writeGresecConfig(keying, keys, extra...)
+	return l.runGresec()
+}
+
+// writeGresecConfig writes the host's config (mode 0600) to l.cfg.
+func (l *lab) writeGresecConfig(keying string, keys *staticKeys, extra ...string) {
 	t := l.t
 	t.Helper()
 	l.cfg = filepath.Join(l.dir, "gresec.toml")
@@ -224,12 +235,14 @@ local = %q
 remote = %q
 addresses = [%q, %q]
 mss_clamp = true
+encap = %q
 [ipsec]
 keying = %q
+mode = %q
 replay_window = 1024
 %s[control]
 socket = %q
-`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, keying, l.ipsecExtra, l.sock)
+`, hostUnder[0].Addr(), guestUnder[0].Addr(), hostInner4, hostInner6, cmp.Or(l.encap, "gre"), keying, cmp.Or(l.mode, "transport"), l.ipsecExtra, l.sock)
 	if keys != nil {
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n",
 			keys.spiOut, keys.spiIn, keys.keyOut, keys.keyIn)
@@ -238,6 +251,13 @@ socket = %q
 	if err := os.WriteFile(l.cfg, []byte(c), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runGresec runs `gresec up -c l.cfg` in the namespace until the end of
+// the test and waits for its status.
+func (l *lab) runGresec() tunnel.Status {
+	t := l.t
+	t.Helper()
 	p, err := l.ns.Start(gresecBin, "up", "-c", l.cfg)
 	if err != nil {
 		t.Fatal(err)

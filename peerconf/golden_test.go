@@ -76,6 +76,13 @@ var goldenCases = []struct {
 	// ChaCha20-Poly1305: strongSwan only (iked has no ChaCha20 IKE SA,
 	// IOS none at all: TestErrors).
 	{"chacha", StrongSwan, "", []string{"chacha20poly1305-x25519-esn"}},
+	// The other tunnel shapes: strongSwan (IKEv2) and Linux (static).
+	{"tunnelgre", StrongSwan, "", nil},
+	{"vti", StrongSwan, "", nil},
+	{"ipip", StrongSwan, "", nil},
+	{"tunnelgre-static", Linux, "", nil},
+	{"vti-static", Linux, "", nil},
+	{"ipip-static", Linux, "", nil},
 }
 
 func TestGolden(t *testing.T) {

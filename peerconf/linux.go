@@ -34,7 +34,7 @@ func (m *mirror) linux() error {
 		}
 		b.WriteString("\n")
 	}
-	m.greDeviceLines(&b)
+	m.deviceLines(&b)
 	m.mssClampLines(&b)
 	m.add(CommandsSection, 0, b.String())
 	return nil
@@ -52,20 +52,27 @@ func (m *mirror) xfrmLines(b *strings.Builder) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(b, "# Modules: esp%s, xfrm_user, ip%s_gre. Add the SAs and policies before the GRE device,\n", m.ipv(), m.ipv6Suffix())
+	switch m.c.Shape() {
+	case config.ShapeVTI:
+		fmt.Fprintf(b, "# Modules: esp%s, xfrm_user, xfrm_interface. Add the SAs and policies before the xfrm device,\n", m.ipv())
+	case config.ShapeIPIP:
+		fmt.Fprintf(b, "# Modules: esp%s, xfrm_user, %s. Add the SAs and policies before the IP-in-IP device,\n", m.ipv(), map[bool]string{false: "sit", true: "ip6_tunnel"}[m.v6()])
+	default:
+		fmt.Fprintf(b, "# Modules: esp%s, xfrm_user, ip%s_gre. Add the SAs and policies before the GRE device,\n", m.ipv(), m.ipv6Suffix())
+	}
 	b.WriteString("# so that its first packets are already encrypted.\n")
 	if m.c.ReplayWindow > 0 {
 		fmt.Fprintf(b, "# Inbound (from gresec): gresec's spi_out and key_out; replay window %d as gresec's.\n", m.c.ReplayWindow)
 	} else {
 		b.WriteString("# Inbound (from gresec): gresec's spi_out and key_out; anti-replay off as in gresec (replay_window = 0).\n")
 	}
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport replay-window %d %s\n",
-		m.remote, m.local, s.SPIOut, m.c.ReplayWindow, keyOut)
+	mode, flags := m.xfrmMode()
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s replay-window %d%s %s\n",
+		m.remote, m.local, s.SPIOut, mode, m.c.ReplayWindow, flags, keyOut)
 	b.WriteString("# Outbound (to gresec): gresec's spi_in and key_in.\n")
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode transport %s\n",
-		m.local, m.remote, s.SPIIn, keyIn)
-	fmt.Fprintf(b, "ip xfrm policy add src %[1]s dst %[2]s proto gre dir out tmpl src %[1]s dst %[2]s proto esp mode transport\n", m.local, m.remote)
-	fmt.Fprintf(b, "ip xfrm policy add src %[2]s dst %[1]s proto gre dir in tmpl src %[2]s dst %[1]s proto esp mode transport\n", m.local, m.remote)
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s%s %s\n",
+		m.local, m.remote, s.SPIIn, mode, flags, keyIn)
+	m.xfrmPolicies(b)
 	return nil
 }
 
@@ -170,10 +177,10 @@ func (m *mirror) mssClampLines(b *strings.Builder) {
 			mss   int
 		}{{"ipv4", m.mss4()}, {"ipv6", m.mss6()}} {
 			fmt.Fprintf(b, "nft 'add rule inet gresec mss %s \"%s\" meta nfproto %s tcp flags syn tcp option maxseg size gt %d tcp option maxseg size set %d'\n",
-				dir, linuxDev, f.proto, f.mss, f.mss)
+				dir, m.dev(), f.proto, f.mss, f.mss)
 		}
 	}
 	b.WriteString("# or iptables:\n")
-	fmt.Fprintf(b, "# iptables -t mangle -A FORWARD -o %s -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss %d\n", linuxDev, m.mss4())
-	fmt.Fprintf(b, "# ip6tables -t mangle -A FORWARD -o %s -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss %d\n", linuxDev, m.mss6())
+	fmt.Fprintf(b, "# iptables -t mangle -A FORWARD -o %s -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss %d\n", m.dev(), m.mss4())
+	fmt.Fprintf(b, "# ip6tables -t mangle -A FORWARD -o %s -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss %d\n", m.dev(), m.mss6())
 }

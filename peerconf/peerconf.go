@@ -134,6 +134,9 @@ func Generate(c *config.Config, o Options) (*Output, error) {
 		return nil, fmt.Errorf("peerconf: %s: tunnel.local and tunnel.remote are needed", c.Path)
 	}
 	m := newMirror(c, o)
+	if err := m.checkShape(); err != nil {
+		return nil, err
+	}
 	var err error
 	switch o.Peer {
 	case StrongSwan:

@@ -56,8 +56,8 @@ func (m *mirror) strongswan() error {
 	}
 	fmt.Fprintf(&b, "    local {\n      auth = psk\n      id = %s\n    }\n", lid)
 	fmt.Fprintf(&b, "    remote {\n      auth = psk\n      id = %s\n    }\n", rid)
-	b.WriteString("    children {\n      gre {\n        mode = transport\n")
-	fmt.Fprintf(&b, "        local_ts = %s[gre]\n        remote_ts = %s[gre]\n", hostPrefix(m.local), hostPrefix(m.remote))
+	b.WriteString("    children {\n      gre {\n")
+	m.swanChild(&b)
 	fmt.Fprintf(&b, "        esp_proposals = %s\n", espProps)
 	child := seconds(k.ChildLifetime)
 	// life_time is strongSwan's default (rekey_time + 10%), written out so
@@ -88,7 +88,7 @@ func (m *mirror) strongswan() error {
 
 	var c strings.Builder
 	c.WriteString("# Load the connection: swanctl --load-all\n")
-	m.greDeviceLines(&c)
+	m.deviceLines(&c)
 	m.mssClampLines(&c)
 	m.add(CommandsSection, 0, c.String())
 	return nil

@@ -201,7 +201,11 @@ func (t *Tunnel) setCarrier(on bool, why string) {
 
 // keepaliveBufLen holds a keepalive: room for the ESP header in front, two
 // GRE headers with keys, an IPv6 header, and the ESP trailer behind.
-const keepaliveBufLen = 64 + 2*gre.MaxHeaderLen + 40 + 64
+const keepaliveBufLen = keepaliveOff + 2*gre.MaxHeaderLen + 40 + 64
+
+// keepaliveOff is where a keepalive's inner IP header starts: room in
+// front for the outer GRE header, tunnel mode's IP header and ESP's.
+const keepaliveOff = 64 + 40 + gre.MaxHeaderLen
 
 // buildKeepalive writes into buf the GRE packet that asks the peer to send
 // back an inner packet (from the peer to us, protocol 47, carrying a GRE
@@ -209,7 +213,7 @@ const keepaliveBufLen = 64 + 2*gre.MaxHeaderLen + 40 + 64
 func (t *Tunnel) buildKeepalive(buf []byte) (start, end int) {
 	opt := gre.Options{Key: t.greOpt.Key, UseKey: t.greOpt.UseKey}
 	greLen := gre.HeaderLenFor(opt)
-	const off = 64 // where the inner IP header starts
+	const off = keepaliveOff
 	ipLen, proto := 20, uint16(gre.ProtoIPv4)
 	if t.remote.Is6() {
 		ipLen, proto = 40, gre.ProtoIPv6
@@ -254,7 +258,7 @@ func (t *Tunnel) sendKeepalive(buf []byte) {
 			t.stats.drop(dropNoSA)
 			return
 		}
-		out, err := sa.Seal(buf, start, end-start, esp.NextHeaderGRE)
+		out, err := t.sealGRE(sa, buf, start, end)
 		if err != nil {
 			t.stats.drop(dropSeal)
 			return
@@ -319,7 +323,7 @@ func (t *Tunnel) sealReflections() int {
 	n := 0
 	for _, m := range t.reflect {
 		if sa != nil {
-			out, err := sa.Seal(m.Buf, m.Off, m.N, esp.NextHeaderGRE)
+			out, err := t.sealGRE(sa, m.Buf, m.Off, m.Off+m.N)
 			if err != nil {
 				t.stats.drop(dropSeal)
 				continue

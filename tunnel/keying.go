@@ -193,7 +193,38 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 		Lifetime: k.Lifetime, ChildLifetime: k.ChildLifetime, ChildLifetimeBytes: k.ChildLifetimeBytes,
 		DPD: k.DPD, ReplayWindow: s.replayWindow,
 		Retransmit: k.RetransmitTimeout, RetransmitBase: k.RetransmitBase, RetransmitTries: k.RetransmitTries,
+		Child: childPolicy(c, k),
 	}
+}
+
+// childPolicy is what the CHILD_SAs must carry for the tunnel's shape:
+// the ESP mode, and selectors by protocol between the underlay addresses
+// (GRE, 47; IP-in-IP, 4 and 41) or, for a VTI, the configured prefixes
+// of inner addresses, which the peer may narrow.
+func childPolicy(c *config.Config, k *config.IKE) ike.ChildPolicy {
+	host := func(a netip.Addr, protos ...uint8) []ike.TrafficSelector {
+		var out []ike.TrafficSelector
+		for _, p := range protos {
+			out = append(out, ike.HostSelector(a, p))
+		}
+		return out
+	}
+	switch c.Shape() {
+	case config.ShapeGRETunnel:
+		return ike.ChildPolicy{TunnelMode: true, LocalTS: host(c.Local, protoGRE), RemoteTS: host(c.Remote, protoGRE)}
+	case config.ShapeIPIP:
+		return ike.ChildPolicy{LocalTS: host(c.Local, protoIPv4, protoIPv6), RemoteTS: host(c.Remote, protoIPv4, protoIPv6)}
+	case config.ShapeVTI:
+		p := ike.ChildPolicy{TunnelMode: true, Narrow: true}
+		for _, x := range k.LocalTS {
+			p.LocalTS = append(p.LocalTS, ike.RangeSelector(x))
+		}
+		for _, x := range k.RemoteTS {
+			p.RemoteTS = append(p.RemoteTS, ike.RangeSelector(x))
+		}
+		return p
+	}
+	return ike.ChildPolicy{} // GRE host to host in transport mode
 }
 
 // runIKE negotiates and renews the SAs until ctx ends. A reload with new

@@ -105,7 +105,19 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		if reason != esp.DropNone {
 			return nil // counted by the SA
 		}
-		if next != esp.NextHeaderGRE {
+		switch {
+		case t.shape.bare:
+			return t.deliver(t.ipPayload(next, payload), base)
+		case t.shape.tunnelHeader:
+			if next != t.shape.tunnelNext {
+				t.stats.drop(dropNextHeader)
+				return nil
+			}
+			if payload = t.tunnelPayload(payload); payload == nil {
+				t.stats.drop(dropTunnelHeader)
+				return nil
+			}
+		case next != esp.NextHeaderGRE:
 			t.stats.drop(dropNextHeader)
 			return nil
 		}
@@ -136,6 +148,15 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		return nil
 	} else if malformed {
 		t.stats.drop(dropInnerMalformed)
+		return nil
+	}
+	return t.deliver(inner, base)
+}
+
+// deliver clamps the MSS of inner, a checked inner packet in base (nil:
+// dropped), and returns it with the TUN writer's headroom.
+func (t *Tunnel) deliver(inner, base []byte) []byte {
+	if inner == nil {
 		return nil
 	}
 	if t.mss4 != 0 {

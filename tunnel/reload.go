@@ -12,10 +12,11 @@ import (
 
 // restartOnly are the settings a running tunnel cannot take over: they
 // name its device, its sockets or its privileges, or the pumps read them
-// without locks (the MTU, the MSS clamp, the GRE key).
+// without locks (the MTU, the MSS clamp, the GRE key, the shape).
 var restartOnly = config.FieldsOf(
 	config.TunnelInterface, config.TunnelLocal, config.TunnelRemote, config.TunnelMTU, config.TunnelMSSClamp,
-	config.TunnelGREKey, config.IPsecKeying, config.IPsecUDPEncap, config.IPsecUDPPort, config.ControlSocket, config.MetricsListen, config.DaemonUser)
+	config.TunnelGREKey, config.TunnelEncap, config.IPsecKeying, config.IPsecMode, config.IPsecUDPEncap, config.IPsecUDPPort,
+	config.ControlSocket, config.MetricsListen, config.DaemonUser)
 
 // Reload applies next, the new validated config of this tunnel, given the
 // changes config.Diff found. It refuses (changing nothing) when a key

@@ -77,18 +77,15 @@ func (t *Tunnel) encapsulateBatch(msgs []rawip.Message, bufs [][]byte, sizes []i
 }
 
 // encapsulate turns the inner packet at buf[sendHeadroom:][:size] into the
-// underlay payload described by m: GRE, then ESP when sa is not nil. It
+// underlay payload described by m: GRE (unless the shape carries IP
+// without it), tunnel mode's IP header for GRE in tunnel mode, then ESP
+// when sa is not nil. It
 // reports false when the packet was dropped (and counted). The caller
 // counts the packets sent.
 func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA) bool {
 	pkt := buf[sendHeadroom : sendHeadroom+size]
-	var proto uint16
-	switch ipVersion(pkt) {
-	case 4:
-		proto = gre.ProtoIPv4
-	case 6:
-		proto = gre.ProtoIPv6
-	default:
+	v := ipVersion(pkt)
+	if v == 0 {
 		t.stats.drop(dropNotIP)
 		return false
 	}
@@ -100,19 +97,31 @@ func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA)
 		tun.ClampMSS(pkt, t.mss4, t.mss6)
 	}
 
-	t.greSeq++ // only sent when the GRE options ask for sequence numbers
-	start := gre.Encap(buf, sendHeadroom, size, proto, t.greOpt, t.greSeq)
-	end := sendHeadroom + size
-	if sa == nil {
-		*m = rawip.Message{Buf: buf, Off: start, N: end - start, Addr: t.remote}
-		return true
+	start, end := sendHeadroom, sendHeadroom+size
+	var out []byte
+	var err error
+	if !t.shape.bare {
+		proto := uint16(gre.ProtoIPv4)
+		if v == 6 {
+			proto = gre.ProtoIPv6
+		}
+		t.greSeq++ // only sent when the GRE options ask for sequence numbers
+		start = gre.Encap(buf, start, size, proto, t.greOpt, t.greSeq)
+		if sa == nil {
+			*m = rawip.Message{Buf: buf, Off: start, N: end - start, Addr: t.remote}
+			return true
+		}
+		out, err = t.sealGRE(sa, buf, start, end)
+	} else {
+		// A VTI or IP-in-IP: the inner packet is ESP's payload (the
+		// config has refused these shapes without ESP).
+		out, err = sa.Seal(buf, start, size, nextHeaderOf(v))
 	}
-	out, err := sa.Seal(buf, start, end-start, esp.NextHeaderGRE)
 	if err != nil {
 		t.stats.drop(dropSeal)
 		return false
 	}
-	*m = rawip.Message{Buf: buf, Off: start - sa.PrefixLen(), N: len(out), Addr: t.remote}
+	*m = rawip.Message{Buf: buf, Off: offsetIn(buf, out), N: len(out), Addr: t.remote}
 	return true
 }
 

@@ -11,7 +11,8 @@ const (
 	dropNoSA                       // no outbound SA installed yet
 	dropSeal                       // the outbound SA refused (sequence numbers exhausted)
 	dropUnknownPeer                // underlay packet from an address that is not our peer
-	dropNextHeader                 // ESP payload is not GRE
+	dropNextHeader                 // ESP payload is not what the shape carries (GRE, or IP for a VTI and IP-in-IP)
+	dropTunnelHeader               // tunnel mode's IP header in front of GRE is malformed, a fragment, not GRE, or not from the peer to us
 	dropGREMalformed               // GRE header we cannot parse
 	dropGREProtocol                // GRE carries something other than IPv4/IPv6
 	dropGREKey                     // GRE key absent or not ours
@@ -28,6 +29,7 @@ var dropNames = [numDrops]string{
 	dropSeal:           "seal_failed",
 	dropUnknownPeer:    "unknown_peer",
 	dropNextHeader:     "esp_next_header_not_gre",
+	dropTunnelHeader:   "tunnel_header",
 	dropGREMalformed:   "gre_malformed",
 	dropGREProtocol:    "gre_protocol",
 	dropGREKey:         "gre_key_mismatch",

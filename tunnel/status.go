@@ -16,6 +16,8 @@ type Status struct {
 	Remote        string            `json:"remote"`
 	Protocol      string            `json:"protocol"` // "esp" or "gre"
 	Keying        string            `json:"keying"`
+	Mode          string            `json:"mode,omitempty"`  // ESP mode: "transport" or "tunnel"
+	Encap         string            `json:"encap,omitempty"` // "gre", "ipip" or "none"
 	MTU           int               `json:"mtu"`
 	MSSClamp      bool              `json:"mss_clamp"`
 	MSS4          int               `json:"mss_ipv4,omitempty"`
@@ -103,6 +105,8 @@ func (t *Tunnel) Status() Status {
 		Remote:        c.Remote.String(),
 		Protocol:      "gre",
 		Keying:        string(c.Keying),
+		Mode:          string(c.Mode),
+		Encap:         string(c.Encap),
 		MTU:           c.MTU,
 		MSSClamp:      c.MSSClamp,
 		UptimeSeconds: int64(time.Since(t.started).Seconds()),

@@ -27,9 +27,10 @@ import (
 
 const (
 	// sendHeadroom is where TUN reads put the inner packet, leaving room in
-	// front for the GRE and ESP headers written in place (AES-CBC's IV
-	// makes ESP's 24 bytes, GRE takes up to 16).
-	sendHeadroom = 48
+	// front for the headers written in place: ESP's (24 bytes with
+	// AES-CBC's IV), tunnel mode's IP header (40 for IPv6) and GRE's (up
+	// to 16).
+	sendHeadroom = 80
 	// sendTailroom is room after the inner packet for the ESP trailer.
 	sendTailroom = esp.MaxSuffixLen
 	// recvBufSize lets the TUN writer coalesce received TCP segments (GRO)
@@ -54,6 +55,7 @@ type Tunnel struct {
 	mss4   uint16
 	mss6   uint16
 	greSeq uint32 // owned by the send pump
+	shape  shape  // the tunnel's shape, as the pumps use it (shape.go)
 
 	// Underlay addresses as arrays, to recognise keepalives cheaply.
 	local4, remote4   [4]byte
@@ -90,6 +92,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
 	}
 	t.setUnderlay()
+	t.setShape()
 	t.ka.init(cfg.Keepalive, cfg.KeepaliveRetries)
 	if cfg.GREKey != nil {
 		t.greOpt = gre.Options{Key: *cfg.GREKey, UseKey: true}

@@ -26,6 +26,9 @@ func cmdCheck(args []string) error {
 	fmt.Printf("remote         %s\n", c.Remote)
 	fmt.Printf("addresses      %v\n", c.Addresses)
 	fmt.Printf("keying         %s\n", c.Keying)
+	if c.Keying != config.KeyingNone {
+		fmt.Printf("shape          %s (mode %s, encap %s)\n", c.Shape(), c.Mode, c.Encap)
+	}
 	fmt.Printf("mtu            %d (%s)\n", c.MTU, mtuNote)
 	if c.MSSClamp {
 		fmt.Printf("tcp mss clamp  %d (IPv4), %d (IPv6)\n", c.MSS4(), c.MSS6())
@@ -36,7 +39,7 @@ func cmdCheck(args []string) error {
 		fmt.Printf("gre key        %d\n", *c.GREKey)
 	}
 	if c.Keying == config.KeyingStatic {
-		fmt.Printf("esp            %s (%s), transport mode, replay window %d\n", c.Static.Transform, c.Static.Transform.Description(), c.ReplayWindow)
+		fmt.Printf("esp            %s (%s), %s mode, replay window %d\n", c.Static.Transform, c.Static.Transform.Description(), c.Mode, c.ReplayWindow)
 		fmt.Printf("spi out / in   0x%08x / 0x%08x\n", c.Static.SPIOut, c.Static.SPIIn)
 	}
 	if c.Keying != config.KeyingNone {

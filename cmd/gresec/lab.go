@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/control"
 	"github.com/gresec/gresec/internal/netns"
 )
@@ -29,8 +30,10 @@ var labSites = [2]struct {
 }
 
 func cmdLab(args []string) error {
-	fs := newFlags("lab", "[-keying ikev2|static|none] [-seconds N]")
+	fs := newFlags("lab", "[-keying ikev2|static|none] [-mode transport|tunnel] [-encap gre|ipip|none] [-seconds N]")
 	keying := fs.String("keying", "ikev2", "`keying`: ikev2 (IKEv2 with a random PSK), static (ESP with random keys) or none (plain GRE)")
+	mode := fs.String("mode", "transport", "ESP `mode`: transport or tunnel ([ipsec] mode)")
+	encap := fs.String("encap", "gre", "`encap`sulation: gre, ipip or none (a VTI, with -mode tunnel) ([tunnel] encap)")
 	secs := fs.Int("seconds", 3, "length of the TCP test in `seconds`, when iperf3 is installed (0 skips it)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,13 +48,14 @@ func cmdLab(args []string) error {
 	if err != nil {
 		return err
 	}
-	l := &lab{self: self, keying: *keying}
+	l := &lab{self: self, keying: *keying, mode: *mode, encap: *encap}
 	defer l.teardown()
 	return l.run(*secs)
 }
 
 type lab struct {
 	self, keying string
+	mode, encap  string // checked by the sites' config: gresec up names a bad pair
 	dir          string
 	ns           [2]*netns.NS
 	procs        [2]*netns.Proc
@@ -83,7 +87,14 @@ func (l *lab) run(secs int) error {
 	if err := l.writeConfigs(); err != nil {
 		return err
 	}
-	l.say("starting gresec in each site (keying %s); configs in %s", l.keying, l.dir)
+	// A -mode/-encap pair that makes no sense: say so now, not after
+	// waiting for gresec to come up.
+	for _, c := range l.cfgs {
+		if _, err := config.Load(c); err != nil {
+			return err
+		}
+	}
+	l.say("starting gresec in each site (keying %s, mode %s, encap %s); configs in %s", l.keying, l.mode, l.encap, l.dir)
 	for i := range labSites {
 		if l.procs[i], err = l.ns[i].Start(l.self, "up", "-c", l.cfgs[i]); err != nil {
 			return err
@@ -215,16 +226,17 @@ local = %q
 remote = %q
 addresses = [%q, %q]
 mss_clamp = true
+encap = %q
 
 [ipsec]
 keying = %q
-`, s.name, s.underlay.Addr(), peer.underlay.Addr(), s.tunnel4, s.tunnel6, l.keying)
+mode = %q
+`, s.name, s.underlay.Addr(), peer.underlay.Addr(), s.tunnel4, s.tunnel6, l.encap, l.keying, l.mode)
 		if l.keying == "ikev2" {
-			c += fmt.Sprintf("mode = \"transport\"\n\n[ike]\ninitiate = %v\npsk_file = %q\n", i == 0, filepath.Join(l.dir, "psk"))
+			c += fmt.Sprintf("\n[ike]\ninitiate = %v\npsk_file = %q\n", i == 0, filepath.Join(l.dir, "psk"))
 		}
 		if l.keying == "static" {
-			c += fmt.Sprintf(`mode = "transport"
-replay_window = 1024
+			c += fmt.Sprintf(`replay_window = 1024
 
 [static]
 spi_out = 0x%x

@@ -77,6 +77,9 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 		fmt.Fprintf(w, "   esp in udp: port %d -> %d  gso %s (%d sends)  gro %s (%d receives)  nat keepalives %d  ike %d (dropped %d)  dropped %d\n",
 			u.LocalPort, u.RemotePort, onOff(u.GSO), u.GSOSends, onOff(u.GRO), u.GROReceives, u.Keepalives, u.IKE, u.IKEDropped, u.Dropped)
 	}
+	if st.Mode != "" && st.Protocol == "esp" {
+		fmt.Fprintf(w, "   esp %s mode  encap %s\n", st.Mode, st.Encap)
+	}
 	if st.MSSClamp {
 		fmt.Fprintf(w, "   tcp mss clamp %d (IPv4) / %d (IPv6)\n", st.MSS4, st.MSS6)
 	}
