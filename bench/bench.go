@@ -102,7 +102,7 @@ func Run(o Options) ([]Result, error) {
 	var results []Result
 	for round := 1; round <= o.Rounds; round++ {
 		for _, p := range paths {
-			fmt.Fprintf(o.Out, "[round %d/%d] %-15s ", round, o.Rounds, p)
+			fmt.Fprintf(o.Out, "[round %d/%d] %-24s ", round, o.Rounds, p)
 			r, err := measure(o, p, transforms[p])
 			if err != nil {
 				fmt.Fprintln(o.Out, "failed")
