@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/curve25519"
 
+	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/internal/netns"
 )
 
@@ -32,6 +33,10 @@ type Options struct {
 	// same rounds as path "gresec-baseline", so that a change is judged
 	// against what it replaces under the same load; empty skips it.
 	Baseline string
+	// ESP lists static-key transforms (strongSwan names, as [static] esp)
+	// measured each as path "gresec-NAME" beside the default transform,
+	// so that their throughput is compared under the same load.
+	ESP      []string
 	Rounds   int           // rounds per path
 	Duration time.Duration // per measurement
 	Out      io.Writer     // progress
@@ -63,7 +68,12 @@ const (
 	PathGresecUDP = "gresec-udp"
 	PathWireguard = "wireguard-go"
 	PathBaseline  = "gresec-baseline"
+	// PathESPPrefix + a transform name: gresec with that static transform.
+	PathESPPrefix = "gresec-"
 )
+
+// espPath names the path measuring gresec with transform name.
+func espPath(name string) string { return PathESPPrefix + name }
 
 var (
 	underA = netip.MustParsePrefix("198.18.0.1/24")
@@ -74,6 +84,18 @@ var (
 // change in the machine's load hits them alike.
 func Run(o Options) ([]Result, error) {
 	paths := []string{PathVeth, PathGresec, PathGresecUDP}
+	transforms := map[string]esp.Transform{}
+	for _, name := range o.ESP {
+		t, err := esp.ParseTransform(name)
+		if err != nil {
+			return nil, fmt.Errorf("-esp %q: %w", name, err)
+		}
+		if _, dup := transforms[espPath(name)]; dup || name == "baseline" {
+			return nil, fmt.Errorf("-esp %q: given twice", name)
+		}
+		transforms[espPath(name)] = t
+		paths = append(paths, espPath(name))
+	}
 	if o.Baseline != "" {
 		paths = append(paths, PathBaseline)
 	}
@@ -83,8 +105,8 @@ func Run(o Options) ([]Result, error) {
 	var results []Result
 	for round := 1; round <= o.Rounds; round++ {
 		for _, p := range paths {
-			fmt.Fprintf(o.Out, "[round %d/%d] %-15s ", round, o.Rounds, p)
-			r, err := measure(o, p)
+			fmt.Fprintf(o.Out, "[round %d/%d] %-24s ", round, o.Rounds, p)
+			r, err := measure(o, p, transforms[p])
 			if err != nil {
 				fmt.Fprintln(o.Out, "failed")
 				return results, fmt.Errorf("%s, round %d: %w", p, round, err)
@@ -155,7 +177,9 @@ func (s *site) close() {
 	}
 }
 
-func measure(o Options, path string) (Result, error) {
+// measure runs one path; tr is the static transform of an ESP path (the
+// zero Transform otherwise: gresec's default).
+func measure(o Options, path string, tr esp.Transform) (Result, error) {
 	s, err := newSite()
 	if err != nil {
 		return Result{}, err
@@ -166,13 +190,15 @@ func measure(o Options, path string) (Result, error) {
 	case PathVeth:
 		dst = underB.Addr()
 	case PathGresec:
-		dst, err = s.gresec(o.Gresec, "")
+		dst, err = s.gresec(o.Gresec, nil, "")
 	case PathGresecUDP:
-		dst, err = s.gresec(o.Gresec, "[ipsec]\nudp_encap = \"always\"\n")
+		dst, err = s.gresec(o.Gresec, nil, "[ipsec]\nudp_encap = \"always\"\n")
 	case PathBaseline:
-		dst, err = s.gresec(o.Baseline, "")
+		dst, err = s.gresec(o.Baseline, nil, "")
 	case PathWireguard:
 		dst, err = s.wireguard(o.WireguardGo)
+	default:
+		dst, err = s.gresec(o.Gresec, &tr, "")
 	}
 	if err != nil {
 		return Result{}, err
@@ -236,18 +262,15 @@ func rss(procs []*netns.Proc, field string) float64 {
 	return kb / 1000
 }
 
-// gresec brings up a static-key gresec tunnel, with the config lines
-// extra, and returns b's tunnel address.
-func (s *site) gresec(bin, extra string) (netip.Addr, error) {
-	keys := [2]string{randHex(36), randHex(36)}
-	tun := [2]string{"198.19.0.0/31", "198.19.0.1/31"}
-	under := [2]netip.Addr{underA.Addr(), underB.Addr()}
+// gresec brings up a static-key gresec tunnel and returns b's tunnel
+// address. tr nil: the default transform (AES-256-GCM); otherwise both SAs
+// use *tr. extra are more config lines (sections) before [static].
+func (s *site) gresec(bin string, tr *esp.Transform, extra string) (netip.Addr, error) {
+	cfgs := staticConfigs(tr, [2]string{filepath.Join(s.dir, "0.sock"), filepath.Join(s.dir, "1.sock")}, extra)
 	for i, ns := range []*netns.NS{s.a, s.b} {
 		cfg := filepath.Join(s.dir, fmt.Sprintf("%d.toml", i))
 		sock := filepath.Join(s.dir, fmt.Sprintf("%d.sock", i))
-		c := fmt.Sprintf("[tunnel]\nlocal = %q\nremote = %q\naddresses = [%q]\n%s[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = \"0x%s\"\nkey_in = \"0x%s\"\n[control]\nsocket = %q\n",
-			under[i], under[1-i], tun[i], extra, 0x1001+i, 0x1002-i, keys[i], keys[1-i], sock)
-		if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(cfgs[i]), 0o600); err != nil {
 			return netip.Addr{}, err
 		}
 		p, err := s.start(ns, bin, "up", "-c", cfg)
@@ -259,6 +282,33 @@ func (s *site) gresec(bin, extra string) (netip.Addr, error) {
 		}
 	}
 	return netip.MustParseAddr("198.19.0.1"), s.waitPing(netip.MustParseAddr("198.19.0.1"))
+}
+
+// staticConfigs writes the two sites' configs: mirrored SPIs and random
+// keys of transform tr's lengths (nil: the default AES-256-GCM, no esp
+// key), control sockets socks, and extra lines before [static].
+func staticConfigs(tr *esp.Transform, socks [2]string, extra string) [2]string {
+	keyLen, authLen, espLine := 36, 0, ""
+	if tr != nil {
+		keyLen, espLine = tr.EncKeyLen(), fmt.Sprintf("esp = %q\n", tr.String())
+		if !tr.AEAD() {
+			authLen = tr.IntegKeyLen()
+		}
+	}
+	keys := [2]string{randHex(keyLen), randHex(keyLen)}
+	auth := [2]string{randHex(authLen), randHex(authLen)}
+	tun := [2]string{"198.19.0.0/31", "198.19.0.1/31"}
+	under := [2]netip.Addr{underA.Addr(), underB.Addr()}
+	var cfgs [2]string
+	for i := range cfgs {
+		c := fmt.Sprintf("[tunnel]\nlocal = %q\nremote = %q\naddresses = [%q]\n%s[static]\n%sspi_out = 0x%x\nspi_in = 0x%x\nkey_out = \"0x%s\"\nkey_in = \"0x%s\"\n",
+			under[i], under[1-i], tun[i], extra, espLine, 0x1001+i, 0x1002-i, keys[i], keys[1-i])
+		if authLen > 0 {
+			c += fmt.Sprintf("auth_key_out = \"0x%s\"\nauth_key_in = \"0x%s\"\n", auth[i], auth[1-i])
+		}
+		cfgs[i] = c + fmt.Sprintf("[control]\nsocket = %q\n", socks[i])
+	}
+	return cfgs
 }
 
 // wireguard brings up wireguard-go between the sites, configured with wg.

@@ -3,10 +3,14 @@ package bench
 import (
 	"bytes"
 	"encoding/xml"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/esp"
 )
 
 func TestSummarizeMediansAndRatios(t *testing.T) {
@@ -50,5 +54,46 @@ func TestProcCPUSeconds(t *testing.T) {
 	}
 	if got := procCPUSeconds([]int{-1}); got != 0 {
 		t.Errorf("a missing process counts %v s", got)
+	}
+}
+
+// TestStaticConfigsPerTransform: the configs the ESP paths run are valid
+// for each transform, mirrored (a's outbound keys are b's inbound), and
+// carry the transform asked for.
+func TestStaticConfigsPerTransform(t *testing.T) {
+	for _, name := range []string{"", "aes256gcm16", "aes128gcm16", "aes256-sha256", "aes128-sha1", "aes256-sha512-esn", "chacha20poly1305"} {
+		var tr *esp.Transform
+		want := esp.DefaultTransform
+		if name != "" {
+			p, err := esp.ParseTransform(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, want = &p, p
+		}
+		cfgs := staticConfigs(tr, [2]string{"/run/a.sock", "/run/b.sock"}, "")
+		var cs [2]*config.Config
+		for i, c := range cfgs {
+			var err error
+			if cs[i], err = config.Parse("bench.toml", []byte(c)); err != nil {
+				t.Fatalf("%q site %d: %v\n%s", name, i, err, c)
+			}
+			if got := cs[i].Static.Transform; got != want {
+				t.Errorf("%q site %d: transform %v, want %v", name, i, got, want)
+			}
+		}
+		a, b := cs[0].Static, cs[1].Static
+		if a.SPIOut != b.SPIIn || b.SPIOut != a.SPIIn || !bytes.Equal(a.KeyOut, b.KeyIn) || !bytes.Equal(b.KeyOut, a.KeyIn) || bytes.Equal(a.KeyOut, a.KeyIn) {
+			t.Errorf("%q: the sites' SAs do not mirror each other", name)
+		}
+	}
+}
+
+// TestRunRefusesUnknownTransform: a misspelt -esp fails before any
+// namespace is made.
+func TestRunRefusesUnknownTransform(t *testing.T) {
+	_, err := Run(Options{ESP: []string{"aes256-md5"}, Rounds: 1, Out: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "aes256-md5") {
+		t.Fatalf("Run with -esp aes256-md5: %v", err)
 	}
 }
