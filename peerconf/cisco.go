@@ -63,7 +63,15 @@ func (m *mirror) cisco() error {
 	if err != nil {
 		return err
 	}
-	m.header("Cisco IOS (IKEv2, IPsec profile, Tunnel0)")
+	shape := m.c.Shape()
+	switch shape {
+	case config.ShapeVTI:
+		m.header("Cisco IOS (IKEv2, IPsec profile, VTI Tunnel0: tunnel mode ipsec)")
+	case config.ShapeGRETunnel:
+		m.header("Cisco IOS (IKEv2, GRE Tunnel0 protected by a tunnel-mode crypto map)")
+	default:
+		m.header("Cisco IOS (IKEv2, IPsec profile, Tunnel0)")
+	}
 
 	var b strings.Builder
 	var names []string
@@ -104,30 +112,51 @@ func (m *mirror) cisco() error {
 	var sets []string
 	for _, ts := range esp.sets {
 		sets = append(sets, ts.name)
-		// "require": without it IOS answers a tunnel-mode proposal in
-		// tunnel mode; gresec does transport mode only.
-		fmt.Fprintf(&b, "crypto ipsec transform-set %s %s\n mode transport require\n", ts.name, ts.transform)
+		if shape == config.ShapeGRE {
+			// "require": without it IOS answers a tunnel-mode proposal
+			// in tunnel mode; this gresec does transport mode.
+			fmt.Fprintf(&b, "crypto ipsec transform-set %s %s\n mode transport require\n", ts.name, ts.transform)
+		} else {
+			fmt.Fprintf(&b, "crypto ipsec transform-set %s %s\n mode tunnel\n", ts.name, ts.transform)
+		}
 	}
 	b.WriteString("crypto ipsec fragmentation after-encryption\n")
+	if shape == config.ShapeGRETunnel {
+		m.iosCryptoMap(&b, replay, sets, esp.pfs)
+		m.iosACL(&b)
+		m.add(IOSConfig, 0, b.String())
+		return nil
+	}
 	fmt.Fprintf(&b, "crypto ipsec profile %s\n", iosIPsec)
-	fmt.Fprintf(&b, " set security-association lifetime seconds %d\n", clampSeconds(&b, "CHILD SA lifetime", k.ChildLifetime, 120, 86400))
-	if k.ChildLifetimeBytes > 0 {
-		// IOS counts in kilobytes of 1000 bytes, as seed 000's 524288 for
-		// iked's 524288000; rounding up keeps IOS from rekeying first.
-		fmt.Fprintf(&b, " set security-association lifetime kilobytes %d\n", (k.ChildLifetimeBytes+999)/1000)
+	m.iosSASettings(&b, replay, sets, esp.pfs)
+	if shape == config.ShapeVTI {
+		m.iosVTI(&b)
 	} else {
-		b.WriteString(" ! gresec has no CHILD SA byte limit; IOS's default applies.\n")
+		m.iosTunnel(&b, true)
 	}
-	fmt.Fprintf(&b, " set security-association replay %s\n", replay)
-	fmt.Fprintf(&b, " set transform-set %s\n", strings.Join(sets, " "))
-	if esp.pfs != 0 {
-		fmt.Fprintf(&b, " set pfs group%d\n", esp.pfs)
-	}
-	fmt.Fprintf(&b, " set ikev2-profile %s\n", iosProfile)
-	m.iosTunnel(&b, true)
 	m.iosACL(&b)
 	m.add(IOSConfig, 0, b.String())
 	return nil
+}
+
+// iosSASettings are the CHILD SA's settings, the same lines in an IPsec
+// profile and in a crypto map entry.
+func (m *mirror) iosSASettings(b *strings.Builder, replay string, sets []string, pfs int) {
+	k := &m.c.IKE
+	fmt.Fprintf(b, " set security-association lifetime seconds %d\n", clampSeconds(b, "CHILD SA lifetime", k.ChildLifetime, 120, 86400))
+	if k.ChildLifetimeBytes > 0 {
+		// IOS counts in kilobytes of 1000 bytes, as seed 000's 524288 for
+		// iked's 524288000; rounding up keeps IOS from rekeying first.
+		fmt.Fprintf(b, " set security-association lifetime kilobytes %d\n", (k.ChildLifetimeBytes+999)/1000)
+	} else {
+		b.WriteString(" ! gresec has no CHILD SA byte limit; IOS's default applies.\n")
+	}
+	fmt.Fprintf(b, " set security-association replay %s\n", replay)
+	fmt.Fprintf(b, " set transform-set %s\n", strings.Join(sets, " "))
+	if pfs != 0 {
+		fmt.Fprintf(b, " set pfs group%d\n", pfs)
+	}
+	fmt.Fprintf(b, " set ikev2-profile %s\n", iosProfile)
 }
 
 // iosTunnel is interface Tunnel0 with our inner addresses mirrored.

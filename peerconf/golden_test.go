@@ -83,6 +83,13 @@ var goldenCases = []struct {
 	{"tunnelgre-static", Linux, "", nil},
 	{"vti-static", Linux, "", nil},
 	{"ipip-static", Linux, "", nil},
+	// IOS: the VTI and the crypto map in tunnel mode over GRE.
+	{"vti", CiscoIOS, "", nil},
+	{"tunnelgre", CiscoIOS, "", nil},
+	// FreeBSD: gif and gre with setkey, and plain GRE.
+	{"ipip-static", FreeBSD, "", nil},
+	{"seed000-static", FreeBSD, "", nil},
+	{"seed000-none", FreeBSD, "", nil},
 }
 
 func TestGolden(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package peerconf writes the configuration for the other end of a gresec
 // tunnel: strongSwan (swanctl.conf), OpenBSD (iked.conf, gre(4), pf),
-// Cisco IOS, or the Linux kernel (ip tunnel, ip xfrm).
+// Cisco IOS, the Linux kernel (ip tunnel, ip xfrm) or FreeBSD (gif, gre,
+// setkey).
 //
 // Everything is mirrored from a loaded config.Config: the peer's local
 // address, identity and key are our remote ones and the other way round,
@@ -34,10 +35,11 @@ const (
 	OpenBSD    Peer = "openbsd"    // iked.conf, hostname.gre0, pf.conf, sysctl.conf
 	CiscoIOS   Peer = "cisco-ios"  // IOS IKEv2, IPsec profile and Tunnel0
 	Linux      Peer = "linux"      // ip tunnel and ip xfrm (static keys) or plain GRE
+	FreeBSD    Peer = "freebsd"    // gif(4) or gre(4) and setkey (static keys) or no ESP
 )
 
 // Peers lists the accepted --for values.
-var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux}
+var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux, FreeBSD}
 
 // ParsePeer reads a --for value.
 func ParsePeer(s string) (Peer, error) {
@@ -147,6 +149,8 @@ func Generate(c *config.Config, o Options) (*Output, error) {
 		err = m.cisco()
 	case Linux:
 		err = m.linux()
+	case FreeBSD:
+		err = m.freebsd()
 	}
 	if err != nil {
 		return nil, err

@@ -81,7 +81,7 @@ func TestSecretNeverPrintedWithoutIncludeSecret(t *testing.T) {
 	}{
 		{"psk", sym, []string{testPSK}, 3},
 		{"local+remote psk", asym, []string{testLocalPSK, testRemotePSK}, 2},
-		{"static keys", static, staticKeys, 1},
+		{"static keys", static, staticKeys, 2}, // linux and freebsd
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hidden := generateAll(t, tc.c, false)
@@ -219,7 +219,10 @@ func TestErrors(t *testing.T) {
 		want   string
 		secret string // must not appear in the error
 	}{
-		{"unknown peer", seed, Options{Peer: "juniper"}, `unknown peer "juniper"; expected one of strongswan, openbsd, cisco-ios, linux`, ""},
+		{"unknown peer", seed, Options{Peer: "juniper"}, `unknown peer "juniper"; expected one of strongswan, openbsd, cisco-ios, linux, freebsd`, ""},
+		{"freebsd with ikev2", seed, Options{Peer: FreeBSD}, `uses ipsec.keying = "ikev2": --for freebsd writes gre(4) with setkey for static keys`, ""},
+		{"freebsd with a vti", parseTestdata(t, "vti-static"), Options{Peer: FreeBSD}, `--for freebsd writes GRE and IP-in-IP (gif) in transport mode only so far`, ""},
+		{"ios with ip-in-ip", parseTestdata(t, "ipip"), Options{Peer: CiscoIOS}, `--for cisco-ios writes GRE in transport mode, GRE in tunnel mode (crypto map) and the VTI only so far`, ""},
 		{"linux with ikev2", seed, Options{Peer: Linux}, `uses ipsec.keying = "ikev2": the Linux kernel has no IKE daemon; use --for strongswan`, ""},
 		{"strongswan with static", static, Options{Peer: StrongSwan}, `uses ipsec.keying = "static", but strongSwan negotiates ESP keys with IKEv2; use --for linux`, ""},
 		{"strongswan with none", none, Options{Peer: StrongSwan}, `ipsec.keying = "none" (plain GRE)`, ""},

@@ -21,9 +21,24 @@ func (m *mirror) checkShape() error {
 	switch m.o.Peer {
 	case StrongSwan, Linux:
 		return nil
+	case CiscoIOS:
+		if s == config.ShapeVTI || s == config.ShapeGRETunnel {
+			return nil
+		}
+	case FreeBSD:
+		if s == config.ShapeIPIP {
+			return nil
+		}
 	}
-	return fmt.Errorf("peerconf: %s builds %s (ipsec.mode = %q, tunnel.encap = %q); --for %s writes GRE in transport mode only so far: see docs/interop.md for the shapes' peer configurations, or use --for strongswan or linux",
-		m.c.Path, s, m.c.Mode, m.c.Encap, m.o.Peer)
+	writes := map[Peer]string{
+		CiscoIOS: "GRE in transport mode, GRE in tunnel mode (crypto map) and the VTI",
+		FreeBSD:  "GRE and IP-in-IP (gif) in transport mode",
+	}[m.o.Peer]
+	if writes == "" {
+		writes = "GRE in transport mode"
+	}
+	return fmt.Errorf("peerconf: %s builds %s (ipsec.mode = %q, tunnel.encap = %q); --for %s writes %s only so far: see docs/interop.md for the shapes' peer configurations, or use --for strongswan or linux",
+		m.c.Path, s, m.c.Mode, m.c.Encap, m.o.Peer, writes)
 }
 
 // swanChild is the mode and selectors of the strongSwan child for the

@@ -5,16 +5,26 @@ import (
 	"testing"
 )
 
-// TestShapesRefusedWhereNotWritten: the peers whose writers know only
-// GRE in transport mode refuse the other shapes by name instead of
-// writing a configuration that would not match.
+// TestShapesRefusedWhereNotWritten: each peer's writer refuses the shapes
+// it does not know by name instead of writing a configuration that would
+// not match.
 func TestShapesRefusedWhereNotWritten(t *testing.T) {
-	for _, name := range []string{"tunnelgre", "vti", "ipip"} {
-		c := parseTestdata(t, name)
-		for _, p := range []Peer{OpenBSD, CiscoIOS} {
+	for _, tc := range []struct {
+		config string
+		peers  []Peer
+	}{
+		{"tunnelgre", []Peer{OpenBSD}},
+		{"vti", []Peer{OpenBSD}},
+		{"ipip", []Peer{OpenBSD, CiscoIOS}},
+		// FreeBSD's refusal of IKEv2 comes first on the IKEv2 configs.
+		{"tunnelgre-static", []Peer{FreeBSD}},
+		{"vti-static", []Peer{FreeBSD}},
+	} {
+		c := parseTestdata(t, tc.config)
+		for _, p := range tc.peers {
 			_, err := Generate(c, Options{Peer: p})
-			if err == nil || !strings.Contains(err.Error(), "writes GRE in transport mode only so far") || !strings.Contains(err.Error(), string(c.Encap)) {
-				t.Errorf("%s --for %s: %v", name, p, err)
+			if err == nil || !strings.Contains(err.Error(), "only so far") || !strings.Contains(err.Error(), string(c.Encap)) {
+				t.Errorf("%s --for %s: %v", tc.config, p, err)
 			}
 		}
 	}
