@@ -134,6 +134,7 @@ func (l *lab) checkIked(st tunnel.Status, ikedInitiated bool) {
 		}
 	})
 	l.guestGRE(st.MTU)
+	l.xfrmBefore = l.guestRun("cat /proc/net/xfrm_stat")
 	l.pingAll(st.MTU)
 	l.checkGuestInbound(st, 8*pingCount)
 	l.checkNoPlainGRE()

@@ -74,13 +74,17 @@ func requireGuest(t *testing.T) {
 
 // lab is one host namespace with a guest on its TAP and gresec between them.
 type lab struct {
-	t      *testing.T
-	ns     *netns.NS
-	g      *guest.Guest
-	dir    string
-	cfg    string
-	sock   string
-	gresec *netns.Proc
+	// xfrmBefore, when set, is /proc/net/xfrm_stat before the data phase:
+	// counters an IKE daemon moved while it negotiated (an ACQUIRE for
+	// traffic that met its policy before the SA) are not the data path's.
+	xfrmBefore string
+	t          *testing.T
+	ns         *netns.NS
+	g          *guest.Guest
+	dir        string
+	cfg        string
+	sock       string
+	gresec     *netns.Proc
 	// ipsecExtra: more [ipsec] lines for startGresec's config.
 	ipsecExtra string
 	// mode and encap, when set, are gresec's [ipsec] mode and [tunnel]
