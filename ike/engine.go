@@ -112,6 +112,12 @@ type Config struct {
 	Retransmit      time.Duration
 	RetransmitTries int
 	RetransmitBase  float64
+
+	// IKE fragmentation (RFC 7383, fragment.go). NoFragmentation neither
+	// announces nor uses it. FragmentSize is the largest IP datagram that
+	// carries one fragment, IP and UDP headers included (0: 1280).
+	NoFragmentation bool
+	FragmentSize    int
 }
 
 const (
@@ -181,7 +187,7 @@ type Engine struct {
 type request struct {
 	exchange ExchangeType
 	id       uint32
-	raw      []byte
+	packets  [][]byte // the message as sent: one datagram, or its fragments (fragment.go)
 	deadline time.Time
 	timeout  time.Duration
 	tries    int
@@ -397,23 +403,23 @@ func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner 
 		return
 	}
 	m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: exch, Flags: sa.flags(false), MessageID: sa.nextReqID}
-	raw, err := sa.protect(m, inner)
+	packets, err := e.seal(sa, m, inner)
 	if err != nil {
 		e.log.Error("cannot build request", append(e.saFields(sa, m), zap.Error(err))...)
 		return
 	}
 	sa.nextReqID++
-	sa.req = &request{exchange: exch, id: m.MessageID, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: m.MessageID, packets: packets, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.log.Debug("request", e.saFields(sa, m)...)
-	e.write(raw)
+	e.writeAll(packets)
 }
 
 // sendRaw puts a ready-made request in flight (IKE_SA_INIT, which is not
 // encrypted and whose bytes the AUTH payload covers).
 func (e *Engine) sendRaw(now time.Time, sa *ikeSA, exch ExchangeType, id uint32, raw []byte,
 	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	sa.req = &request{exchange: exch, id: id, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: id, packets: [][]byte{raw}, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.write(raw)
 }
@@ -456,7 +462,7 @@ func (e *Engine) tick(now time.Time) {
 		r.deadline = now.Add(r.timeout)
 		e.counters.Retransmits++
 		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
-		e.write(r.raw)
+		e.writeAll(r.packets) // every fragment (RFC 7383 §2.6)
 	}
 	for _, sa := range slices.Clone(e.sas) {
 		switch {
@@ -551,6 +557,10 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 		e.log.Debug("undecodable message dropped", zap.Error(err))
 		return
 	}
+	if f := fragmentOf(m); f != nil {
+		e.handleFragment(now, m, raw, f) // fragment.go
+		return
+	}
 	if m.Exchange == INFORMATIONAL && !m.Payloads.Encrypted() {
 		e.handleHint(now, m)
 		return
@@ -590,7 +600,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 			e.drop(DropRetransmitMismatch)
 			return
 		}
-		e.write(sa.lastResp)
+		e.writeAll(sa.lastResp)
 		return
 	case m.MessageID != sa.expectReqID:
 		e.drop(DropMessageID)
@@ -603,6 +613,13 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
+	e.answerRequest(now, sa, m, inner, err, requestDigest(raw))
+}
+
+// answerRequest answers the peer's request m, whose SK payload (or
+// reassembled fragments) opened to inner or failed with err; digest
+// identifies its retransmissions.
+func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Payloads, err error, digest [sha256.Size]byte) {
 	var resp Payloads
 	switch {
 	case errors.Is(err, ErrInnerSyntax):
@@ -636,15 +653,15 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		}
 	}
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: m.Exchange, Flags: sa.flags(true), MessageID: m.MessageID}
-	rawResp, err := sa.protect(out, resp)
+	rawResp, err := e.seal(sa, out, resp)
 	if err != nil {
 		e.log.Error("cannot build response", append(e.saFields(sa, out), zap.Error(err))...)
 		e.deferred = nil
 		return
 	}
 	sa.expectReqID++
-	sa.lastResp, sa.lastReqDigest = rawResp, requestDigest(raw)
-	e.write(rawResp)
+	sa.lastResp, sa.lastReqDigest = rawResp, digest
+	e.writeAll(rawResp)
 	e.countExchange(m.Exchange, false, resultOf(resp))
 	if sa.deleteAfterResponse {
 		reason := "deleted by peer"
@@ -738,6 +755,12 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
+	e.answered(now, sa, r, m, raw, inner, err)
+}
+
+// answered finishes our request r with its response m, whose SK payload
+// (or reassembled fragments) opened to inner or failed with err.
+func (e *Engine) answered(now time.Time, sa *ikeSA, r *request, m *Message, raw []byte, inner Payloads, err error) {
 	switch {
 	case errors.Is(err, ErrInnerSyntax):
 		// Authentic but unparseable: the exchange failed; nothing would

@@ -31,9 +31,9 @@ type ikeSA struct {
 	lastRecv      time.Time
 	rekeyAt       time.Time
 
-	nextReqID   uint32 // ID of our next request
-	expectReqID uint32 // ID of the peer's next request
-	lastResp    []byte // our response to the peer's last request
+	nextReqID   uint32   // ID of our next request
+	expectReqID uint32   // ID of the peer's next request
+	lastResp    [][]byte // our response to the peer's last request (its fragments, if any)
 	// lastReqDigest identifies that request: only an identical copy is
 	// answered with lastResp again.
 	lastReqDigest [32]byte
@@ -57,6 +57,8 @@ type ikeSA struct {
 	// survivor is the SA a Redundant one lost to.
 	survivor       *ikeSA
 	redundantSince time.Time
+
+	frag fragState // RFC 7383 (fragment.go)
 }
 
 type childSA struct {

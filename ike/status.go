@@ -71,6 +71,11 @@ type Counters struct {
 	Rekeys         uint64            `json:"rekeys"`          // IKE and CHILD SA rekeys completed
 	DPDFailures    uint64            `json:"dpd_failures"`    // liveness checks the peer did not answer
 	BadTransitions uint64            `json:"bad_transitions"` // invalid SA state changes: bugs (state.go)
+	// IKE fragmentation (RFC 7383): fragments sent (retransmissions
+	// included), authentic fragments received, and messages reassembled.
+	FragmentsSent        uint64 `json:"fragments_sent"`
+	FragmentsReceived    uint64 `json:"fragments_received"`
+	FragmentsReassembled uint64 `json:"fragments_reassembled"`
 	// Exchanges counts finished exchanges; Status returns a copy. JSON
 	// carries it as the sorted list ExchangeCounts ("ike"."exchanges").
 	Exchanges map[ExchangeKey]uint64 `json:"-"`

@@ -13,8 +13,8 @@ func (e *Engine) deleteIKEOnce(sa *ikeSA) {
 	if sa.req != nil {
 		m.MessageID = sa.req.id + 1
 	}
-	if raw, err := sa.protect(m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
-		e.write(raw)
+	if packets, err := e.seal(sa, m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
+		e.writeAll(packets)
 	}
 }
 

@@ -59,6 +59,7 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 	}
 	ps = append(ps, &SA{Proposals: e.cfg.Proposals}, &KE{Group: uint16(group), Data: dh.Public()}, &Nonce{Data: sa.ni})
 	ps = append(ps, e.natPayloads(sa.spiI, 0)...)
+	ps = append(ps, e.fragPayloads(sa)...)
 	m := &Message{SPIi: sa.spiI, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
 	raw, err := m.Encode()
 	if err != nil {
@@ -132,6 +133,7 @@ func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int
 		return
 	}
 	sa.spiR, sa.nr, sa.suite, sa.initResp = m.SPIr, nonce.Data, suite, raw
+	e.fragAgree(sa, ps)
 	e.checkNAT(sa, ps)
 	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
 	shared.Wipe()
@@ -323,9 +325,11 @@ func (e *Engine) answerInit(now time.Time, m *Message, raw []byte, chosen Propos
 		return nil, nil, err
 	}
 	e.checkNAT(sa, m.Payloads)
+	e.fragAgree(sa, m.Payloads)
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
 		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: sa.dh.Public()}, &Nonce{Data: sa.nr}},
 			e.natPayloads(sa.spiI, sa.spiR)...)}
+	out.Payloads = append(out.Payloads, e.fragPayloads(sa)...)
 	if sa.initResp, err = out.Encode(); err != nil {
 		return nil, nil, err
 	}
