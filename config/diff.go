@@ -47,6 +47,8 @@ const (
 	IKERetransmitTries
 	IKELocalTS
 	IKERemoteTS
+	IKEFragmentation
+	IKEFragmentSize
 	StaticKeyIn  // compared by digest
 	StaticKeyOut // compared by digest
 	IKELocalPSK  // the contents of the PSK file, by digest
@@ -94,6 +96,8 @@ var fieldKeys = [numFields]string{
 	IKERetransmitTries:     "ike.retransmit_tries",
 	IKELocalTS:             "ike.local_ts",
 	IKERemoteTS:            "ike.remote_ts",
+	IKEFragmentation:       "ike.fragmentation",
+	IKEFragmentSize:        "ike.fragment_size",
 	StaticKeyIn:            "static.key_in",
 	StaticKeyOut:           "static.key_out",
 	IKELocalPSK:            "ike.local_psk",
@@ -129,7 +133,8 @@ var (
 	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticESP, StaticSeqOut, StaticKeyIn, StaticKeyOut)
 	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
 		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
-		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK)
+		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK,
+		IKEFragmentation, IKEFragmentSize)
 )
 
 // Has tells whether f is in s.
@@ -243,6 +248,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IKERetransmitTries, oi.RetransmitTries, ni.RetransmitTries)
 	cmp(IKELocalTS, oi.LocalTS, ni.LocalTS)
 	cmp(IKERemoteTS, oi.RemoteTS, ni.RemoteTS)
+	cmp(IKEFragmentation, oi.Fragmentation, ni.Fragmentation)
+	cmp(IKEFragmentSize, oi.FragmentSize, ni.FragmentSize)
 	nd := next.Digests()
 	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
 		if oldDigests[f] != nd[f] {

@@ -35,6 +35,7 @@ type desc struct {
 	ikeMessages, ikeExchanges, ikeRetransmits      *prometheus.Desc
 	ikeDropped, ikeAuthFailures, ikeRekeys, ikeDPD *prometheus.Desc
 	ikeInvalidSyntax, ikeBadTransitions, ikeHalf   *prometheus.Desc
+	ikeFragments, ikeReassembled                   *prometheus.Desc
 	saPackets, saBytes, saAge, saDrops             *prometheus.Desc
 	childRekeyIn, childBytesLeft                   *prometheus.Desc
 	keepaliveUp, keepaliveDowns                    *prometheus.Desc
@@ -76,6 +77,8 @@ func NewCollector(src Source) prometheus.Collector {
 		ikeInvalidSyntax:    newDesc("ike_invalid_syntax_total", "IKE requests that decrypted but did not parse (answered INVALID_SYNTAX).", "interface"),
 		ikeBadTransitions:   newDesc("ike_bad_transitions_total", "Invalid IKE or CHILD SA state changes: bugs, to be reported.", "interface"),
 		ikeHalf:             newDesc("ike_half_open_sas", "Responder IKE SAs awaiting IKE_AUTH.", "interface"),
+		ikeFragments:        newDesc("ike_fragments_total", "IKE fragments (RFC 7383), by direction: sent (retransmissions included), and received authentic.", "interface", "direction"),
+		ikeReassembled:      newDesc("ike_fragments_reassembled_total", "IKE messages reassembled from fragments.", "interface"),
 		saPackets:           newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saBytes:             newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saAge:               newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
@@ -178,6 +181,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.ikeDPD, k.Counters.DPDFailures)
 	counter(d.ikeInvalidSyntax, k.Counters.InvalidSyntax)
 	counter(d.ikeBadTransitions, k.Counters.BadTransitions)
+	counter(d.ikeFragments, k.Counters.FragmentsSent, "sent")
+	counter(d.ikeFragments, k.Counters.FragmentsReceived, "received")
+	counter(d.ikeReassembled, k.Counters.FragmentsReassembled)
 	for _, e := range k.Exchanges {
 		counter(d.ikeExchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
 	}

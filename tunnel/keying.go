@@ -193,7 +193,7 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 		Lifetime: k.Lifetime, ChildLifetime: k.ChildLifetime, ChildLifetimeBytes: k.ChildLifetimeBytes,
 		DPD: k.DPD, ReplayWindow: s.replayWindow,
 		Retransmit: k.RetransmitTimeout, RetransmitBase: k.RetransmitBase, RetransmitTries: k.RetransmitTries,
-		Child: childPolicy(c, k),
+		Child: childPolicy(c, k), NoFragmentation: !k.Fragmentation, FragmentSize: k.FragmentSize,
 	}
 }
 

@@ -111,6 +111,10 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 		n := k.Counters
 		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures, %d invalid syntax\n",
 			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures, n.InvalidSyntax)
+		if n.FragmentsSent+n.FragmentsReceived > 0 {
+			fmt.Fprintf(w, "      ike fragments (RFC 7383): %d sent, %d received, %d messages reassembled\n",
+				n.FragmentsSent, n.FragmentsReceived, n.FragmentsReassembled)
+		}
 		if n.BadTransitions > 0 {
 			fmt.Fprintf(w, "      BUG: %d invalid SA state transitions (see the log)\n", n.BadTransitions)
 		}
