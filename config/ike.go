@@ -177,7 +177,7 @@ func (v *validator) fragmentation(f *ikeFile, k *IKE) {
 
 // minFragmentSize leaves an IKE fragment room for content under IPv6
 // and UDP headers with any SK cipher.
-const minFragmentSize = 256
+const minFragmentSize = 200
 
 func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []string) ([]string, []ike.Proposal) {
 	if given == nil {

@@ -51,7 +51,7 @@ func TestIKEErrors(t *testing.T) {
 		{`local_psk_file = "x"`, "ike.psk_file: expected either psk_file or local_psk_file + remote_psk_file"},
 		{`colour = "red"`, "ike.colour: unknown key"},
 		{`fragmentation = "force"`, `ike.fragmentation: expected "yes" or "no", got "force"`},
-		{`fragment_size = 100`, "ike.fragment_size: expected an IP datagram size from 256 to 65535 bytes, got 100"},
+		{`fragment_size = 100`, "ike.fragment_size: expected an IP datagram size from 200 to 65535 bytes, got 100"},
 	} {
 		_, err := Parse("g.toml", []byte(ikeBase+tc.add+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
