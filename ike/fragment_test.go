@@ -422,3 +422,33 @@ func FuzzFragments(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFragment seals a 4 KiB message into 1280-byte fragments and
+// opens and reassembles them: the cost of a fragmented IKE message.
+func BenchmarkFragment(b *testing.B) {
+	key := Secret(bytes.Repeat([]byte{7}, 36))
+	seal, _ := NewSKCipher(key)
+	open, _ := NewSKCipher(key)
+	inner := Payloads{&Vendor{Data: bytes.Repeat([]byte{1}, 4096)}}
+	m := &Message{SPIi: 1, SPIr: 2, Exchange: IKE_AUTH, MessageID: 1}
+	b.ReportAllocs()
+	b.SetBytes(4096)
+	for b.Loop() {
+		frags, err := fragment(seal.(fragCipher), m, inner, 1280-20-udpMarker)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var r reassembly
+		for _, raw := range frags {
+			f := &EncryptedFragment{Number: binary.BigEndian.Uint16(raw[HeaderLen+4:]), Total: binary.BigEndian.Uint16(raw[HeaderLen+6:]),
+				Data: raw[HeaderLen+skfHeaderLen:]}
+			content, err := open.(fragCipher).openBody(raw, HeaderLen+skfHeaderLen)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if whole, _, dropped := r.add(1, f, content, raw, maxReassembled); dropped || (int(f.Number) == len(frags)) != (whole != nil) {
+				b.Fatal("reassembly")
+			}
+		}
+	}
+}
