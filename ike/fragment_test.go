@@ -452,3 +452,33 @@ func BenchmarkFragment(b *testing.B) {
 		}
 	}
 }
+
+// Rekeys of both kinds, their CREATE_CHILD_SA messages fragmented both
+// ways, by either peer.
+func TestFragmentedRekeys(t *testing.T) {
+	a, b := newPair(t, smallFragments)
+	a.e.initiate(t0)
+	pump(t, a, b, t0)
+	now := t0.Add(time.Minute)
+	b.e.rekeyChild(now, b.e.sas[0], b.e.sas[0].children[0], DHNone, 0)
+	if len(b.conn.out) < 2 {
+		t.Fatalf("CREATE_CHILD_SA in %d datagrams", len(b.conn.out))
+	}
+	pump(t, a, b, now)
+	a.e.rekeyIKE(now, a.e.sas[0])
+	pump(t, a, b, now)
+	for _, p := range []*testPeer{a, b} {
+		st := p.e.Status()
+		if st.State != StateEstablished || len(st.Children) != 1 || st.Counters.Rekeys != 2 || st.Counters.Dropped != 0 {
+			t.Fatalf("%s: %v, %d children, %d rekeys, drops %v", p.name, st.State, len(st.Children), st.Counters.Rekeys, st.Counters.Drops)
+		}
+		// IKE_AUTH, two CREATE_CHILD_SA and the Deletes that may fit.
+		if st.Counters.FragmentsReassembled < 3 {
+			t.Errorf("%s: %d messages reassembled", p.name, st.Counters.FragmentsReassembled)
+		}
+	}
+	if len(a.e.sas) != 1 || len(b.e.sas) != 1 || a.e.sas[0].spiI != b.e.sas[0].spiI {
+		t.Fatal("the peers do not share one new IKE SA")
+	}
+	checkCrosswise(t, a.dp.live[a.e.sas[0].children[0].keys.SPIIn], b.dp.live[b.e.sas[0].children[0].keys.SPIIn])
+}
