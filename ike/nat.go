@@ -253,6 +253,14 @@ func (e *Engine) responderNAT(sa *ikeSA, req Payloads) Payloads {
 // responder follows it, on authenticated messages only). A peer not
 // behind a NAT does not move: that is MOBIKE, which we do not offer.
 func (e *Engine) notePeer(sa *ikeSA, from netip.AddrPort, natt bool) {
+	if !natt && e.nat.floated && sa.state == saConnecting && !sa.initiator {
+		// The peer authenticates a new IKE SA on port 500 (it restarted
+		// without NAT-T, or no NAT any more): IKE goes back there.
+		e.log.Info("peer's new IKE SA runs on UDP port 500", append(e.saFields(sa, nil), zap.Stringer("peer", from))...)
+		e.nat.floated = false
+		e.movePeer(from)
+		return
+	}
 	if !natt || e.nat.sock == nil || from == e.peer {
 		return
 	}

@@ -392,3 +392,29 @@ func TestNATMobikeNotifies(t *testing.T) {
 		t.Errorf("exchanges %v", a.e.Status().Counters.Exchanges)
 	}
 }
+
+// TestNATPeerReturnsTo500: after a floated IKE SA, the peer starts a new
+// one that stays on port 500 (it restarted with NAT-T off): b's requests
+// go to port 500 again.
+func TestNATPeerReturnsTo500(t *testing.T) {
+	a, b := newNATPair(t, false, func(ca, cb *Config) { ca.UDPEncap = EncapAlways })
+	a4500 := netip.AddrPortFrom(aPrivate, 4500)
+	a.e.initiate(t0)
+	a.pass(t, b, a500, b500, false, t0)
+	b.pass(t, a, b500, a500, false, t0)
+	a.pass(t, b, a4500, b4500, true, t0)
+	b.pass(t, a, b4500, a4500, true, t0)
+	if !b.e.nat.floated || b.e.peer != a4500 {
+		t.Fatalf("b did not float: %v", b.e.peer)
+	}
+	// a restarts with udp_encap = "auto": a new engine, same addresses.
+	na, _ := newNATPair(t, false, nil)
+	na.e.initiate(t0)
+	na.pass(t, b, a500, b500, false, t0)
+	b.pass(t, na, b500, a500, false, t0)
+	na.pass(t, b, a500, b500, false, t0)
+	b.pass(t, na, b500, a500, false, t0)
+	if b.e.nat.floated || b.e.peer != a500 {
+		t.Errorf("b still sends to %v (floated %v)", b.e.peer, b.e.nat.floated)
+	}
+}
