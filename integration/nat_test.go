@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -257,6 +258,15 @@ func TestNATMasqueradeInitiatorBehindNAT(t *testing.T) {
 	l.pingBoth("through the NAT")
 	l.checkNATStatus(true, true, false)
 	l.checkOnlyUDP()
+	for _, c := range []struct {
+		s    *side
+		want string
+	}{{l.a, "nat: in front of us"}, {l.b, "nat: in front of the peer"}} {
+		out, err := exec.Command(gresecBin, "status", "-s", c.s.sock).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "nat-t: esp in udp  udp_encap auto  ike port 4500 -> ") || !strings.Contains(string(out), c.want) {
+			t.Errorf("gresec status in %s (%v): want the NAT-T line with %q\n%s", c.s.ns.Name, err, c.want, out)
+		}
+	}
 
 	// B pings A only: nothing from B can reach A until A sends through
 	// the new mapping (its liveness check, dpd = 5 s).
