@@ -172,6 +172,22 @@ func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
 func (c *Config) MSS4() int { return c.MTU - tcpIPv4Overhead }
 func (c *Config) MSS6() int { return c.MTU - tcpIPv6Overhead }
 
+// MSSInUDP4 and MSSInUDP6 are the largest TCP MSS whose packet still fits
+// the underlay when IKE floats ESP into UDP (udp_encap = "auto" behind a
+// NAT): the MTU is the raw path's, 8 bytes too large for that one, and a
+// clamp to it keeps TCP from making every full segment an IP fragment.
+func (c *Config) MSSInUDP4() int { return c.mtuInUDP() - tcpIPv4Overhead }
+func (c *Config) MSSInUDP6() int { return c.mtuInUDP() - tcpIPv6Overhead }
+
+// mtuInUDP is the tunnel MTU, or less if ESP in UDP would not fit it.
+func (c *Config) mtuInUDP() int {
+	if c.Keying == KeyingNone || c.udpOverhead() != 0 {
+		return c.MTU
+	}
+	fit := c.ESPTransform().TunnelMTU(c.UnderlayMTU, c.outerLen()+udpHeaderLen, c.EncapLen())
+	return min(c.MTU, fit)
+}
+
 // Overhead is what the encapsulation adds to an inner packet of the
 // largest size, outer IP header included.
 func (c *Config) Overhead() int {

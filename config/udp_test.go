@@ -60,3 +60,31 @@ func TestUDPEncap(t *testing.T) {
 		t.Errorf("changes %v", cs)
 	}
 }
+
+// TestMSSInUDP: under IKE with udp_encap = "auto" the MTU is the raw
+// path's; once a NAT floats ESP into UDP the clamp must leave 8 bytes
+// more. Where the MTU already does (always), or is small enough, the
+// clamp does not change.
+func TestMSSInUDP(t *testing.T) {
+	ike := func(lines string) string {
+		return strings.Replace(ikeBase, `keying = "ikev2"`, "keying = \"ikev2\"\n"+lines, 1)
+	}
+	for _, tc := range []struct {
+		text          string
+		mss4, mss4UDP int
+		mss6, mss6UDP int
+	}{
+		{ike(""), 1402, 1394, 1382, 1374},
+		{ike(`udp_encap = "always"`), 1394, 1394, 1374, 1374},
+		{strings.Replace(ike(""), "[tunnel]", "[tunnel]\nmtu = 1400", 1), 1360, 1360, 1340, 1340},
+	} {
+		c, err := Parse("u.toml", []byte(tc.text))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if c.MSS4() != tc.mss4 || c.MSSInUDP4() != tc.mss4UDP || c.MSS6() != tc.mss6 || c.MSSInUDP6() != tc.mss6UDP {
+			t.Errorf("%q: MSS %d/%d in UDP %d/%d; want %d/%d in UDP %d/%d", tc.text, c.MSS4(), c.MSS6(), c.MSSInUDP4(), c.MSSInUDP6(),
+				tc.mss4, tc.mss6, tc.mss4UDP, tc.mss6UDP)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"os"
@@ -108,6 +109,11 @@ table ip watch {
 	counter n_udp4500 {}
 	counter n_udp500 {}
 	counter n_other {}
+	counter n_frag {}
+	chain frag_watch {
+		type filter hook prerouting priority -450;
+		ip frag-off & 0x3fff != 0 counter name n_frag
+	}
 	chain forward_watch {
 		type filter hook forward priority 0;
 		ip protocol esp counter name n_esp
@@ -315,12 +321,25 @@ func TestNATMasqueradeInitiatorBehindNAT(t *testing.T) {
 // which R maps 1:1 to A; A, the responder, finds the NAT in front of
 // itself and accepts B's selectors naming that public address for its
 // own (transport mode, RFC 7296 §2.23.1).
+//
+// It also sends TCP both ways: the MTU is the raw path's (udp_encap =
+// "auto"), so full segments fit only because the MSS clamp leaves room
+// for the UDP header while ESP floats. R counts IP fragments before its
+// conntrack reassembles them (priority -450, ahead of defrag's -400).
 func TestNATOneToOneResponderBehindNAT(t *testing.T) {
 	l := startNATLab(t, natOneToOne, "auto", "")
 	l.waitEstablished(20 * time.Second)
 	l.pingBoth("through the 1:1 NAT")
 	l.checkNATStatus(true, true, false)
 	l.checkOnlyUDP()
+
+	data := make([]byte, 2<<20)
+	rand.Read(data)
+	transferTCP(t, l.a, l.b, l.b.tun4.Addr(), data)
+	transferTCP(t, l.b, l.a, l.a.tun4.Addr(), data)
+	if n := l.routerCount("frag"); n != 0 {
+		t.Errorf("the router received %d IP fragments: the MSS clamp does not leave room for ESP in UDP", n)
+	}
 }
 
 // TestNATAlwaysWithoutNAT: udp_encap = "always" on both ends of a plain

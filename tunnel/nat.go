@@ -27,6 +27,16 @@ var _ ike.ESPPeerMover = (*Tunnel)(nil)
 type sendPath struct {
 	conn underlay
 	port uint16 // 0: the socket's default (raw IP; static ESP in UDP)
+	// floated: IKE moved ESP into UDP; TCP is clamped to the smaller MSS.
+	floated bool
+}
+
+// clampMSS is the MSS to clamp TCP SYNs to on the current path.
+func (t *Tunnel) clampMSS() (mss4, mss6 uint16) {
+	if p := t.path.Load(); p != nil && p.floated {
+		return t.mssUDP4, t.mssUDP6
+	}
+	return t.mss4, t.mss6
 }
 
 // listenNATT opens UDP 4500 for an IKEv2 tunnel that may float.
@@ -73,7 +83,7 @@ func (t *Tunnel) choosePath(udp netip.AddrPort) {
 	if p := t.path.Load(); p != nil && p.conn == underlay(t.natt) && p.port == udp.Port() {
 		return
 	}
-	t.path.Store(&sendPath{conn: t.natt, port: udp.Port()})
+	t.path.Store(&sendPath{conn: t.natt, port: udp.Port(), floated: true})
 }
 
 // MoveESPPeer follows the peer's new UDP address (its NAT's new mapping):

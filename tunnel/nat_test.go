@@ -84,3 +84,28 @@ func TestNATNoteESPFrom(t *testing.T) {
 		t.Errorf("%v allocations per packet", allocs)
 	}
 }
+
+// TestNATClampFollowsPath: while ESP floats into UDP the MSS clamp is the
+// smaller one that leaves room for the UDP header; back on raw ESP it is
+// the MTU's again.
+func TestNATClampFollowsPath(t *testing.T) {
+	a, _ := natPipe(t)
+	a.mss4, a.mss6, a.mssUDP4, a.mssUDP6 = 1402, 1382, 1394, 1374
+	key := bytes.Repeat([]byte{1}, 36)
+	if m4, m6 := a.clampMSS(); m4 != 1402 || m6 != 1382 {
+		t.Fatalf("raw path: clamp %d/%d", m4, m6)
+	}
+	if err := a.InstallChild(ike.ChildKeys{Suite: gcm256, SPIIn: 0x2002, SPIOut: 0x3002, KeyIn: key, KeyOut: key,
+		UDPPeer: netip.MustParseAddrPort("198.18.0.2:40001")}); err != nil {
+		t.Fatal(err)
+	}
+	if m4, m6 := a.clampMSS(); m4 != 1394 || m6 != 1374 {
+		t.Fatalf("ESP in UDP: clamp %d/%d, want 1394/1374", m4, m6)
+	}
+	if err := a.InstallChild(ike.ChildKeys{Suite: gcm256, SPIIn: 0x2003, SPIOut: 0x3003, KeyIn: key, KeyOut: key}); err != nil {
+		t.Fatal(err)
+	}
+	if m4, _ := a.clampMSS(); m4 != 1402 {
+		t.Fatalf("raw again: clamp %d", m4)
+	}
+}

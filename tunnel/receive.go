@@ -183,7 +183,8 @@ func (t *Tunnel) deliver(inner, base []byte) []byte {
 		return nil
 	}
 	if t.mss4 != 0 {
-		tun.ClampMSS(inner, t.mss4, t.mss6)
+		m4, m6 := t.clampMSS()
+		tun.ClampMSS(inner, m4, m6)
 	}
 
 	// inner is a sub-slice of base: find where it starts so the TUN writer

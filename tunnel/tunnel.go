@@ -61,8 +61,11 @@ type Tunnel struct {
 	remote  netip.Addr
 	mss4    uint16
 	mss6    uint16
-	greSeq  uint32 // owned by the send pump
-	shape   shape  // the tunnel's shape, as the pumps use it (shape.go)
+	// mssUDP4 and mssUDP6 clamp instead while IKE has floated ESP into
+	// UDP, whose 8-byte header the MTU (the raw path's) does not leave.
+	mssUDP4, mssUDP6 uint16
+	greSeq           uint32 // owned by the send pump
+	shape            shape  // the tunnel's shape, as the pumps use it (shape.go)
 
 	// Underlay addresses as arrays, to recognise keepalives cheaply.
 	local4, remote4   [4]byte
@@ -97,6 +100,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		ikeCfg: ikeSettings{ike: cfg.IKE, replayWindow: cfg.ReplayWindow}}
 	if cfg.MSSClamp {
 		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
+		t.mssUDP4, t.mssUDP6 = uint16(cfg.MSSInUDP4()), uint16(cfg.MSSInUDP6())
 	}
 	t.setUnderlay()
 	t.setShape()
