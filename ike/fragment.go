@@ -283,10 +283,16 @@ func sealFragment(fc fragCipher, m *Message, first PayloadType, number, total ui
 	return fc.sealBody(b, part)
 }
 
-// writeAll sends a message: one datagram or all its fragments.
-func (e *Engine) writeAll(packets [][]byte) {
+// writeAll sends a request: one datagram or all its fragments, to the
+// peer.
+func (e *Engine) writeAll(packets [][]byte) { e.sendAll(packets, e.write) }
+
+// replyAll sends a response the way the request came (nat.go's reply).
+func (e *Engine) replyAll(packets [][]byte) { e.sendAll(packets, e.reply) }
+
+func (e *Engine) sendAll(packets [][]byte, send func([]byte)) {
 	for _, p := range packets {
-		e.write(p)
+		send(p)
 	}
 	if len(packets) > 1 {
 		e.counters.FragmentsSent += uint64(len(packets))
@@ -403,7 +409,7 @@ func (e *Engine) handleFragment(now time.Time, m *Message, raw []byte, f *Encryp
 		case requestDigest(raw) != sa.lastReqDigest:
 			e.drop(DropRetransmitMismatch)
 		default:
-			e.writeAll(sa.lastResp)
+			e.replyAll(sa.lastResp)
 		}
 		return
 	case m.MessageID != sa.expectReqID:
