@@ -5,9 +5,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gresec/gresec/internal/netns"
 	"github.com/gresec/gresec/internal/swan"
 )
 
@@ -148,5 +152,57 @@ func TestStrongSwanLibipsecVTI(t *testing.T) {
 			sp.pingThroughLibipsec(t)
 			sp.checkESPInUDP(t)
 		})
+	}
+}
+
+// TestStrongSwanLibipsecVTIPerFamily: charon with two children, one per
+// family (IPv4 on one CHILD_SA, IPv6 on another, as strongSwan does with
+// `local_ts = 0.0.0.0/0` and `::/0` in separate children), initiating
+// both: gresec installs both and sends each family on its own SA, so
+// pings of both families cross both ways.
+func TestStrongSwanLibipsecVTIPerFamily(t *testing.T) {
+	v6 := "      gre6 {\n        mode = tunnel\n        local_ts = 2001:db8:19::1/128\n        remote_ts = 2001:db8:19::/128\n" +
+		"        esp_proposals = " + swan.SeedESPProposal + "\n        start_action = none\n      }\n"
+	sp := startSwanLibipsec(t, false, "auto", "", swan.Conn{
+		ChildExtra: "mode = tunnel\npolicies = yes\nlocal_ts = 198.19.0.1/32\nremote_ts = 198.19.0.0/32"}, v6)
+	if err := sp.charon.Initiate("gre6"); err != nil {
+		t.Fatalf("charon initiate gre6: %v\ngresec log:\n%s", err, sp.a.proc.Out)
+	}
+	var sas []swan.IKESA
+	ok := netns.WaitFor(20*time.Second, func() bool {
+		var err error
+		sas, err = sp.charon.SAs()
+		return err == nil && len(sas) == 1 && len(sas[0].Installed()) == 2
+	})
+	if !ok {
+		raw, _ := sp.charon.ListSAs()
+		t.Fatalf("strongSwan did not install two CHILD_SAs:\n%s\ngresec log:\n%s", raw, sp.a.proc.Out)
+	}
+	st := sp.mustStatus(sp.a)
+	if st.IKE == nil || st.IKE.Children != 2 {
+		t.Errorf("gresec IKE status %+v, want 2 CHILD_SAs", st.IKE)
+	}
+	sp.pingThroughLibipsec(t)
+	sp.checkESPInUDP(t)
+	// Each family went on its own SA: both of charon's children carried
+	// the 10 echo requests and 10 replies of their family, 10 each way.
+	raw, err := sp.charon.ListSAs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range sas[0].Installed() {
+		for _, dir := range []struct {
+			name string
+			spi  uint32
+		}{{"in", c.SPIIn}, {"out", c.SPIOut}} {
+			m := regexp.MustCompile(fmt.Sprintf(`%s +%08x[^,]*, +\d+ bytes, +(\d+) packets`, dir.name, dir.spi)).FindStringSubmatch(raw)
+			if m == nil {
+				t.Errorf("strongSwan child %s: no %s packet count in list-sas:\n%s", c.Name, dir.name, raw)
+				continue
+			}
+			if n, _ := strconv.Atoi(m[1]); n < 10 {
+				t.Errorf("strongSwan child %s (%v === %v) carried %d packets %s, want 10", c.Name, c.LocalTS, c.RemoteTS, n, dir.name)
+			}
+		}
 	}
 }
