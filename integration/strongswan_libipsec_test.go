@@ -163,7 +163,8 @@ func TestStrongSwanLibipsecVTI(t *testing.T) {
 func TestStrongSwanLibipsecVTIPerFamily(t *testing.T) {
 	v6 := "      gre6 {\n        mode = tunnel\n        local_ts = 2001:db8:19::1/128\n        remote_ts = 2001:db8:19::/128\n" +
 		"        esp_proposals = " + swan.SeedESPProposal + "\n        start_action = none\n      }\n"
-	sp := startSwanLibipsec(t, false, "auto", "", swan.Conn{
+	// gresec rekeys each child after about 7 s, with its own selectors.
+	sp := startSwanLibipsec(t, false, "auto", "child_lifetime = \"8s\"\n", swan.Conn{
 		ChildExtra: "mode = tunnel\npolicies = yes\nlocal_ts = 198.19.0.1/32\nremote_ts = 198.19.0.0/32"}, v6)
 	if err := sp.charon.Initiate("gre6"); err != nil {
 		t.Fatalf("charon initiate gre6: %v\ngresec log:\n%s", err, sp.a.proc.Out)
@@ -184,13 +185,51 @@ func TestStrongSwanLibipsecVTIPerFamily(t *testing.T) {
 	}
 	sp.pingThroughLibipsec(t)
 	sp.checkESPInUDP(t)
-	// Each family went on its own SA: both of charon's children carried
-	// the 10 echo requests and 10 replies of their family, 10 each way.
+	sp.checkFamilyChildren(t, sas[0].Installed())
+
+	// Both children rekeyed (gresec initiating, each proposing its own
+	// family's selectors): two new SAs, one per family, carry the pings.
+	old := map[uint32]bool{}
+	for _, c := range sas[0].Installed() {
+		old[c.SPIIn] = true
+	}
+	var fresh []swan.ChildSA
+	ok = netns.WaitFor(30*time.Second, func() bool {
+		sas, err := sp.charon.SAs()
+		if err != nil || len(sas) != 1 {
+			return false
+		}
+		fresh = fresh[:0]
+		for _, c := range sas[0].Installed() {
+			if !old[c.SPIIn] {
+				fresh = append(fresh, c)
+			}
+		}
+		return len(fresh) == 2 && len(sas[0].Installed()) == 2
+	})
+	if !ok {
+		raw, _ := sp.charon.ListSAs()
+		t.Fatalf("both CHILD_SAs not rekeyed within 30 s:\n%s\ngresec log:\n%s", raw, sp.a.proc.Out)
+	}
+	for _, c := range fresh {
+		if got := strings.Join(c.LocalTS, " ") + " === " + strings.Join(c.RemoteTS, " "); got != "198.19.0.1/32 === 198.19.0.0/32" &&
+			got != "2001:db8:19::1/128 === 2001:db8:19::/128" {
+			t.Errorf("rekeyed child %s has selectors %s, want one family's", c.Name, got)
+		}
+	}
+	sp.pingThroughLibipsec(t)
+	sp.checkFamilyChildren(t, fresh)
+}
+
+// checkFamilyChildren: each of charon's children carried the 10 echo
+// requests and 10 replies of its family, 10 packets each way.
+func (sp *swanPair) checkFamilyChildren(t *testing.T, children []swan.ChildSA) {
+	t.Helper()
 	raw, err := sp.charon.ListSAs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range sas[0].Installed() {
+	for _, c := range children {
 		for _, dir := range []struct {
 			name string
 			spi  uint32
