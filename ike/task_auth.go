@@ -96,6 +96,7 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 		e.forgetOthers(sa)
 	}
 	e.checkDuplicates(now, sa)
+	e.addFamilyChildren(now, sa, c) // child_family.go
 }
 
 // established marks sa authenticated and schedules its rekeying.

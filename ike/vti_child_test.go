@@ -15,7 +15,7 @@ func TestVTIChildRekeyBothWays(t *testing.T) {
 	a, b := newPair(t, func(a, b *Config) {
 		noDPD(a, b)
 		a.Child = vtiPolicy(anyBoth, anyBoth)
-		b.Child = vtiPolicy([]string{"198.19.1.0/24"}, []string{"198.19.0.0/31"})
+		b.Child = vtiPolicy([]string{"198.19.1.0/24", "2001:db8:1::/48"}, []string{"198.19.0.0/31", "2001:db8:19::/127"})
 	})
 	establish(t, a, b)
 	first := a.dp.installed[0]
@@ -61,6 +61,55 @@ func TestVTIChildRekeyBothWays(t *testing.T) {
 			if st := q.e.Status(); len(st.Children) != 1 {
 				t.Errorf("round %d: %s has %d CHILD_SAs", round, q.name, len(st.Children))
 			}
+		}
+	}
+}
+
+// TestVTIFamilyNarrowedAway: a responder that narrows an initiating VTI's
+// IPv4+IPv6 proposal to IPv4 gets a CREATE_CHILD_SA for IPv6 alone (no
+// REKEY_SA, PFS KE, only IPv6 selectors); refused (TS_UNACCEPTABLE from
+// a responder with no IPv6), the IKE SA and its IPv4 CHILD_SA stay.
+func TestVTIFamilyNarrowedAway(t *testing.T) {
+	a, b := newPair(t, func(a, b *Config) {
+		noDPD(a, b)
+		a.Child = vtiPolicy(anyBoth, anyBoth)
+		b.Child = vtiPolicy([]string{"198.19.1.0/24"}, []string{"198.19.0.0/31"})
+	})
+	a.e.initiate(t0)
+	for range 4 { // IKE_SA_INIT, IKE_AUTH
+		from, to := a, b
+		if len(a.conn.out) == 0 {
+			from, to = b, a
+		}
+		deliver(t, from, to, t0)
+	}
+	req := deliver(t, a, b, t0)
+	m, _ := DecodeMessage(req)
+	inner, err := b.e.primary().in.Open(req, m)
+	if err != nil || m.Exchange != CREATE_CHILD_SA {
+		t.Fatalf("after IKE_AUTH: %v %v, want a CREATE_CHILD_SA for IPv6", m.Exchange, err)
+	}
+	if inner.Notify(REKEY_SA) != nil {
+		t.Error("the additional CHILD_SA names an SA to rekey")
+	}
+	if ke, _ := inner.Get(PayloadKE).(*KE); ke == nil {
+		t.Error("no PFS KE")
+	}
+	tsi, _ := inner.Get(PayloadTSi).(*TSi)
+	tsr, _ := inner.Get(PayloadTSr).(*TSr)
+	if tsi == nil || tsr == nil || FormatSelectors(tsi.Selectors) != "::/0" || FormatSelectors(tsr.Selectors) != "::/0" {
+		t.Errorf("additional CHILD_SA proposes %v === %v, want ::/0 === ::/0", tsi, tsr)
+	}
+	resp := deliver(t, b, a, t0)
+	rm, _ := DecodeMessage(resp)
+	rin, err := a.e.primary().in.Open(resp, rm)
+	if err != nil || rin.Notify(TS_UNACCEPTABLE) == nil {
+		t.Errorf("b answered %v (%v), want TS_UNACCEPTABLE", rin, err)
+	}
+	quiet(t, a, b)
+	for _, p := range []*testPeer{a, b} {
+		if st := p.e.Status(); st.State != "established" || len(st.Children) != 1 {
+			t.Errorf("%s: %+v", p.name, st)
 		}
 	}
 }

@@ -157,17 +157,30 @@ func TestStrongSwanLibipsecVTI(t *testing.T) {
 
 // TestStrongSwanLibipsecVTIPerFamily: charon with two children, one per
 // family (IPv4 on one CHILD_SA, IPv6 on another, as strongSwan does with
-// `local_ts = 0.0.0.0/0` and `::/0` in separate children), initiating
-// both: gresec installs both and sends each family on its own SA, so
-// pings of both families cross both ways.
+// `local_ts = 0.0.0.0/0` and `::/0` in separate children). charon
+// initiating starts both; gresec initiating proposes both families, gets
+// one narrowed away and asks for it in a second CHILD_SA. Either way
+// gresec installs both and sends each family on its own SA, so pings of
+// both families cross both ways, before and after gresec rekeys each.
 func TestStrongSwanLibipsecVTIPerFamily(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		gresecInitiates bool
+	}{{"strongswan-initiates", false}, {"gresec-initiates", true}} {
+		t.Run(tc.name, func(t *testing.T) { testLibipsecPerFamily(t, tc.gresecInitiates) })
+	}
+}
+
+func testLibipsecPerFamily(t *testing.T, gresecInitiates bool) {
 	v6 := "      gre6 {\n        mode = tunnel\n        local_ts = 2001:db8:19::1/128\n        remote_ts = 2001:db8:19::/128\n" +
 		"        esp_proposals = " + swan.SeedESPProposal + "\n        start_action = none\n      }\n"
 	// gresec rekeys each child after about 7 s, with its own selectors.
-	sp := startSwanLibipsec(t, false, "auto", "child_lifetime = \"8s\"\n", swan.Conn{
+	sp := startSwanLibipsec(t, gresecInitiates, "auto", "child_lifetime = \"8s\"\n", swan.Conn{
 		ChildExtra: "mode = tunnel\npolicies = yes\nlocal_ts = 198.19.0.1/32\nremote_ts = 198.19.0.0/32"}, v6)
-	if err := sp.charon.Initiate("gre6"); err != nil {
-		t.Fatalf("charon initiate gre6: %v\ngresec log:\n%s", err, sp.a.proc.Out)
+	if !gresecInitiates {
+		if err := sp.charon.Initiate("gre6"); err != nil {
+			t.Fatalf("charon initiate gre6: %v\ngresec log:\n%s", err, sp.a.proc.Out)
+		}
 	}
 	var sas []swan.IKESA
 	ok := netns.WaitFor(20*time.Second, func() bool {
