@@ -37,6 +37,8 @@ type SA struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	drops   dropCounters
+
+	sel *Selectors // tunnel mode's traffic selectors (selectors.go), or nil
 }
 
 // NewSA makes an AES-GCM-16 SA from key material key || salt: 36 bytes for

@@ -27,6 +27,10 @@ type ChildKeys struct {
 	Lifetime      time.Duration
 	LifetimeBytes uint64
 	ESN           bool // extended sequence numbers
+	// LocalTS and RemoteTS are the negotiated traffic selectors, ours
+	// and the peer's, after narrowing: what a tunnel-mode data plane
+	// checks inner packets against (RFC 4301 §5.2).
+	LocalTS, RemoteTS []TrafficSelector
 	// UDPPeer: the CHILD_SA carries ESP in UDP (RFC 3948) from our port
 	// 4500 to this address and port of the peer (zero: raw ESP). See
 	// ESPPeerMover for later moves.

@@ -96,6 +96,7 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 		e.forgetOthers(sa)
 	}
 	e.checkDuplicates(now, sa)
+	e.addFamilyChildren(now, sa, c) // child_family.go
 }
 
 // established marks sa authenticated and schedules its rekeying.
@@ -238,6 +239,7 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	keys := e.childKeys(spiIn, be32(chosen.SPI), i2r, r2i, suite) // we answer: i->r is inbound
+	keys.LocalTS, keys.RemoteTS = narrowR, narrowI
 	if _, ok := e.dp.(OutboundSwitcher); ok && (rekey || e.outSPI != 0) {
 		// Keep sending on the SA the peer has until it has this one
 		// (task_info.go: switchOutbound waits for the proof).
@@ -330,6 +332,7 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		return nil, err
 	}
 	keys := e.childKeys(spiIn, be32(saP.Proposals[0].SPI), r2i, i2r, suite)
+	keys.LocalTS, keys.RemoteTS = gotI, gotR
 	if initiator {
 		keys.KeyIn, keys.KeyOut = r2i, i2r
 	} else {

@@ -30,7 +30,16 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 	spiIn := e.newESPSPI()
 	inner := Payloads{&Notify{Protocol: ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, c.keys.SPIIn), Kind: REKEY_SA}}
 	child := e.childRequest(e.cfg.ESPProposals, spiIn)
-	inner = append(inner, child[0], child[1], &Nonce{Data: ni})
+	// child is [USE_TRANSPORT_MODE,] SA, TSi, TSr (tunnel mode has no
+	// mode notify): the nonce and KE go between the SA and the TS.
+	ts := len(child) - 2
+	if e.cfg.Child.Narrow && len(c.keys.LocalTS) > 0 && len(c.keys.RemoteTS) > 0 {
+		// A VTI's CHILD_SA keeps the selectors it was narrowed to: one
+		// of several, one per family, must not grow into the others.
+		child[ts], child[ts+1] = &TSi{TrafficSelectors{c.keys.LocalTS}}, &TSr{TrafficSelectors{c.keys.RemoteTS}}
+	}
+	inner = append(inner, child[:ts]...)
+	inner = append(inner, &Nonce{Data: ni})
 	if group != DHNone {
 		var err error
 		if dh, err = GenerateDH(group, e.rand); err != nil {
@@ -39,7 +48,7 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 		}
 		inner = append(inner, &KE{Group: uint16(group), Data: dh.Public()})
 	}
-	inner = append(inner, child[2], child[3])
+	inner = append(inner, child[ts:]...)
 	e.log.Info("rekeying CHILD_SA", append(e.saFields(sa, nil), zap.Uint32("spi_in", c.keys.SPIIn), zap.Stringer("pfs", group))...)
 	retryLater := func(now time.Time, why string) {
 		e.endRekey(c)
@@ -317,7 +326,8 @@ func (e *Engine) completeIKERekey(now time.Time, old, nsa *ikeSA, deleteOld bool
 
 // respondCreateChild answers CREATE_CHILD_SA: a CHILD_SA rekey (REKEY_SA
 // notify) or an IKE SA rekey (SA payload of protocol IKE). New additional
-// CHILD_SAs are refused: one GRE SA is all a peering needs.
+// CHILD_SAs are refused (one GRE SA is all a peering needs) except for a
+// VTI, whose peer may negotiate one per family.
 func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Payloads {
 	if sa.state != saEstablished && sa.state != saRedundant {
 		// Being replaced or deleted (§2.25.1, §2.25.2).
@@ -333,20 +343,30 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 		return e.respondRekeyIKE(now, sa, saP, nonce, ke)
 	}
 	rk := ps.Notify(REKEY_SA)
-	if rk == nil {
+	var old *childSA
+	switch {
+	case rk == nil && !e.cfg.Child.Narrow:
 		return Payloads{&Notify{Kind: NO_ADDITIONAL_SAS}}
-	}
-	if len(rk.SPI) != 4 {
-		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
-	}
-	old := sa.childByOut(be32(rk.SPI))
-	if old == nil {
-		return Payloads{&Notify{Protocol: ProtoESP, SPI: rk.SPI, Kind: CHILD_SA_NOT_FOUND}}
-	}
-	if sa.ikeRekeying || old.state == childDeleting || old.replacedBy != nil {
-		// We are rekeying the IKE SA, or closing (or have replaced) this
-		// child: the peer retries later, on the new IKE SA (§2.25).
-		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
+	case rk == nil:
+		// A VTI carries whatever selectors its CHILD_SAs hold: a peer
+		// with one child per family (strongSwan's children of 0.0.0.0/0
+		// and ::/0) creates the second one here. The data plane sends
+		// each packet on the SA whose selectors cover it.
+		if sa.ikeRekeying {
+			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
+		}
+	default:
+		if len(rk.SPI) != 4 {
+			return Payloads{&Notify{Kind: INVALID_SYNTAX}}
+		}
+		if old = sa.childByOut(be32(rk.SPI)); old == nil {
+			return Payloads{&Notify{Protocol: ProtoESP, SPI: rk.SPI, Kind: CHILD_SA_NOT_FOUND}}
+		}
+		if sa.ikeRekeying || old.state == childDeleting || old.replacedBy != nil {
+			// We are rekeying the IKE SA, or closing (or have replaced)
+			// this child: the peer retries later, on the new IKE SA (§2.25).
+			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
+		}
 	}
 	chosen, ok := SelectProposal(e.cfg.ESPProposals, saP.Proposals, true)
 	if !ok {
@@ -382,9 +402,22 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 	if suite.DH == DHNone {
 		ours = WithoutDH(ours)
 	}
-	nc, child, notify := e.acceptChild(now, sa, ps, ours, nonce.Data, nr, shared, suite.DH != DHNone, true)
+	nc, child, notify := e.acceptChild(now, sa, ps, ours, nonce.Data, nr, shared, suite.DH != DHNone, old != nil)
 	if notify != nil {
 		return Payloads{notify}
+	}
+	// child is [USE_TRANSPORT_MODE,] SA, TSi, TSr: the nonce and KE go
+	// after the SA. (Tunnel mode has no mode notify: indexing by
+	// position would run past the end.)
+	ts := len(child) - 2
+	out := append(slices.Clone(child[:ts]), &Nonce{Data: nr})
+	if kePayload != nil {
+		out = append(out, kePayload)
+	}
+	out = append(out, child[ts:]...)
+	if old == nil {
+		e.log.Info("additional CHILD_SA created by the peer", append(e.saFields(sa, nil), zap.Uint32("spi_in", nc.keys.SPIIn))...)
+		return out
 	}
 	// The old child stays until the initiator deletes it (§2.8). If we
 	// are rekeying it too, the collision is resolved when our exchange
@@ -397,12 +430,8 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 		e.log.Info("CHILD_SA rekey collision: answering the peer's rekey, resolving when ours completes",
 			append(e.saFields(sa, nil), zap.Uint32("spi_in", old.keys.SPIIn))...)
 	}
-	out := Payloads{child[0], child[1], &Nonce{Data: nr}}
-	if kePayload != nil {
-		out = append(out, kePayload)
-	}
 	e.counters.Rekeys++
-	return append(out, child[2], child[3])
+	return out
 }
 
 func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce, ke *KE) Payloads {

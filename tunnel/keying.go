@@ -30,6 +30,8 @@ type children struct {
 	mu  sync.Mutex
 	out map[uint32]*esp.SA
 	udp map[uint32]netip.AddrPort // where each sends ESP in UDP (zero: raw ESP; nat.go)
+	// policy orders a VTI's outbound SAs (policy.go).
+	policy vtiPolicy
 }
 
 // InstallChild makes the new SAs live: inbound first, so the peer's first
@@ -49,6 +51,9 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 	if err != nil {
 		return fmt.Errorf("outbound SA 0x%08x: %w", k.SPIOut, err)
 	}
+	sel := t.selectorsOf(k)
+	in.SetSelectors(sel)
+	out.SetSelectors(sel)
 	t.children.mu.Lock()
 	defer t.children.mu.Unlock()
 	if t.children.out == nil {
@@ -57,9 +62,13 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 	t.children.out[k.SPIIn] = out
 	t.children.udp[k.SPIIn] = k.UDPPeer
 	t.sadb.AddInbound(in)
-	if !k.KeepOutbound || t.sadb.Outbound() == nil {
+	keep := k.KeepOutbound && t.sadb.Outbound() != nil
+	if !keep {
 		t.choosePath(k.UDPPeer)
 		t.sadb.SetOutbound(out)
+	}
+	if sel != nil {
+		t.policyInstalled(k.SPIIn, keep)
 	}
 	return nil
 }
@@ -87,6 +96,7 @@ func (t *Tunnel) RemoveChild(spiIn uint32) error {
 	}
 	delete(t.children.out, spiIn)
 	delete(t.children.udp, spiIn)
+	t.policyRemoved(spiIn)
 	return nil
 }
 
@@ -102,6 +112,7 @@ func (t *Tunnel) SetOutbound(spiIn uint32) error {
 	}
 	t.choosePath(t.children.udp[spiIn])
 	t.sadb.SetOutbound(out)
+	t.policyPrefer(spiIn)
 	return nil
 }
 

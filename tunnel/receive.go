@@ -130,7 +130,12 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		}
 		switch {
 		case t.shape.bare:
-			return t.deliver(t.ipPayload(next, payload), base)
+			inner := t.ipPayload(next, payload)
+			if sel := sa.Selectors(); inner != nil && sel != nil && !sel.Inbound(inner) {
+				t.stats.drop(dropSelector) // RFC 4301 §5.2
+				return nil
+			}
+			return t.deliver(inner, base)
 		case t.shape.tunnelHeader:
 			if next != t.shape.tunnelNext {
 				t.stats.drop(dropNextHeader)

@@ -58,7 +58,13 @@ func (t *Tunnel) sendLoop() error {
 // are counted. The traffic counters move once per batch.
 func (t *Tunnel) encapsulateBatch(msgs []rawip.Message, bufs [][]byte, sizes []int) int {
 	var sa *esp.SA
-	if t.sadb != nil {
+	var policy []*esp.SA
+	if p := t.vtiOut.Load(); p != nil {
+		if policy = *p; len(policy) == 0 {
+			t.stats.drops[dropNoSA].Add(uint64(len(bufs)))
+			return 0
+		}
+	} else if t.sadb != nil {
 		if sa = t.sadb.Outbound(); sa == nil {
 			t.stats.drops[dropNoSA].Add(uint64(len(bufs)))
 			return 0
@@ -66,6 +72,14 @@ func (t *Tunnel) encapsulateBatch(msgs []rawip.Message, bufs [][]byte, sizes []i
 	}
 	m, bytes := 0, 0
 	for i, buf := range bufs {
+		if pkt := buf[sendHeadroom : sendHeadroom+sizes[i]]; policy != nil && ipVersion(pkt) != 0 {
+			// A VTI's packet goes on the SA whose selectors cover it
+			// (not IP: encapsulate counts it before any SA is used).
+			if sa = outboundFor(policy, pkt); sa == nil {
+				t.stats.drop(dropNoPolicy)
+				continue
+			}
+		}
 		if t.encapsulate(&msgs[m], buf, sizes[i], sa) {
 			m++
 			bytes += sizes[i]

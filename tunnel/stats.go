@@ -19,6 +19,8 @@ const (
 	dropInnerMalformed             // inner IP header of the wrong version, or whose lengths do not fit the bytes that came
 	dropSendError                  // the underlay refused the packet
 	dropTUNWriteError              // the TUN device refused the packet
+	dropNoPolicy                   // a VTI's inner packet no outbound SA's selectors cover
+	dropSelector                   // an inner packet outside the selectors of the SA it came on (RFC 4301 §5.2)
 	numDrops
 )
 
@@ -36,6 +38,8 @@ var dropNames = [numDrops]string{
 	dropInnerMalformed: "inner_malformed",
 	dropSendError:      "send_error",
 	dropTUNWriteError:  "tun_write_error",
+	dropNoPolicy:       "no_sa_for_selectors",
+	dropSelector:       "inbound_selector_mismatch",
 }
 
 // String is the drop's name in `gresec status` and gresec_drops_total.

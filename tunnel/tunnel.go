@@ -80,7 +80,10 @@ type Tunnel struct {
 	started time.Time
 	stats   stats
 
-	children   children                   // CHILD_SAs installed by IKE
+	children children // CHILD_SAs installed by IKE
+	// vtiOut: a VTI's outbound SAs in policy order (policy.go), set once
+	// IKE installs one; nil: the single outbound SA of sadb sends.
+	vtiOut     atomic.Pointer[[]*esp.SA]
 	drainGrace time.Duration              // a removed CHILD_SA's inbound half still accepts packets this long
 	ikeSock    *ikeSocket                 // UDP 500, for keying = "ikev2"
 	ike        atomic.Pointer[ike.Engine] // the running engine, nil before

@@ -55,6 +55,26 @@ type Options struct {
 	// KeepDir leaves the instance directory in place after Stop, for
 	// debugging; Dir reports where it is.
 	KeepDir bool
+	// Libipsec gives charon its own userspace data plane: the
+	// kernel-libipsec plugin (Debian libcharon-extra-plugins) loaded before
+	// kernel-netlink (else kernel-netlink becomes the IPsec backend and
+	// the CHILD_SA fails), no shim, routes installed (table 220, through
+	// the ipsec0 TUN it creates). Tunnel mode only, ESP in UDP 4500.
+	// Plugins, if set, must list kernel-libipsec itself.
+	Libipsec bool
+}
+
+// LibipsecPlugins are DefaultPlugins with kernel-libipsec ahead of
+// kernel-netlink.
+func LibipsecPlugins() []string {
+	var out []string
+	for _, p := range DefaultPlugins {
+		if p == "kernel-netlink" {
+			out = append(out, "kernel-libipsec")
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // DefaultPlugins are enough for PSK and certificate authentication with
@@ -120,7 +140,7 @@ func (c *Charon) start(conf string) error {
 		return err
 	}
 	env := []string{"STRONGSWAN_CONF=" + c.conf}
-	if !c.opts.NoShim {
+	if !c.opts.NoShim && !c.opts.Libipsec {
 		shim, err := c.shim()
 		if err != nil {
 			return err
@@ -207,10 +227,15 @@ func strongswanConf(dir string, o Options) string {
 	plugins := o.Plugins
 	if len(plugins) == 0 {
 		plugins = DefaultPlugins
+		if o.Libipsec {
+			plugins = LibipsecPlugins()
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "charon {\n  load = %s\n", strings.Join(plugins, " "))
-	b.WriteString("  install_routes = no\n  install_virtual_ip = no\n")
+	// kernel-libipsec reaches its TUN only through the routes charon
+	// installs; with the shim there is no data plane to route to.
+	fmt.Fprintf(&b, "  install_routes = %s\n  install_virtual_ip = no\n", map[bool]string{true: "yes", false: "no"}[o.Libipsec])
 	fmt.Fprintf(&b, "  plugins {\n    vici {\n      socket = unix://%s/charon.vici\n    }\n  }\n", dir)
 	// An empty syslog section stops the default syslog logger.
 	b.WriteString("  syslog {\n  }\n")

@@ -17,23 +17,30 @@ var Packages = []string{
 	"gcc", "libc6-dev",
 }
 
+// LibipsecPackages hold the kernel-libipsec plugin (Options.Libipsec).
+var LibipsecPackages = []string{"libcharon-extra-plugins"}
+
 var (
 	installMu sync.Mutex
-	installed bool // all Packages were present once; packages do not vanish mid-run
+	installed = map[string]bool{} // present once; packages do not vanish mid-run
 )
+
+// InstallLibipsec is Install for Packages and LibipsecPackages.
+func InstallLibipsec() error {
+	return install(append(append([]string{}, Packages...), LibipsecPackages...))
+}
 
 // Install apt-get installs whichever of Packages are missing. It is
 // idempotent and cheap when everything is present; it needs root only when
 // something is missing, and then says what.
-func Install() error {
+func Install() error { return install(Packages) }
+
+func install(pkgs []string) error {
 	installMu.Lock()
 	defer installMu.Unlock()
-	if installed {
-		return nil
-	}
-	missing := missingPackages(Packages)
+	missing := missingPackages(unseen(pkgs))
 	if len(missing) == 0 {
-		installed = true
+		markInstalled(pkgs)
 		return nil
 	}
 	if os.Geteuid() != 0 {
@@ -52,11 +59,27 @@ func Install() error {
 			return err
 		}
 	}
-	if still := missingPackages(Packages); len(still) > 0 {
+	if still := missingPackages(missing); len(still) > 0 {
 		return fmt.Errorf("swan: apt-get reported success but %s are still not installed", strings.Join(still, " "))
 	}
-	installed = true
+	markInstalled(pkgs)
 	return nil
+}
+
+func unseen(pkgs []string) []string {
+	var out []string
+	for _, p := range pkgs {
+		if !installed[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func markInstalled(pkgs []string) {
+	for _, p := range pkgs {
+		installed[p] = true
+	}
 }
 
 func missingPackages(pkgs []string) []string {
