@@ -1,0 +1,283 @@
+package ikev1
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gresec/gresec/ike"
+)
+
+// plane is a data plane that records what the engine installs.
+type plane struct {
+	mu      sync.Mutex
+	live    map[uint32]ike.ChildKeys
+	removed []uint32
+}
+
+func (p *plane) InstallChild(k ike.ChildKeys) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live == nil {
+		p.live = map[uint32]ike.ChildKeys{}
+	}
+	k.KeyIn, k.KeyOut = bytes.Clone(k.KeyIn), bytes.Clone(k.KeyOut)
+	p.live[k.SPIIn] = k
+	return nil
+}
+
+func (p *plane) RemoveChild(spi uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.live, spi)
+	p.removed = append(p.removed, spi)
+	return nil
+}
+
+func (p *plane) ChildBytes(uint32) (uint64, uint64) { return 0, 0 }
+
+func (p *plane) children() []ike.ChildKeys {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []ike.ChildKeys
+	for _, k := range p.live {
+		out = append(out, k)
+	}
+	return out
+}
+
+// wire delivers one engine's datagrams to the other, dropping those that
+// lose says to.
+type wire struct {
+	to   func() *Engine
+	from netip.AddrPort
+	mu   sync.Mutex
+	n    int
+	lose func(n int, b []byte) bool
+}
+
+func (w *wire) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	w.mu.Lock()
+	w.n++
+	drop := w.lose != nil && w.lose(w.n, b)
+	w.mu.Unlock()
+	if !drop {
+		w.to().Offer(b, w.from)
+	}
+	return len(b), nil
+}
+
+var (
+	addrA = netip.MustParseAddr("198.18.0.1")
+	addrB = netip.MustParseAddr("198.18.0.2")
+)
+
+func testConfig(local, remote netip.Addr, initiate bool) ike.Config {
+	return ike.Config{Local: local, Remote: remote, Initiate: initiate,
+		LocalPSK: ike.Secret("correct horse battery staple"), RemotePSK: ike.Secret("correct horse battery staple"),
+		LocalID: ike.AddrID(local), RemoteID: ike.AddrID(remote),
+		Proposals:    ike.MustParseProposals(ike.ProtoIKE, "aes128-sha1-modp2048"),
+		ESPProposals: ike.MustParseProposals(ike.ProtoESP, "aes128-sha1-modp2048"),
+		Lifetime:     time.Hour, ChildLifetime: 20 * time.Minute,
+		Retransmit: 100 * time.Millisecond, RetransmitTries: 6}
+}
+
+type testPair struct {
+	a, b   *Engine
+	pa, pb *plane
+	wa, wb *wire
+}
+
+func newPair(t *testing.T, ca, cb ike.Config) *testPair {
+	t.Helper()
+	tp := &testPair{pa: &plane{}, pb: &plane{}}
+	var err error
+	if tp.a, err = New(ca, tp.pa, zaptest.NewLogger(t).Named("a")); err != nil {
+		t.Fatal(err)
+	}
+	if tp.b, err = New(cb, tp.pb, zaptest.NewLogger(t).Named("b")); err != nil {
+		t.Fatal(err)
+	}
+	tp.wa = &wire{to: func() *Engine { return tp.b }, from: netip.AddrPortFrom(addrA, 500)}
+	tp.wb = &wire{to: func() *Engine { return tp.a }, from: netip.AddrPortFrom(addrB, 500)}
+	return tp
+}
+
+func (tp *testPair) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); tp.a.Serve(ctx, tp.wa) }()
+	go func() { defer wg.Done(); tp.b.Serve(ctx, tp.wb) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// agreed waits for one child on each side whose keys mirror the other's.
+func (tp *testPair) agreed(t *testing.T) (ike.ChildKeys, ike.ChildKeys) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ca, cb := tp.pa.children(), tp.pb.children()
+		if len(ca) == 1 && len(cb) == 1 {
+			return ca[0], cb[0]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no phase 2 SA on both sides: a %d, b %d", len(tp.pa.children()), len(tp.pb.children()))
+	return ike.ChildKeys{}, ike.ChildKeys{}
+}
+
+func checkMirror(t *testing.T, ka, kb ike.ChildKeys) {
+	t.Helper()
+	if ka.SPIIn != kb.SPIOut || ka.SPIOut != kb.SPIIn {
+		t.Fatalf("SPIs a in %08x out %08x, b in %08x out %08x", ka.SPIIn, ka.SPIOut, kb.SPIIn, kb.SPIOut)
+	}
+	if !bytes.Equal(ka.KeyIn, kb.KeyOut) || !bytes.Equal(ka.KeyOut, kb.KeyIn) {
+		t.Fatal("keys do not mirror")
+	}
+	if bytes.Equal(ka.KeyIn, ka.KeyOut) {
+		t.Fatal("both directions have the same key")
+	}
+	if ka.Transform != "aes128-sha1" || len(ka.KeyIn) != 16+20 {
+		t.Fatalf("transform %s with %d key bytes, want aes128-sha1 with 36", ka.Transform, len(ka.KeyIn))
+	}
+}
+
+func TestMainAndQuickMode(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, false))
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	checkMirror(t, ka, kb)
+	if ka.Lifetime != 20*time.Minute {
+		t.Errorf("lifetime %v, want 20m", ka.Lifetime)
+	}
+	st := tp.a.Status()
+	if len(st.Phase1) != 1 || st.Phase1[0].State != "QM_IDLE" || st.Phase1[0].Suite != "aes128-sha1-modp2048" {
+		t.Errorf("status %+v", st.Phase1)
+	}
+}
+
+// TestResponderLifetime: the responder's shorter lifetime wins on both sides.
+func TestResponderLifetime(t *testing.T) {
+	cb := testConfig(addrB, addrA, false)
+	cb.ChildLifetime = 10 * time.Minute
+	tp := newPair(t, testConfig(addrA, addrB, true), cb)
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	if ka.Lifetime != 10*time.Minute || kb.Lifetime != 10*time.Minute {
+		t.Errorf("lifetimes %v and %v, want 10m (RESPONDER-LIFETIME)", ka.Lifetime, kb.Lifetime)
+	}
+}
+
+// TestRetransmission loses each side's first copy of every message: every
+// step of Main Mode and Quick Mode must be recovered by a retransmission
+// (the initiator's timer, or the responder resending its answer).
+func TestRetransmission(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, false))
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	lose := func(_ int, b []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		k := string(b)
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		return true
+	}
+	tp.wa.lose, tp.wb.lose = lose, lose
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	checkMirror(t, ka, kb)
+}
+
+// TestWrongPSK: no SA, and the failure names the key.
+func TestWrongPSK(t *testing.T) {
+	cb := testConfig(addrB, addrA, false)
+	cb.LocalPSK, cb.RemotePSK = ike.Secret("another key"), ike.Secret("another key")
+	tp := newPair(t, testConfig(addrA, addrB, true), cb)
+	tp.run(t)
+	time.Sleep(time.Second)
+	if n := len(tp.pa.children()) + len(tp.pb.children()); n != 0 {
+		t.Fatalf("%d SAs installed with different PSKs", n)
+	}
+	if d := tp.b.Status().Drops["integrity"] + tp.b.Status().Drops["malformed"]; d == 0 {
+		t.Errorf("the responder counted no failed decryption: %v", tp.b.Status().Drops)
+	}
+}
+
+// TestBothInitiate: both sides start at once; each Main Mode completes and
+// the data planes end up with mirrored SAs.
+func TestBothInitiate(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, true))
+	tp.run(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && (len(tp.pa.children()) < 2 || len(tp.pb.children()) < 2) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ca, cb := tp.pa.children(), tp.pb.children()
+	if len(ca) != 2 || len(cb) != 2 {
+		t.Fatalf("a has %d SAs, b %d; want 2 each (one per initiator)", len(ca), len(cb))
+	}
+	for _, ka := range ca {
+		found := false
+		for _, kb := range cb {
+			if kb.SPIIn == ka.SPIOut {
+				checkMirror(t, ka, kb)
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("a's SA 0x%08x has no mirror on b", ka.SPIIn)
+		}
+	}
+}
+
+// TestDeleteOnStop: stopping one engine deletes its SAs on the other.
+func TestDeleteOnStop(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, false))
+	ctx, cancel := context.WithCancel(context.Background())
+	ctxB, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	done := make(chan struct{})
+	go func() { tp.a.Serve(ctx, tp.wa); close(done) }()
+	go tp.b.Serve(ctxB, tp.wb)
+	tp.agreed(t)
+	cancel()
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(tp.pb.children()) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(tp.pb.children()); n != 0 {
+		t.Fatalf("b still has %d SAs after a stopped (DELETE not honoured)", n)
+	}
+	if n := len(tp.b.Status().Phase1); n != 0 {
+		t.Fatalf("b still has %d phase 1 SAs after a's DELETE", n)
+	}
+}
+
+// TestAggressiveRefused: an Aggressive Mode request gets no answer.
+func TestAggressiveRefused(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, false), testConfig(addrB, addrA, false))
+	var sent atomic.Int64
+	tp.wb.lose = func(int, []byte) bool { sent.Add(1); return true }
+	tp.run(t)
+	sa := phase1SA(tp.a.suites1).Encode()
+	msg := Encode(Header{ICookie: 1, Exchange: ExchangeAggressive}, []Payload{{PayloadSA, sa}, {PayloadKE, make([]byte, 256)}, {PayloadNonce, make([]byte, 32)}, {PayloadID, PhaseOneID(ike.AddrID(addrA)).Encode()}})
+	tp.b.Offer(msg, netip.AddrPortFrom(addrA, 500))
+	time.Sleep(300 * time.Millisecond)
+	if n := sent.Load(); n != 0 {
+		t.Fatalf("answered Aggressive Mode with %d messages", n)
+	}
+	if tp.b.Status().Drops["unexpected"] != 1 {
+		t.Fatalf("drops %v, want one unexpected", tp.b.Status().Drops)
+	}
+}
