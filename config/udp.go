@@ -55,7 +55,7 @@ func (v *validator) udpEncap(encap *string, port *int64, c *Config) {
 			v.fail("ipsec.udp_port", "expected an integer 1..65535, got %d", *port)
 		}
 		c.UDPPort = int(*port)
-		if c.Keying == KeyingIKEv2 && c.UDPPort != DefaultUDPPort {
+		if c.Keying.IKE() && c.UDPPort != DefaultUDPPort {
 			v.fail("ipsec.udp_port", "IKE uses port %d for NAT traversal (RFC 7296 §2.23); expected udp_port only with keying = \"static\"", DefaultUDPPort)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/gre"
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 	"github.com/gresec/gresec/rawip"
 	"github.com/gresec/gresec/tun"
 	"github.com/gresec/gresec/udpencap"
@@ -81,6 +82,8 @@ type Tunnel struct {
 	addrs      []netip.Prefix             // the addresses on the interface
 	staticMu   sync.Mutex                 // serialises static SA changes by Reload
 	static     staticKeys                 // for Keys and Reload
+
+	ikev1 atomic.Pointer[ikev1.Engine] // keying = "ikev1" (ikev1.go)
 }
 
 // New creates the TUN device and the raw socket and installs the static SAs.
@@ -118,7 +121,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		return nil, err
 	}
 	t.conn = conn
-	if cfg.Keying == config.KeyingIKEv2 {
+	if cfg.Keying.IKE() {
 		// Bound now, with the other privileged sockets, so the daemon can
 		// drop its privileges before any peer is heard.
 		if t.ikeSock, err = listenIKE(cfg.Local); err != nil {
@@ -184,6 +187,15 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
 	go func() { defer wg.Done(); errc <- t.receiveLoop() }()
 	go func() { defer wg.Done(); t.keepaliveLoop(ctx) }()
+	if t.cfg.Keying == config.KeyingIKEv1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.runIKEv1(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
 	if t.cfg.Keying == config.KeyingIKEv2 {
 		wg.Add(1)
 		go func() {

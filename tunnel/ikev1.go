@@ -1,0 +1,59 @@
+package tunnel
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/gresec/gresec/ikev1"
+)
+
+// runIKEv1 is runIKE for keying = "ikev1": the same socket, config and
+// data plane, with the IKEv1 engine. IKEv1 datagrams reach it through the
+// socket's v1 hook (the header's version byte tells them apart).
+func (t *Tunnel) runIKEv1(ctx context.Context) error {
+	go t.ikeSock.read(t.ike.Load)
+	for {
+		t.ikeMu.Lock()
+		cfg := ikeConfig(t.cfg, t.ikeCfg)
+		e, err := ikev1.New(cfg, t, t.log)
+		if err != nil {
+			t.ikeMu.Unlock()
+			return err
+		}
+		ectx, cancel := context.WithCancel(ctx)
+		t.ikeSock.v1.Store(e)
+		t.ikev1.Store(e)
+		t.ikeRestart = cancel
+		t.ikeMu.Unlock()
+
+		err = e.Serve(ectx, t.ikeSock)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ectx.Err() == nil {
+			return err
+		}
+	}
+}
+
+// offerV1 hands an IKEv1 datagram to the IKEv1 engine; false when it is
+// not IKEv1 or no such engine runs.
+func (s *ikeSocket) offerV1(b []byte, from netip.AddrPort) bool {
+	e := s.v1.Load()
+	if e == nil || !ikev1.IsV1(b) {
+		return false
+	}
+	e.Offer(b, from)
+	return true
+}
+
+// IKEv1Status is the IKEv1 engine's status, nil unless keying = "ikev1".
+func (t *Tunnel) IKEv1Status() *ikev1.Status {
+	e := t.ikev1.Load()
+	if e == nil {
+		return nil
+	}
+	s := e.Status()
+	return &s
+}
