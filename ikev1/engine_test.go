@@ -16,9 +16,23 @@ import (
 
 // plane is a data plane that records what the engine installs.
 type plane struct {
-	mu      sync.Mutex
-	live    map[uint32]ike.ChildKeys
-	removed []uint32
+	mu       sync.Mutex
+	live     map[uint32]ike.ChildKeys
+	removed  []uint32
+	outbound uint32 // the inbound SPI of the SA that sends
+}
+
+func (p *plane) SetOutbound(spi uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outbound = spi
+	return nil
+}
+
+func (p *plane) sending() uint32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.outbound
 }
 
 func (p *plane) InstallChild(k ike.ChildKeys) error {
@@ -29,6 +43,9 @@ func (p *plane) InstallChild(k ike.ChildKeys) error {
 	}
 	k.KeyIn, k.KeyOut = bytes.Clone(k.KeyIn), bytes.Clone(k.KeyOut)
 	p.live[k.SPIIn] = k
+	if !k.KeepOutbound || p.outbound == 0 {
+		p.outbound = k.SPIIn
+	}
 	return nil
 }
 
@@ -36,6 +53,9 @@ func (p *plane) RemoveChild(spi uint32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.live, spi)
+	if p.outbound == spi {
+		p.outbound = 0
+	}
 	p.removed = append(p.removed, spi)
 	return nil
 }
@@ -279,5 +299,44 @@ func TestAggressiveRefused(t *testing.T) {
 	}
 	if tp.b.Status().Drops["unexpected"] != 1 {
 		t.Fatalf("drops %v, want one unexpected", tp.b.Status().Drops)
+	}
+}
+
+// TestRekey: the initiator rekeys before the lifetime ends; the new SAs
+// are installed on both sides before the old ones go (make-before-break),
+// the initiator moves its sending to the new SA only after a moment, and
+// the old SA is deleted on both sides.
+func TestRekey(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	ca.ChildLifetime, cb.ChildLifetime = 3*time.Second, 3*time.Second
+	tp := newPair(t, ca, cb)
+	tp.run(t)
+	ka, _ := tp.agreed(t)
+	// Both SAs live on a for a moment while it still sends on the old.
+	sawBoth := false
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		ca := tp.pa.children()
+		if len(ca) == 2 && tp.pa.sending() == ka.SPIIn {
+			sawBoth = true
+		}
+		if len(ca) == 1 && ca[0].SPIIn != ka.SPIIn && tp.pa.sending() == ca[0].SPIIn {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !sawBoth {
+		t.Error("never saw the new SA installed while the old one still sent")
+	}
+	ka2, kb2 := tp.agreed(t)
+	if ka2.SPIIn == ka.SPIIn {
+		t.Fatal("no rekey within 8 s")
+	}
+	checkMirror(t, ka2, kb2)
+	if tp.pa.sending() != ka2.SPIIn || tp.pb.sending() != kb2.SPIIn {
+		t.Errorf("sending on 0x%08x / 0x%08x, want the new SAs 0x%08x / 0x%08x", tp.pa.sending(), tp.pb.sending(), ka2.SPIIn, kb2.SPIIn)
+	}
+	if bytes.Equal(ka2.KeyIn, ka.KeyIn) {
+		t.Error("the rekeyed SA has the old key")
 	}
 }

@@ -354,7 +354,7 @@ func (e *Engine) mainInitiator6(now time.Time, p *phase1, m *Message) error {
 func (e *Engine) establish(now time.Time, p *phase1, ps []Payload) {
 	p.state, p.since = stateEstablished, now
 	p.expires = now.Add(p.suite.Lifetime)
-	p.rekeyAt = now.Add(p.suite.Lifetime - p.suite.Lifetime/rekeyMargin)
+	p.rekeyAt = now.Add(p.suite.Lifetime - rekeyLead(p.suite.Lifetime))
 	e.log.Info("phase 1 SA established", zap.String("spi", p.spis()), zap.String("suite", p.suite.String()),
 		zap.Stringer("peer_id", p.peerID), zap.Bool("initiator", p.initiator), zap.Duration("lifetime", p.suite.Lifetime))
 	for _, np := range All(ps, PayloadNotify) {

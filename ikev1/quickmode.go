@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,10 @@ type child struct {
 	rekeyAt       time.Time
 	rekeying      bool
 	initiator     bool
+	// replaces is the SA this one rekeyed, deleted once switchAt (when
+	// sending moves to this one) has passed.
+	replaces *child
+	switchAt time.Time
 }
 
 // clientIDs are our Quick Mode IDs: GRE (protocol 47) host to host
@@ -422,25 +427,41 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 	k := ike.ChildKeys{SPIIn: q.spiIn, SPIOut: q.spiOut, KeyIn: in, KeyOut: out, Suite: q.suite.ESP,
 		Transform: q.suite.ESP.Transform(), Lifetime: q.life.Seconds, LifetimeBytes: q.life.KB * 1024,
 		ReplayWindow: e.cfg.ReplayWindow}
+	// A rekey we initiate keeps sending on the old SA a moment: the peer
+	// installs the new one only when our HASH(3) arrives, and nothing
+	// tells us when that was.
+	_, canSwitch := e.dp.(ike.OutboundSwitcher)
+	k.KeepOutbound = q.initiator && q.replaces != nil && canSwitch
 	if err := e.dp.InstallChild(k); err != nil {
 		in.Wipe()
 		out.Wipe()
 		return fmt.Errorf("data plane: %w", err)
 	}
 	c := &child{spiIn: q.spiIn, spiOut: q.spiOut, keys: k, installed: now, expires: now.Add(q.life.Seconds),
-		rekeyAt: now.Add(q.life.Seconds - q.life.Seconds/rekeyMargin), initiator: q.initiator}
+		rekeyAt: now.Add(q.life.Seconds - rekeyLead(q.life.Seconds)), initiator: q.initiator, replaces: q.replaces}
+	if k.KeepOutbound {
+		c.switchAt = now.Add(switchDelay)
+	}
 	e.children = append(e.children, c)
 	e.log.Info("phase 2 SA installed", zap.String("spi_in", fmt.Sprintf("0x%08x", q.spiIn)), zap.String("spi_out", fmt.Sprintf("0x%08x", q.spiOut)),
 		zap.String("transform", k.Transform), zap.Stringer("pfs", q.suite.PFS), zap.Duration("lifetime", q.life.Seconds),
 		zap.Uint64("lifetime_kb", q.life.KB), zap.Bool("initiator", q.initiator))
-	if q.replaces != nil {
-		e.deleteChild(q.replaces, true)
+	if c.switchAt.IsZero() && c.replaces != nil {
+		if slices.Contains(e.children, c.replaces) {
+			e.deleteChild(c.replaces, true)
+		}
+		c.replaces = nil
 	}
 	return nil
 }
 
+// switchDelay is how long a rekeying initiator keeps sending on the old
+// SA after installing the new one: time for HASH(3) to reach the peer.
+const switchDelay = time.Second
+
 // deleteChild removes c, telling the peer if tell.
 func (e *Engine) deleteChild(c *child, tell bool) {
+	e.takeOver(c)
 	for i, x := range e.children {
 		if x == c {
 			e.children = append(e.children[:i], e.children[i+1:]...)
@@ -459,6 +480,18 @@ func (e *Engine) deleteChild(c *child, tell bool) {
 // side that initiates rekeys; the other deletes on expiry only.
 func (e *Engine) childTimers(now time.Time) {
 	for _, c := range append([]*child(nil), e.children...) {
+		if !c.switchAt.IsZero() && !now.Before(c.switchAt) {
+			c.switchAt = time.Time{}
+			if s, ok := e.dp.(ike.OutboundSwitcher); ok {
+				if err := s.SetOutbound(c.spiIn); err != nil {
+					e.log.Warn("switching to the new phase 2 SA", zap.Error(err))
+				}
+			}
+			if c.replaces != nil && slices.Contains(e.children, c.replaces) {
+				e.deleteChild(c.replaces, true)
+			}
+			c.replaces = nil
+		}
 		if !now.Before(c.expires) {
 			e.log.Info("phase 2 SA expired", zap.String("spi_in", fmt.Sprintf("0x%08x", c.spiIn)))
 			e.deleteChild(c, true)
@@ -495,4 +528,24 @@ func (p *phase1) quickPending() bool {
 		}
 	}
 	return false
+}
+
+// rekeyLead is how long before its end an SA is rekeyed: a tenth of its
+// life, but at least time for an exchange and the switch to the new SA
+// (half of a short life).
+func rekeyLead(life time.Duration) time.Duration {
+	return max(life/rekeyMargin, min(life/2, 10*time.Second))
+}
+
+// takeOver: c is about to go; an SA that rekeyed it and waits to send
+// sends now.
+func (e *Engine) takeOver(c *child) {
+	for _, x := range e.children {
+		if x.replaces == c {
+			x.replaces, x.switchAt = nil, time.Time{}
+			if s, ok := e.dp.(ike.OutboundSwitcher); ok {
+				_ = s.SetOutbound(x.spiIn)
+			}
+		}
+	}
 }
