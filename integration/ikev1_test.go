@@ -106,7 +106,12 @@ func TestStrongSwanIKEv1(t *testing.T) {
 		gresecInitiates bool
 	}{{"gresec-initiates", true}, {"strongswan-initiates", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := startSwanV1(t, tc.gresecInitiates, "", swan.Conn{})
+			// gresec rekeys when it initiates (10 s lives); strongSwan when asked.
+			extra := ""
+			if tc.gresecInitiates {
+				extra = "child_lifetime = \"10s\"\n"
+			}
+			sp := startSwanV1(t, tc.gresecInitiates, extra, swan.Conn{})
 			st, child, ike := sp.installedV1(t, "")
 			if ike.Version != 1 || ike.EncrAlg != "AES_CBC" || ike.EncrKey != 128 || ike.IntegAlg != "HMAC_SHA1_96" || ike.DHGroup != "MODP_2048" {
 				t.Errorf("strongSwan's IKE SA: version %d %s-%d %s %s, want IKEv1 AES_CBC-128 HMAC_SHA1_96 MODP_2048", ike.Version, ike.EncrAlg, ike.EncrKey, ike.IntegAlg, ike.DHGroup)
@@ -138,6 +143,35 @@ func TestStrongSwanIKEv1(t *testing.T) {
 				}
 			}
 
+			// Phase 2 rekey with PFS, by gresec or by strongSwan: both
+			// install the new SA, the old one is deleted on both sides.
+			if !tc.gresecInitiates {
+				if out, err := sp.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
+					t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+				}
+			}
+			st2, child2, _ := sp.installedV1(t, st.Outbound.SPI)
+			if child2.DHGroup != "MODP_2048" || child2.Mode != "TRANSPORT" {
+				t.Errorf("rekeyed SA %+v, want TRANSPORT with PFS MODP_2048", child2)
+			}
+			sp.checkKeysAgree(t, st2.Outbound.SPI)
+			if !tc.gresecInitiates {
+				// strongSwan keeps an SA it rekeyed with IKEv1 until it
+				// expires (charon.delete_rekeyed = no), and so does gresec.
+				sas, _ := sp.charon.SAs()
+				if len(sas) != 1 || len(sas[0].Children) != 2 || len(st2.Inbound) != 2 {
+					raw, _ := sp.charon.ListSAs()
+					t.Errorf("want the rekeyed and the new SA on both sides; gresec inbound %+v\nstrongSwan:\n%s", st2.Inbound, raw)
+				}
+			} else if !netns.WaitFor(15*time.Second, func() bool {
+				sas, err := sp.charon.SAs()
+				st, err2 := sp.status(sp.a)
+				return err == nil && err2 == nil && len(sas) == 1 && len(sas[0].Installed()) == 1 && len(st.Inbound) == 1
+			}) {
+				raw, _ := sp.charon.ListSAs()
+				t.Errorf("the old phase 2 SA was not deleted on both sides after gresec's rekey\nstrongSwan:\n%s\ngresec inbound: %+v", raw, sp.mustStatus(sp.a).Inbound)
+			}
+
 			if tc.gresecInitiates {
 				// gresec stops: its DELETEs remove strongSwan's SAs.
 				if err := sp.a.proc.Stop(5 * time.Second); err != nil {
@@ -163,5 +197,42 @@ func TestStrongSwanIKEv1(t *testing.T) {
 				t.Errorf("gresec still sends on an SA after strongSwan's DELETE: %+v\n%s", sp.mustStatus(sp.a).Outbound, sp.a.proc.Out)
 			}
 		})
+	}
+}
+
+// TestIKEv1GresecPair runs two gresec with keying = "ikev1": pings cross
+// the GRE tunnel both ways, and a phase 2 rekey (child_lifetime 10 s)
+// loses none of a steady ping stream (make-before-break).
+func TestIKEv1GresecPair(t *testing.T) {
+	p := startPair(t, pairOpt{keying: "ikev1", bResponds: true, ikeExtra: fmt.Sprintf("proposals = [%q]\nesp_proposals = [%q]\nchild_lifetime = \"10s\"\n", ikev1Proposal, ikev1Proposal)})
+	var first string
+	if !netns.WaitFor(20*time.Second, func() bool {
+		a, errA := p.status(p.a)
+		b, errB := p.status(p.b)
+		if errA != nil || errB != nil || a.Outbound == nil || b.Outbound == nil {
+			return false
+		}
+		first = a.Outbound.SPI
+		return true
+	}) {
+		t.Fatalf("no phase 2 SA within 20 s\na:\n%s\nb:\n%s", p.a.proc.Out, p.b.proc.Out)
+	}
+	if n, out := p.ping(p.a, p.b.tun4.Addr(), 5); n != 5 {
+		t.Fatalf("%d of 5 pings a -> b answered:\n%s", n, out)
+	}
+	if n, out := p.ping(p.b, p.a.tun4.Addr(), 5); n != 5 {
+		t.Fatalf("%d of 5 pings b -> a answered:\n%s", n, out)
+	}
+	// 12 s of pings every 0.1 s span the rekey (5 s before the 10 s life ends).
+	out, _ := p.a.ns.RunTimeout(40*time.Second, "ping", "-c", "120", "-i", "0.1", "-W", "2", "-w", "30", p.b.tun4.Addr().String())
+	if n := replies(out); n != 120 {
+		t.Errorf("%d of 120 pings answered across the rekey:\n%s", n, lastLines(out, 3))
+	}
+	st := p.mustStatus(p.a)
+	if st.Outbound == nil || st.Outbound.SPI == first {
+		t.Errorf("a still sends on %s: no rekey\n%s", first, p.a.proc.Out)
+	}
+	if !strings.Contains(p.a.proc.Out.String(), `"rekey": true`) && !strings.Contains(p.a.proc.Out.String(), `"rekey":true`) {
+		t.Errorf("a's log shows no rekeying Quick Mode:\n%s", lastLines(p.a.proc.Out.String(), 20))
 	}
 }
