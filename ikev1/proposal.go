@@ -213,8 +213,8 @@ func Phase2Suites(ps []ike.Proposal) []Phase2Suite {
 
 // Phase2Life is a Quick Mode SA's lifetime.
 type Phase2Life struct {
-	Seconds time.Duration
-	KB      uint64
+	Time time.Duration
+	KB   uint64
 }
 
 func (s Phase2Suite) transform(num uint8, encap uint64, life Phase2Life) Transform {
@@ -222,7 +222,7 @@ func (s Phase2Suite) transform(num uint8, encap uint64, life Phase2Life) Transfo
 	if s.ESP.Encr == ike.ENCR_AES_GCM_16 {
 		id = ESPAESGCM16
 	}
-	as := []Attribute{{AttrSALifeType, LifeSeconds}, {AttrSALifeDur, uint64(life.Seconds / time.Second)}}
+	as := []Attribute{{AttrSALifeType, LifeSeconds}, {AttrSALifeDur, uint64(life.Time / time.Second)}}
 	if life.KB > 0 {
 		as = append(as, Attribute{AttrSALifeType, LifeKilobytes}, Attribute{AttrSALifeDur, life.KB})
 	}
@@ -253,7 +253,7 @@ func phase2Of(t Transform) (s Phase2Suite, encap uint64, life Phase2Life, ok boo
 			lifeType = a.Value
 		case AttrSALifeDur:
 			if lifeType == LifeSeconds && a.Value < 1<<32 {
-				life.Seconds = time.Duration(a.Value) * time.Second
+				life.Time = time.Duration(a.Value) * time.Second
 			} else if lifeType == LifeKilobytes {
 				life.KB = a.Value
 			}

@@ -33,7 +33,6 @@ type quick struct {
 	retry     retry
 	done      bool
 	doneAt    time.Time
-	keys      ike.ChildKeys
 }
 
 func (q *quick) wipe() { q.gxy.Wipe() }
@@ -103,7 +102,7 @@ func (e *Engine) startQuick(now time.Time, p *phase1, old *child) {
 	q.iv = Phase2IV(p.suite.PRF, p.iv, q.msgID)
 	pfs := e.suites2[0].PFS
 	prop := Proposal{Num: 1, Protocol: ProtoESP, SPI: be32(q.spiIn)}
-	life := Phase2Life{Seconds: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
+	life := Phase2Life{Time: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
 	for _, s := range e.suites2 {
 		if s.PFS == pfs && len(prop.Transforms) < maxTransforms {
 			prop.Transforms = append(prop.Transforms, s.transform(uint8(len(prop.Transforms)+1), e.encap(), life))
@@ -283,11 +282,11 @@ func (e *Engine) quickResponder1(now time.Time, p *phase1, q *quick, m *Message,
 	}
 	out = append(out, q.ids...)
 	// Our own lifetime when shorter than the one offered (RFC 2407 §4.6.3.1).
-	mine := Phase2Life{Seconds: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
+	mine := Phase2Life{Time: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
 	var attrs []Attribute
-	if q.life.Seconds == 0 || mine.Seconds < q.life.Seconds {
-		q.life.Seconds = mine.Seconds
-		attrs = append(attrs, Attribute{AttrSALifeType, LifeSeconds}, Attribute{AttrSALifeDur, uint64(mine.Seconds / time.Second)})
+	if q.life.Time == 0 || mine.Time < q.life.Time {
+		q.life.Time = mine.Time
+		attrs = append(attrs, Attribute{AttrSALifeType, LifeSeconds}, Attribute{AttrSALifeDur, uint64(mine.Time / time.Second)})
 	}
 	if mine.KB > 0 && (q.life.KB == 0 || mine.KB < q.life.KB) {
 		q.life.KB = mine.KB
@@ -347,8 +346,8 @@ func (e *Engine) quickInitiator2(now time.Time, p *phase1, q *quick, m *Message,
 	}
 	q.suite, q.life, q.nr = s, life, clone(nonce.Body)
 	q.spiOut = binary.BigEndian.Uint32(sa.Proposals[0].SPI)
-	if q.life.Seconds == 0 {
-		q.life.Seconds = e.cfg.ChildLifetime
+	if q.life.Time == 0 {
+		q.life.Time = e.cfg.ChildLifetime
 	}
 	for _, np := range All(ps, PayloadNotify) {
 		if n, err := DecodeNotify(np.Body); err == nil && n.Type == NotifyResponderLifetime {
@@ -390,13 +389,13 @@ func (e *Engine) responderLifetime(q *quick, data []byte) {
 			lifeType = a.Value
 		case AttrSALifeDur:
 			if lifeType == LifeSeconds && a.Value > 0 && a.Value < 1<<32 {
-				q.life.Seconds = time.Duration(a.Value) * time.Second
+				q.life.Time = time.Duration(a.Value) * time.Second
 			} else if lifeType == LifeKilobytes && a.Value > 0 {
 				q.life.KB = a.Value
 			}
 		}
 	}
-	e.log.Info("RESPONDER-LIFETIME", zap.Duration("seconds", q.life.Seconds), zap.Uint64("kilobytes", q.life.KB))
+	e.log.Info("RESPONDER-LIFETIME", zap.Duration("seconds", q.life.Time), zap.Uint64("kilobytes", q.life.KB))
 }
 
 func (e *Engine) quickResponder3(now time.Time, p *phase1, q *quick, m *Message) error {
@@ -425,7 +424,7 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 	q.gxy = nil
 	q.done, q.doneAt = true, now
 	k := ike.ChildKeys{SPIIn: q.spiIn, SPIOut: q.spiOut, KeyIn: in, KeyOut: out, Suite: q.suite.ESP,
-		Transform: q.suite.ESP.Transform(), Lifetime: q.life.Seconds, LifetimeBytes: q.life.KB * 1024,
+		Transform: q.suite.ESP.Transform(), Lifetime: q.life.Time, LifetimeBytes: q.life.KB * 1024,
 		ReplayWindow: e.cfg.ReplayWindow}
 	// A rekey we initiate keeps sending on the old SA a moment: the peer
 	// installs the new one only when our HASH(3) arrives, and nothing
@@ -437,14 +436,14 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 		out.Wipe()
 		return fmt.Errorf("data plane: %w", err)
 	}
-	c := &child{spiIn: q.spiIn, spiOut: q.spiOut, keys: k, installed: now, expires: now.Add(q.life.Seconds),
-		rekeyAt: now.Add(q.life.Seconds - rekeyLead(q.life.Seconds)), initiator: q.initiator, replaces: q.replaces}
+	c := &child{spiIn: q.spiIn, spiOut: q.spiOut, keys: k, installed: now, expires: now.Add(q.life.Time),
+		rekeyAt: now.Add(q.life.Time - rekeyLead(q.life.Time)), initiator: q.initiator, replaces: q.replaces}
 	if k.KeepOutbound {
 		c.switchAt = now.Add(switchDelay)
 	}
 	e.children = append(e.children, c)
 	e.log.Info("phase 2 SA installed", zap.String("spi_in", fmt.Sprintf("0x%08x", q.spiIn)), zap.String("spi_out", fmt.Sprintf("0x%08x", q.spiOut)),
-		zap.String("transform", k.Transform), zap.Stringer("pfs", q.suite.PFS), zap.Duration("lifetime", q.life.Seconds),
+		zap.String("transform", k.Transform), zap.Stringer("pfs", q.suite.PFS), zap.Duration("lifetime", q.life.Time),
 		zap.Uint64("lifetime_kb", q.life.KB), zap.Bool("initiator", q.initiator))
 	if c.switchAt.IsZero() && c.replaces != nil {
 		if slices.Contains(e.children, c.replaces) {
