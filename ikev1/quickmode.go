@@ -50,6 +50,7 @@ type child struct {
 	// sending moves to this one) has passed.
 	replaces *child
 	switchAt time.Time
+	pfs      ike.DHGroup
 }
 
 // clientIDs are our Quick Mode IDs: GRE (protocol 47) host to host
@@ -437,7 +438,7 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 		return fmt.Errorf("data plane: %w", err)
 	}
 	c := &child{spiIn: q.spiIn, spiOut: q.spiOut, keys: k, installed: now, expires: now.Add(q.life.Time),
-		rekeyAt: now.Add(q.life.Time - rekeyLead(q.life.Time)), initiator: q.initiator, replaces: q.replaces}
+		rekeyAt: now.Add(q.life.Time - rekeyLead(q.life.Time)), initiator: q.initiator, replaces: q.replaces, pfs: q.suite.PFS}
 	if k.KeepOutbound {
 		c.switchAt = now.Add(switchDelay)
 	}

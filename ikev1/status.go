@@ -10,28 +10,34 @@ import (
 // Status is a snapshot for `status`, in the terms of IOS's
 // `show crypto isakmp sa` and `show crypto ipsec sa`.
 type Status struct {
-	Phase1 []Phase1Status
-	Phase2 []Phase2Status
+	Phase1 []Phase1Status `json:"isakmp_sas"`
+	Phase2 []Phase2Status `json:"ipsec_sas"`
 	// Received counts datagrams offered; Drops those dropped, by reason.
-	Received uint64
-	Drops    map[string]uint64
+	Received uint64            `json:"received"`
+	Drops    map[string]uint64 `json:"drops"`
 }
 
 // Phase1Status is one ISAKMP SA.
 type Phase1Status struct {
-	State     string // MM_NO_STATE, MM_SA_SETUP, MM_KEY_EXCH, QM_IDLE
-	Initiator bool
-	Cookies   string
-	Suite     string
-	PeerID    string
-	Expires   time.Duration // 0 until established
+	Dst            string `json:"dst"`
+	Src            string `json:"src"`
+	State          string `json:"state"` // MM_NO_STATE, MM_SA_SETUP, MM_KEY_EXCH, QM_IDLE
+	Initiator      bool   `json:"initiator"`
+	Cookies        string `json:"cookies"`
+	Suite          string `json:"suite,omitempty"`
+	PeerID         string `json:"peer_id,omitempty"`
+	ExpiresSeconds int64  `json:"expires_seconds,omitempty"` // 0 until established
 }
 
 // Phase2Status is one installed ESP SA pair.
 type Phase2Status struct {
-	SPIIn, SPIOut string
-	Transform     string
-	Expires       time.Duration
+	SPIIn          string `json:"spi_in"`
+	SPIOut         string `json:"spi_out"`
+	Transform      string `json:"transform"`
+	Mode           string `json:"mode"` // Transport, Tunnel (IOS's "in use settings")
+	PFS            string `json:"pfs,omitempty"`
+	ExpiresSeconds int64  `json:"expires_seconds"`
+	LifetimeKB     uint64 `json:"lifetime_kb,omitempty"`
 }
 
 // Status returns the last published snapshot.
@@ -54,15 +60,28 @@ func (e *Engine) Status() Status {
 func (e *Engine) publish(now time.Time) {
 	var s Status
 	for _, p := range e.p1s {
-		ps := Phase1Status{State: p.state.String(), Initiator: p.initiator, Cookies: p.spis(), Suite: p.suite.String()}
+		ps := Phase1Status{Dst: e.cfg.Remote.String(), Src: e.cfg.Local.String(), State: p.state.String(),
+			Initiator: p.initiator, Cookies: p.spis()}
+		if p.state >= stateSASetup || !p.initiator {
+			ps.Suite = p.suite.String()
+		}
 		if p.state == stateEstablished {
-			ps.PeerID, ps.Expires = p.peerID.String(), p.expires.Sub(now).Truncate(time.Second)
+			ps.PeerID, ps.ExpiresSeconds = p.peerID.String(), int64(p.expires.Sub(now)/time.Second)
 		}
 		s.Phase1 = append(s.Phase1, ps)
 	}
+	mode := "Transport"
+	if e.cfg.Child.TunnelMode {
+		mode = "Tunnel"
+	}
 	for _, c := range e.children {
-		s.Phase2 = append(s.Phase2, Phase2Status{SPIIn: fmt.Sprintf("0x%08x", c.spiIn), SPIOut: fmt.Sprintf("0x%08x", c.spiOut),
-			Transform: c.keys.Transform, Expires: c.expires.Sub(now).Truncate(time.Second)})
+		p2 := Phase2Status{SPIIn: fmt.Sprintf("0x%08x", c.spiIn), SPIOut: fmt.Sprintf("0x%08x", c.spiOut),
+			Transform: c.keys.Transform, Mode: mode, ExpiresSeconds: int64(c.expires.Sub(now) / time.Second),
+			LifetimeKB: c.keys.LifetimeBytes / 1024}
+		if c.pfs != ike.DHNone {
+			p2.PFS = c.pfs.String()
+		}
+		s.Phase2 = append(s.Phase2, p2)
 	}
 	e.mu.Lock()
 	e.status = s

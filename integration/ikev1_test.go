@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -216,6 +217,18 @@ func TestIKEv1GresecPair(t *testing.T) {
 		return true
 	}) {
 		t.Fatalf("no phase 2 SA within 20 s\na:\n%s\nb:\n%s", p.a.proc.Out, p.b.proc.Out)
+	}
+	// status: IOS's terms, on both sides.
+	for _, s := range []*side{p.a, p.b} {
+		st := p.mustStatus(s)
+		if st.Keying != "ikev1" || st.IKEv1 == nil || len(st.IKEv1.Phase1) != 1 || st.IKEv1.Phase1[0].State != "QM_IDLE" ||
+			len(st.IKEv1.Phase2) != 1 || st.IKEv1.Phase2[0].Mode != "Transport" || st.IKEv1.Phase2[0].PFS != "MODP_2048" {
+			t.Errorf("status --json in %s: keying %q ikev1 %+v", s.ns.Name, st.Keying, st.IKEv1)
+		}
+		text, err := exec.Command(gresecBin, "status", "-s", s.sock).CombinedOutput()
+		if err != nil || !strings.Contains(string(text), "QM_IDLE") || !strings.Contains(string(text), "in use settings {Transport}") {
+			t.Errorf("gresec status in %s (%v):\n%s", s.ns.Name, err, text)
+		}
 	}
 	if n, out := p.ping(p.a, p.b.tun4.Addr(), 5); n != 5 {
 		t.Fatalf("%d of 5 pings a -> b answered:\n%s", n, out)
