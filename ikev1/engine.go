@@ -73,6 +73,7 @@ type Engine struct {
 	children []*child
 	// nextStart is when an initiator (re)starts Main Mode; zero: not due.
 	nextStart time.Time
+	dpd       dpdState
 
 	drops      [16]atomic.Uint64 // by ike.DropReason
 	received   atomic.Uint64
@@ -388,6 +389,7 @@ func (e *Engine) tick(now time.Time) {
 		}
 	}
 	e.childTimers(now)
+	e.dpdTick(now)
 }
 
 // reconnect schedules a new Main Mode when we initiate and have nothing

@@ -86,9 +86,10 @@ func (w *wire) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
 	w.mu.Lock()
 	w.n++
 	drop := w.lose != nil && w.lose(w.n, b)
+	to := w.to
 	w.mu.Unlock()
 	if !drop {
-		w.to().Offer(b, w.from)
+		to().Offer(b, w.from)
 	}
 	return len(b), nil
 }
@@ -339,4 +340,94 @@ func TestRekey(t *testing.T) {
 	if bytes.Equal(ka2.KeyIn, ka.KeyIn) {
 		t.Error("the rekeyed SA has the old key")
 	}
+}
+
+// TestDPD: with dpd set, an idle but live peer answers R-U-THERE and
+// keeps its SAs; a peer that goes silent is declared dead after the
+// retransmissions, and its SAs are removed.
+func TestDPD(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	ca.DPD, ca.RetransmitTries = 300*time.Millisecond, 3
+	tp := newPair(t, ca, cb)
+	var silent atomic.Bool
+	var infoA, infoB atomic.Int64 // informational exchanges each side sent
+	tp.wa.lose = func(_ int, b []byte) bool {
+		if Exchange(b[18]) == ExchangeInfo {
+			infoA.Add(1)
+		}
+		return false
+	}
+	tp.wb.lose = func(_ int, b []byte) bool {
+		if Exchange(b[18]) == ExchangeInfo && !silent.Load() {
+			infoB.Add(1)
+		}
+		return silent.Load()
+	}
+	tp.run(t)
+	tp.agreed(t)
+	time.Sleep(1500 * time.Millisecond) // several DPD rounds, all answered
+	if n := len(tp.pa.children()); n != 1 {
+		t.Fatalf("a has %d SAs after idle DPD rounds with a live peer, want 1", n)
+	}
+	if a, b := infoA.Load(), infoB.Load(); a < 3 || b < 3 {
+		t.Fatalf("%d R-U-THERE sent and %d acknowledged in 1.5 s of idle with dpd 300ms, want at least 3 each", a, b)
+	}
+	silent.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(tp.pa.children()) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(tp.pa.children()); n != 0 {
+		t.Fatalf("a still has %d SAs 5 s after the peer went silent", n)
+	}
+	if n := len(tp.a.Status().Phase1); n > 1 {
+		t.Errorf("a has %d phase 1 SAs after declaring the peer dead", n)
+	}
+}
+
+// TestInitialContact: a restarts without deleting anything (a crash); its
+// new Main Mode carries INITIAL-CONTACT, and b drops the SAs of a's
+// previous life, keeping only the new one.
+func TestInitialContact(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	tp := newPair(t, ca, cb)
+	var crashed atomic.Bool
+	tp.wa.lose = func(int, []byte) bool { return crashed.Load() }
+	ctxA, cancelA := context.WithCancel(context.Background())
+	ctxB, cancelB := context.WithCancel(context.Background())
+	doneA, doneB := make(chan struct{}), make(chan struct{})
+	go func() { tp.a.Serve(ctxA, tp.wa); close(doneA) }()
+	go func() { tp.b.Serve(ctxB, tp.wb); close(doneB) }()
+	defer func() { cancelB(); <-doneB }()
+	old, _ := tp.agreed(t)
+	crashed.Store(true) // a's DELETEs on the way out are lost
+	cancelA()
+	<-doneA
+
+	pa2 := &plane{}
+	a2, err := New(ca, pa2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur atomic.Pointer[Engine]
+	cur.Store(a2)
+	tp.wb.mu.Lock()
+	tp.wb.to = func() *Engine { return cur.Load() }
+	tp.wb.mu.Unlock()
+	wa2 := &wire{to: func() *Engine { return tp.b }, from: netip.AddrPortFrom(addrA, 500)}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { a2.Serve(ctx2, wa2); close(done2) }()
+	defer func() { cancel2(); <-done2 }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		cb := tp.pb.children()
+		if len(pa2.children()) == 1 && len(cb) == 1 && cb[0].SPIOut != old.SPIIn {
+			checkMirror(t, pa2.children()[0], cb[0])
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("after a's restart: a has %d SAs, b %d (want 1 each, the old one gone)", len(pa2.children()), len(tp.pb.children()))
 }

@@ -51,6 +51,9 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 		e.drop(ike.DropIntegrity)
 		return
 	}
+	if p == e.established() {
+		e.alive(now)
+	}
 	for _, pl := range ps[1:] {
 		switch pl.Type {
 		case PayloadDelete:
@@ -70,6 +73,7 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 			case NotifyRUThere:
 				e.sendInfo(p, PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyRUThereAck, SPI: p.cookies(), Data: n.Data}.Encode())
 			case NotifyRUThereAck:
+				e.ruThereAck(now, n)
 			default:
 				e.log.Info("notification from the peer", zap.Uint16("type", n.Type), zap.String("name", notifyName(n.Type)))
 			}

@@ -31,7 +31,8 @@ type phase1 struct {
 	initiator bool
 	ic, rc    uint64
 	state     p1State
-	since     time.Time
+	since     time.Time // created, then established
+	created   time.Time
 	expires   time.Time
 	rekeyAt   time.Time
 	rekeyed   bool
@@ -43,6 +44,7 @@ type phase1 struct {
 	keys      Phase1Keys
 	iv        []byte // CBC state: the last block of the last phase 1 message
 	peerID    ike.ID
+	peerDPD   bool // the peer sent RFC 3706's vendor ID
 	// lastIn is the last request answered; its retransmission gets
 	// lastOut again without any processing.
 	lastIn, lastOut []byte
@@ -69,7 +71,7 @@ func (e *Engine) startMain(now time.Time) {
 	if len(e.p1s) >= maxPhase1+maxHalfOpen {
 		return
 	}
-	p := &phase1{initiator: true, since: now, quicks: map[uint32]*quick{}}
+	p := &phase1{initiator: true, since: now, created: now, quicks: map[uint32]*quick{}}
 	for p.ic == 0 {
 		p.ic = binary.BigEndian.Uint64(e.random(8))
 	}
@@ -136,7 +138,8 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 		e.write(Encode(h, []Payload{{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyNoProposalChosen}.Encode()}}))
 		return
 	}
-	p := &phase1{ic: m.ICookie, rc: e.responderCookie(m.ICookie), since: now, suite: suite, saiB: clone(sap.Body), quicks: map[uint32]*quick{}}
+	p := &phase1{ic: m.ICookie, rc: e.responderCookie(m.ICookie), since: now, created: now, suite: suite, saiB: clone(sap.Body), quicks: map[uint32]*quick{},
+		peerDPD: hasDPD(m.Payloads)}
 	p.lastIn = raw
 	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadSA, SA{Proposals: []Proposal{echo}}.Encode()}, {PayloadVendor, VendorDPD}})
 	e.p1s = append(e.p1s, p)
@@ -206,7 +209,7 @@ func (e *Engine) mainInitiator2(now time.Time, p *phase1, m *Message) error {
 	if !found {
 		return fmt.Errorf("the peer chose %s, which we did not offer", s)
 	}
-	p.rc, p.suite = m.RCookie, s
+	p.rc, p.suite, p.peerDPD = m.RCookie, s, hasDPD(m.Payloads)
 	if p.dh, err = ike.GenerateDH(s.DH, e.rand); err != nil {
 		return err
 	}
@@ -379,16 +382,24 @@ func (e *Engine) establish(now time.Time, p *phase1, ps []Payload) {
 }
 
 func (e *Engine) initialContact(p *phase1) {
-	e.log.Info("INITIAL-CONTACT: the peer restarted, removing older SAs")
+	// Only what was set up before the peer began this Main Mode is from
+	// its previous life: when both sides initiate at once, the SAs of the
+	// other exchange are the new life's too.
+	var stale []*child
+	for _, c := range e.children {
+		if c.installed.Before(p.created) {
+			stale = append(stale, c)
+		}
+	}
+	e.log.Info("INITIAL-CONTACT: the peer restarted, removing older SAs", zap.Int("phase2", len(stale)))
 	for _, q := range append([]*phase1(nil), e.p1s...) {
-		if q != p && q.state == stateEstablished {
+		if q != p && q.state == stateEstablished && q.since.Before(p.created) {
 			e.remove(q)
 		}
 	}
-	for _, c := range e.children {
-		_ = e.dp.RemoveChild(c.spiIn)
+	for _, c := range stale {
+		e.deleteChild(c, false)
 	}
-	e.children = nil
 }
 
 // encrypt encodes ps and encrypts them with key, chaining from *iv,

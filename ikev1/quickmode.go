@@ -180,6 +180,9 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		e.drop(ike.DropRetransmitMismatch)
 		return
 	}
+	if err == nil && p == e.established() {
+		e.alive(now)
+	}
 	if err != nil {
 		e.log.Warn("Quick Mode failed", zap.Uint32("msgid", m.MsgID), zap.Bool("initiator", q.initiator), zap.Error(err))
 		if q.initiator {
