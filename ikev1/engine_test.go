@@ -234,30 +234,39 @@ func TestWrongPSK(t *testing.T) {
 	}
 }
 
-// TestBothInitiate: both sides start at once; each Main Mode completes and
-// the data planes end up with mirrored SAs.
+// TestBothInitiate: both sides start at once; both Main Modes complete,
+// and the data planes end up with the same, mirrored SAs (one or two
+// pairs, depending on whether a Quick Mode had already arrived when a
+// side's own Main Mode finished).
 func TestBothInitiate(t *testing.T) {
 	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, true))
 	tp.run(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && (len(tp.pa.children()) < 2 || len(tp.pb.children()) < 2) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	ca, cb := tp.pa.children(), tp.pb.children()
-	if len(ca) != 2 || len(cb) != 2 {
-		t.Fatalf("a has %d SAs, b %d; want 2 each (one per initiator)", len(ca), len(cb))
-	}
-	for _, ka := range ca {
-		found := false
-		for _, kb := range cb {
-			if kb.SPIIn == ka.SPIOut {
-				checkMirror(t, ka, kb)
-				found = true
+	mirrored := func() bool {
+		ca, cb := tp.pa.children(), tp.pb.children()
+		if len(ca) == 0 || len(ca) != len(cb) {
+			return false
+		}
+		for _, ka := range ca {
+			found := false
+			for _, kb := range cb {
+				found = found || (kb.SPIIn == ka.SPIOut && kb.SPIOut == ka.SPIIn && bytes.Equal(ka.KeyIn, kb.KeyOut))
+			}
+			if !found {
+				return false
 			}
 		}
-		if !found {
-			t.Errorf("a's SA 0x%08x has no mirror on b", ka.SPIIn)
-		}
+		return true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !mirrored() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // nothing more comes
+	if !mirrored() {
+		t.Fatalf("a has %d SAs, b %d, not mirrored", len(tp.pa.children()), len(tp.pb.children()))
+	}
+	if n := len(tp.pa.children()); n > 2 {
+		t.Fatalf("%d SA pairs for two initiations", n)
 	}
 }
 
@@ -430,4 +439,67 @@ func TestInitialContact(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("after a's restart: a has %d SAs, b %d (want 1 each, the old one gone)", len(pa2.children()), len(tp.pb.children()))
+}
+
+// TestPhase1Rekey: before the phase 1 SA ends the initiator sets up a new
+// one (no INITIAL-CONTACT: the phase 2 SAs stay), and the old one is
+// deleted on both sides when it expires; the phase 2 SA lives on.
+func TestPhase1Rekey(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	ca.Lifetime, cb.Lifetime = 3*time.Second, 3*time.Second
+	tp := newPair(t, ca, cb)
+	tp.run(t)
+	ka, _ := tp.agreed(t)
+	first := tp.a.Status().Phase1[0].Cookies
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		sa, sb := tp.a.Status(), tp.b.Status()
+		gone, idle := true, false
+		for _, p := range append(sa.Phase1, sb.Phase1...) {
+			gone = gone && p.Cookies != first
+			idle = idle || p.State == "QM_IDLE"
+		}
+		if gone && idle {
+			ka2, kb2 := tp.agreed(t)
+			if ka2.SPIIn != ka.SPIIn {
+				t.Fatalf("the phase 2 SA changed with the phase 1 rekey: 0x%08x -> 0x%08x", ka.SPIIn, ka2.SPIIn)
+			}
+			checkMirror(t, ka2, kb2)
+			// The new phase 1 SA carries Quick Mode and informational exchanges.
+			tp.pa.mu.Lock()
+			removed := len(tp.pa.removed)
+			tp.pa.mu.Unlock()
+			if removed != 0 {
+				t.Fatalf("a removed %d phase 2 SAs", removed)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no phase 1 rekey: a %+v, b %+v", tp.a.Status().Phase1, tp.b.Status().Phase1)
+}
+
+// TestHalfOpenCap: first messages with fresh cookies from the peer's
+// address, as a spoofer on its path could send, hold at most maxHalfOpen
+// responder SAs; the rest are counted and dropped.
+func TestHalfOpenCap(t *testing.T) {
+	b, err := New(testConfig(addrB, addrA, false), &plane{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := phase1SA(b.suites1).Encode()
+	now := time.Now()
+	for i := range 100 {
+		b.handle(now, Encode(Header{ICookie: uint64(1000 + i), Exchange: ExchangeMain}, []Payload{{PayloadSA, sa}}))
+	}
+	if n := len(b.p1s); n != maxHalfOpen {
+		t.Fatalf("%d half-open SAs after 100 first messages, want the cap %d", n, maxHalfOpen)
+	}
+	if d := b.drops[ike.DropCookie].Load(); d != 100-maxHalfOpen {
+		t.Fatalf("%d counted drops, want %d", d, 100-maxHalfOpen)
+	}
+	b.tick(now.Add(halfOpenTimeout + time.Second))
+	if n := len(b.p1s); n != 0 {
+		t.Fatalf("%d half-open SAs left after their timeout", n)
+	}
 }

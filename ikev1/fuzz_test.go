@@ -2,7 +2,9 @@ package ikev1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
+	"time"
 )
 
 // FuzzDecode: any datagram decodes or fails cleanly, bounded; what
@@ -61,6 +63,38 @@ func FuzzDecode(f *testing.F) {
 			if again.Payloads[i].Type != m.Payloads[i].Type || !bytes.Equal(again.Payloads[i].Body, m.Payloads[i].Body) {
 				t.Fatalf("payload %d differs after a round trip", i)
 			}
+		}
+	})
+}
+
+// FuzzResponder feeds datagrams to a responder engine: whatever comes, it
+// must not panic, and its state stays within its caps.
+func FuzzResponder(f *testing.F) {
+	cfg := testConfig(addrB, addrA, false)
+	sa := phase1SA([]Phase1Suite{{KeyBits: 128, PRF: 2, DH: 14, Lifetime: 3600e9}}).Encode()
+	f.Add(Encode(Header{ICookie: 7, Exchange: ExchangeMain}, []Payload{{PayloadSA, sa}, {PayloadVendor, VendorDPD}}), []byte{})
+	f.Add(Encode(Header{ICookie: 7, Exchange: ExchangeMain}, []Payload{{PayloadSA, sa}}),
+		Encode(Header{ICookie: 7, RCookie: 1, Exchange: ExchangeMain}, []Payload{{PayloadKE, make([]byte, 256)}, {PayloadNonce, make([]byte, 32)}}))
+	f.Add(Encode(Header{ICookie: 7, RCookie: 1, Exchange: ExchangeQuick, MsgID: 5, Flags: FlagEncryption}, nil), []byte{})
+	f.Fuzz(func(t *testing.T, m1, m2 []byte) {
+		e, err := New(cfg, &plane{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for _, m := range [][]byte{m1, m2, m1} {
+			if !IsV1(m) {
+				continue
+			}
+			e.handle(now, m)
+			// The second message answers our cookie when it can.
+			if len(e.p1s) == 1 && len(m2) >= 16 {
+				binary.BigEndian.PutUint64(m2[8:], e.p1s[0].rc)
+			}
+		}
+		e.tick(now.Add(time.Minute))
+		if len(e.p1s) > maxPhase1+maxHalfOpen {
+			t.Fatalf("%d phase 1 SAs", len(e.p1s))
 		}
 	})
 }

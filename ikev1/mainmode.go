@@ -348,7 +348,9 @@ func (e *Engine) mainInitiator6(now time.Time, p *phase1, m *Message) error {
 	}
 	p.retry = retry{}
 	e.establish(now, p, ps)
-	e.startQuick(now, p, nil)
+	if len(e.children) == 0 {
+		e.startQuick(now, p, nil) // a phase 1 rekey keeps the phase 2 SAs
+	}
 	return nil
 }
 
