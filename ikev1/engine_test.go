@@ -283,7 +283,7 @@ func TestDeleteOnStop(t *testing.T) {
 	cancel()
 	<-done
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && len(tp.pb.children()) > 0 {
+	for time.Now().Before(deadline) && (len(tp.pb.children()) > 0 || len(tp.b.Status().Phase1) > 0) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n := len(tp.pb.children()); n != 0 {
