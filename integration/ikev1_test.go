@@ -249,3 +249,50 @@ func TestIKEv1GresecPair(t *testing.T) {
 		t.Errorf("a's log shows no rekeying Quick Mode:\n%s", lastLines(p.a.proc.Out.String(), 20))
 	}
 }
+
+// TestStrongSwanIKEv1BothInitiateDPD: strongSwan (start_action = start)
+// and gresec both initiate, each with DPD every 2 s. They settle on SAs
+// that carry our ESP (tshark with strongSwan's keys) and both answer
+// R-U-THERE while idle; when strongSwan goes silent (nftables drops its
+// IKE input), gresec declares it dead and stops sending.
+func TestStrongSwanIKEv1BothInitiateDPD(t *testing.T) {
+	sp := startSwanV1(t, true, "dpd = \"2s\"\nretransmit_tries = 2\n", swan.Conn{ConnExtra: "dpd_delay = 2s", ChildExtra: "start_action = start"})
+	st, child, _ := sp.installedV1(t, "")
+	if child.Mode != "TRANSPORT" {
+		t.Errorf("strongSwan installed %+v, want TRANSPORT", child)
+	}
+	sp.checkKeysAgree(t, st.Outbound.SPI)
+	// Idle for five DPD intervals: nobody is declared dead.
+	time.Sleep(10 * time.Second)
+	if strings.Contains(sp.a.proc.Out.String(), "peer is dead") {
+		t.Fatalf("gresec declared a live strongSwan dead:\n%s", lastLines(sp.a.proc.Out.String(), 20))
+	}
+	// strongSwan's names: N(DPD) is R-U-THERE, N(DPD_ACK) its answer.
+	log := sp.charon.Log()
+	if !strings.Contains(log, "N(DPD_ACK)") {
+		t.Errorf("strongSwan's log shows no answer to its R-U-THERE (N(DPD_ACK))")
+	}
+	if sas, err := sp.charon.SAs(); err != nil || len(sas) == 0 || len(sas[0].Installed()) == 0 {
+		raw, _ := sp.charon.ListSAs()
+		t.Fatalf("strongSwan lost its SAs while idle with DPD:\n%s", raw)
+	}
+	// strongSwan goes silent for IKE, both ways (its own R-U-THEREs would
+	// prove it alive).
+	rules := filepath.Join(sp.dir, "silent.nft")
+	if err := os.WriteFile(rules, []byte("table inet silent {\n chain in {\n  type filter hook input priority 0;\n  udp dport 500 drop\n }\n chain out {\n  type filter hook output priority 0;\n  udp sport 500 drop\n }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sp.b.ns.Run("nft", "-f", rules); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	// dpd 2 s, then R-U-THERE at 0, 1 and 3 s: dead within about 8 s.
+	if !netns.WaitFor(20*time.Second, func() bool {
+		st, err := sp.status(sp.a)
+		return err == nil && st.Outbound == nil
+	}) {
+		t.Fatalf("gresec still sends to a silent peer:\n%s", lastLines(sp.a.proc.Out.String(), 20))
+	}
+	if !strings.Contains(sp.a.proc.Out.String(), "peer is dead") {
+		t.Errorf("gresec's log does not say why the SAs went:\n%s", lastLines(sp.a.proc.Out.String(), 20))
+	}
+}
