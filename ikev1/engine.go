@@ -81,6 +81,10 @@ type Engine struct {
 
 	mu     sync.Mutex
 	status Status
+	// keys shares the live SAs' key slices (not copies) with ExportKeys,
+	// which copies them under mu. The engine wipes a key when its SA
+	// goes, after publish has dropped it from here.
+	keys ExportedKeys
 }
 
 // New makes an engine for cfg (ike's configuration: addresses, PSKs,
@@ -191,15 +195,16 @@ func (e *Engine) shutdown() {
 			e.sendInfo(p, PayloadDelete, Delete{Protocol: ProtoESP, SPIs: [][]byte{be32(c.spiIn)}}.Encode())
 		}
 		_ = e.dp.RemoveChild(c.spiIn)
-		c.keys.KeyIn.Wipe()
-		c.keys.KeyOut.Wipe()
+		e.wipeChild(c)
 	}
 	e.children = nil
 	for _, p := range e.p1s {
 		if p.state == stateEstablished {
 			e.sendInfo(p, PayloadDelete, Delete{Protocol: ProtoISAKMP, SPIs: [][]byte{p.cookies()}}.Encode())
 		}
+		e.mu.Lock()
 		p.wipe()
+		e.mu.Unlock()
 	}
 	e.p1s = nil
 }
@@ -318,7 +323,9 @@ func (e *Engine) remove(p *phase1) {
 	for i, q := range e.p1s {
 		if q == p {
 			e.p1s = append(e.p1s[:i], e.p1s[i+1:]...)
+			e.mu.Lock() // ExportKeys may be copying the key
 			p.wipe()
+			e.mu.Unlock()
 			return
 		}
 	}
@@ -404,4 +411,13 @@ func (e *Engine) reconnect(now time.Time) {
 		}
 	}
 	e.nextStart = now.Add(reconnectDelay)
+}
+
+// wipeChild clears a phase 2 SA's keys, under mu: ExportKeys may be
+// copying them.
+func (e *Engine) wipeChild(c *child) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.keys.KeyIn.Wipe()
+	c.keys.KeyOut.Wipe()
 }

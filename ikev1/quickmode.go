@@ -475,8 +475,7 @@ func (e *Engine) deleteChild(c *child, tell bool) {
 		e.sendInfo(p, PayloadDelete, Delete{Protocol: ProtoESP, SPIs: [][]byte{be32(c.spiIn)}}.Encode())
 	}
 	_ = e.dp.RemoveChild(c.spiIn)
-	c.keys.KeyIn.Wipe()
-	c.keys.KeyOut.Wipe()
+	e.wipeChild(c)
 }
 
 // childTimers rekeys (make-before-break) and expires phase 2 SAs. The

@@ -83,7 +83,47 @@ func (e *Engine) publish(now time.Time) {
 		}
 		s.Phase2 = append(s.Phase2, p2)
 	}
+	// The keys of what is live, for ExportKeys, replacing the last copy.
+	var keys ExportedKeys
+	for _, p := range e.p1s {
+		if p.keys.Enc != nil {
+			keys.ISAKMP = append(keys.ISAKMP, ISAKMPKey{ICookie: p.ic, Enc: p.keys.Enc})
+		}
+	}
+	for _, c := range e.children {
+		keys.Children = append(keys.Children, c.keys)
+	}
 	e.mu.Lock()
 	e.status = s
+	e.keys = keys
 	e.mu.Unlock()
+}
+
+// ExportedKeys is a copy of the live keys, for Wireshark: each ISAKMP
+// SA's initiator cookie and cipher key (its ikev1_decryption_table), and
+// the ESP SAs.
+type ExportedKeys struct {
+	ISAKMP   []ISAKMPKey
+	Children []ike.ChildKeys
+}
+
+// ISAKMPKey is one phase 1 SA's decryption key.
+type ISAKMPKey struct {
+	ICookie uint64
+	Enc     ike.Secret
+}
+
+// ExportKeys copies the keys; the caller wipes them after use.
+func (e *Engine) ExportKeys() ExportedKeys {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var x ExportedKeys
+	for _, k := range e.keys.ISAKMP {
+		x.ISAKMP = append(x.ISAKMP, ISAKMPKey{ICookie: k.ICookie, Enc: append(ike.Secret{}, k.Enc...)})
+	}
+	for _, c := range e.keys.Children {
+		c.KeyIn, c.KeyOut = append(ike.Secret{}, c.KeyIn...), append(ike.Secret{}, c.KeyOut...)
+		x.Children = append(x.Children, c)
+	}
+	return x
 }

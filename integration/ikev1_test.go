@@ -296,3 +296,63 @@ func TestStrongSwanIKEv1BothInitiateDPD(t *testing.T) {
 		t.Errorf("gresec's log does not say why the SAs went:\n%s", lastLines(sp.a.proc.Out.String(), 20))
 	}
 }
+
+// TestIKEv1KeysForWireshark: `gresec keys --wireshark` with keying =
+// "ikev1" writes the ESP SAs and the ikev1_decryption_table, from which
+// tshark alone decrypts a capture: Main Mode's identities, Quick Mode's
+// GRE client IDs, and the pings inside ESP.
+func TestIKEv1KeysForWireshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Fatalf("tshark is not installed: `sudo make test` installs it")
+	}
+	p := newPair(t, pairOpt{keying: "ikev1", bResponds: true, ikeExtra: fmt.Sprintf("proposals = [%q]\nesp_proposals = [%q]\n", ikev1Proposal, ikev1Proposal)})
+	pcap := filepath.Join(t.TempDir(), "tunnel.pcap")
+	dump, err := p.a.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-a", "-w", pcap, "esp or udp port 500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !netns.WaitFor(5*time.Second, func() bool { return strings.Contains(dump.Out.String(), "listening on") }) {
+		t.Fatalf("tcpdump did not start: %s", dump.Out)
+	}
+	p.start(p.b)
+	p.start(p.a)
+	if !netns.WaitFor(20*time.Second, func() bool { st, err := p.status(p.a); return err == nil && st.Outbound != nil }) {
+		t.Fatalf("no phase 2 SA:\n%s", p.a.proc.Out)
+	}
+	if got, out := p.ping(p.a, p.b.tun4.Addr(), 3); got < 3 {
+		t.Fatalf("ping: %d of 3\n%s", got, out)
+	}
+	dir := filepath.Join(t.TempDir(), "wireshark")
+	if out, err := exec.Command(gresecBin, "keys", "--wireshark", dir, "-s", p.a.sock).CombinedOutput(); err != nil {
+		t.Fatalf("gresec keys: %v\n%s", err, out)
+	}
+	dump.Stop(5 * time.Second)
+	if st, err := os.Stat(filepath.Join(dir, "ikev1_decryption_table")); err != nil || st.Mode().Perm() != 0o600 || st.Size() == 0 {
+		t.Fatalf("ikev1_decryption_table: want a non-empty 0600 file: %v", err)
+	}
+	tshark := func(filter string, fields ...string) []string {
+		args := []string{"-n", "-r", pcap, "-Y", filter, "-T", "fields"}
+		for _, f := range fields {
+			args = append(args, "-e", f)
+		}
+		cmd := exec.Command("tshark", args...)
+		cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+dir)
+		got, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark -Y %q: %v", filter, err)
+		}
+		return strings.Fields(string(got))
+	}
+	if icmp := tshark("esp && gre && icmp", "icmp.type"); len(icmp) < 6 {
+		t.Errorf("tshark decrypted %d ICMP packets inside ESP/GRE, want >= 6: %v", len(icmp), icmp)
+	}
+	ids := strings.Join(tshark("isakmp.exchangetype == 2", "isakmp.id.data.ipv4_addr"), " ")
+	for _, want := range []string{p.a.under.Addr().String(), p.b.under.Addr().String()} {
+		if !strings.Contains(ids, want) {
+			t.Errorf("tshark found IDs %q in the decrypted Main Mode, want %s among them", ids, want)
+		}
+	}
+	if protos := strings.Join(tshark("isakmp.exchangetype == 32", "isakmp.id.protoid"), " "); !strings.Contains(protos, "47") {
+		t.Errorf("tshark found client ID protocols %q in the decrypted Quick Mode, want 47 (GRE)", protos)
+	}
+}

@@ -2,8 +2,11 @@ package tunnel
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"net/netip"
 
+	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ikev1"
 )
 
@@ -56,4 +59,33 @@ func (t *Tunnel) IKEv1Status() *ikev1.Status {
 	}
 	s := e.Status()
 	return &s
+}
+
+// ISAKMPKey is one IKEv1 phase 1 SA: Wireshark's ikev1_decryption_table
+// row.
+type ISAKMPKey struct {
+	ICookie string // 16 hex digits
+	Key     string // hex of the cipher key
+}
+
+// ikev1Keys adds the IKEv1 engine's live phase 1 and phase 2 SAs to k.
+func (t *Tunnel) ikev1Keys(k *KeyExport) {
+	e := t.ikev1.Load()
+	if e == nil {
+		return
+	}
+	x := e.ExportKeys()
+	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
+	for _, c := range x.Children {
+		s := c.Suite
+		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {
+			k.ESP = append(k.ESP, espKey(local, remote, c.SPIOut, tr, c.KeyOut), espKey(remote, local, c.SPIIn, tr, c.KeyIn))
+		}
+		c.KeyIn.Wipe()
+		c.KeyOut.Wipe()
+	}
+	for _, p := range x.ISAKMP {
+		k.ISAKMP = append(k.ISAKMP, ISAKMPKey{ICookie: fmt.Sprintf("%016x", p.ICookie), Key: hex.EncodeToString(p.Enc)})
+		p.Enc.Wipe()
+	}
 }
