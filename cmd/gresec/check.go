@@ -54,7 +54,7 @@ func udpEncapNote(c *config.Config) string {
 	switch {
 	case c.ESPInUDP():
 		return fmt.Sprintf("%s: ESP in UDP, port %d on both ends (+8 bytes UDP header in the overhead)", c.UDPEncap, c.UDPPort)
-	case c.Keying == config.KeyingIKEv2 && c.UDPEncap != config.UDPEncapNever:
+	case c.Keying.IKE() && c.UDPEncap != config.UDPEncapNever:
 		return fmt.Sprintf("%s: raw ESP (IP protocol 50); floating to UDP 4500 under IKE is not implemented yet", c.UDPEncap)
 	}
 	return fmt.Sprintf("%s: raw ESP (IP protocol 50)", c.UDPEncap)
