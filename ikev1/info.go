@@ -74,6 +74,10 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 				e.sendInfo(p, PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyRUThereAck, SPI: p.cookies(), Data: n.Data}.Encode())
 			case NotifyRUThereAck:
 				e.ruThereAck(now, n)
+			case NotifyInitialContact:
+				// IOS sends it in an informational exchange of its own
+				// right after Main Mode rather than in message 5.
+				e.initialContact(p)
 			default:
 				e.log.Info("notification from the peer", zap.Uint16("type", n.Type), zap.String("name", notifyName(n.Type)))
 			}
