@@ -46,6 +46,7 @@ func (m *mirror) strongswan() error {
 	fmt.Fprintf(&b, "    proposals = %s\n", ikeProps)
 	b.WriteString("    # gresec has no NAT-T yet; with MOBIKE strongSwan would move IKE_AUTH to UDP 4500.\n")
 	b.WriteString("    mobike = no\n")
+	m.swanEncap(&b)
 	fmt.Fprintf(&b, "    rekey_time = %ds\n", seconds(k.Lifetime))
 	if k.DPD > 0 {
 		fmt.Fprintf(&b, "    dpd_delay = %ds\n", seconds(k.DPD))
