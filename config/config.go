@@ -129,6 +129,9 @@ type Config struct {
 	// UDPEncap and UDPPort: ESP in UDP (config/udp.go).
 	UDPEncap UDPEncap
 	UDPPort  int
+	// NATKeepalive: how often the side behind a NAT sends a NAT keepalive
+	// when nothing else went out (IKEv2 only; 0: never).
+	NATKeepalive time.Duration
 	// Mode is the ESP mode and Encap what carries the inner packets
 	// inside it; together they are the tunnel's shape (Shape).
 	Mode  Mode
@@ -246,6 +249,7 @@ type file struct {
 		ReplayWindow *int64  `toml:"replay_window"`
 		UDPEncap     *string `toml:"udp_encap"`
 		UDPPort      *int64  `toml:"udp_port"`
+		NATKeepalive *string `toml:"nat_keepalive"`
 	} `toml:"ipsec"`
 	Static *struct {
 		SPIOut *int64  `toml:"spi_out"`
@@ -444,6 +448,7 @@ func (v *validator) build(f *file) *Config {
 		c.ReplayWindow = int(*w)
 	}
 	v.udpEncap(f.IPsec.UDPEncap, f.IPsec.UDPPort, c)
+	c.NATKeepalive = v.duration("ipsec.nat_keepalive", f.IPsec.NATKeepalive, DefaultNATKeepalive, 0)
 
 	switch c.Keying {
 	case KeyingStatic:

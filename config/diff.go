@@ -27,6 +27,7 @@ const (
 	IPsecReplayWindow
 	IPsecUDPEncap
 	IPsecUDPPort
+	IPsecNATKeepalive
 	StaticSPIOut
 	StaticSPIIn
 	StaticESP
@@ -74,6 +75,7 @@ var fieldKeys = [numFields]string{
 	IPsecReplayWindow:      "ipsec.replay_window",
 	IPsecUDPEncap:          "ipsec.udp_encap",
 	IPsecUDPPort:           "ipsec.udp_port",
+	IPsecNATKeepalive:      "ipsec.nat_keepalive",
 	StaticSPIOut:           "static.spi_out",
 	StaticSPIIn:            "static.spi_in",
 	StaticESP:              "static.esp",
@@ -222,6 +224,7 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(IPsecUDPEncap, old.UDPEncap, next.UDPEncap)
 	cmp(IPsecUDPPort, old.UDPPort, next.UDPPort)
+	cmp(IPsecNATKeepalive, old.NATKeepalive, next.NATKeepalive)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
 	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)
 	cmp(StaticESP, old.Static.Transform, next.Static.Transform)

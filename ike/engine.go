@@ -27,6 +27,10 @@ type ChildKeys struct {
 	Lifetime      time.Duration
 	LifetimeBytes uint64
 	ESN           bool // extended sequence numbers
+	// UDPPeer: the CHILD_SA carries ESP in UDP (RFC 3948) from our port
+	// 4500 to this address and port of the peer (zero: raw ESP). See
+	// ESPPeerMover for later moves.
+	UDPPeer netip.AddrPort
 	// KeepOutbound: install both halves but keep sending on the current
 	// outbound SA. Set when we answer a rekey: the initiator installs its
 	// inbound half only once our answer arrives, so packets on the new SA
@@ -96,6 +100,11 @@ type Config struct {
 	ReplayWindow        int           // passed through for the data plane's benefit
 	RemotePort          uint16        // 0: 500
 	Child               ChildPolicy   // mode and selectors of the CHILD_SAs (child_policy.go)
+	// UDPEncap says when the CHILD_SAs carry ESP in UDP; NATKeepalive is
+	// how often the side behind a NAT sends a keepalive when nothing else
+	// went out (0: never). nat.go.
+	UDPEncap     EncapMode
+	NATKeepalive time.Duration
 
 	// CookieThreshold is how many answered IKE_SA_INIT requests that have
 	// not (yet) led to an authenticated IKE SA, within the last minute,
@@ -133,7 +142,8 @@ type Engine struct {
 	log  *zap.Logger
 	rand io.Reader
 	conn Sender
-	peer netip.AddrPort
+	peer netip.AddrPort // where requests go: the peer's IKE port, or its NAT mapping (nat.go)
+	nat  natState
 	in   inbox
 	// drops are counted by Offer (socket reader) and the engine goroutine.
 	drops dropCounts
@@ -230,6 +240,7 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
 	e.in = newInbox()
 	e.unknownSPI = make(chan uint32, 1)
+	e.nat.espFrom = make(chan netip.AddrPort, 1)
 	e.status.State = StateIdle
 	e.counters.Exchanges = map[ExchangeKey]uint64{}
 	return e
@@ -274,7 +285,7 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 		// Datagrams for our SAs first (see inbox.go).
 		select {
 		case p := <-e.in.known:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
 			continue
 		default:
 		}
@@ -288,9 +299,12 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 		case err := <-failed:
 			return err
 		case p := <-e.in.known:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
 		case p := <-e.in.fresh:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
+		case from := <-e.nat.espFrom:
+			e.espPeer(from)
+			e.publish()
 		case spi := <-e.unknownSPI:
 			e.hintInvalidSPI(time.Now(), spi)
 			e.publish()
@@ -321,16 +335,9 @@ func hex64(v uint64) string {
 	return string(b[:])
 }
 
-func (e *Engine) write(raw []byte) {
-	if e.conn == nil {
-		return
-	}
-	if _, err := e.conn.WriteToUDPAddrPort(raw, e.peer); err != nil {
-		e.log.Warn("send failed", zap.Error(err))
-		return
-	}
-	e.counters.Sent++
-}
+// write sends a request (or a retransmission) to the peer, on port 4500
+// once IKE has floated there (nat.go).
+func (e *Engine) write(raw []byte) { e.sendTo(raw, e.peer, e.nat.floated) }
 
 func (e *Engine) randBytes(n int) []byte {
 	b := make([]byte, n)
@@ -470,6 +477,7 @@ func (e *Engine) tick(now time.Time) {
 			e.timers(now, sa)
 		}
 	}
+	e.natKeepalive(now)
 	if e.in.cookieMode.Load() {
 		e.cookiesRequired(now) // turns Offer's cookie demands off once the flood has passed
 	}
@@ -538,9 +546,16 @@ func (e *Engine) shutdown(now time.Time) {
 	e.publish()
 }
 
-// handle processes one datagram from the peer.
+// handle processes one datagram from the peer that came on port 500.
 func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
+	e.handleOn(raw, from, false, now)
+}
+
+// handleOn processes one datagram from the peer; natt: it came on port
+// 4500.
+func (e *Engine) handleOn(raw []byte, from netip.AddrPort, natt bool, now time.Time) {
 	defer e.publish()
+	e.nat.cur.from, e.nat.cur.natt = from, natt
 	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
 		e.drop(DropUnknownSource)
 		return
@@ -590,7 +605,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 			e.drop(DropRetransmitMismatch)
 			return
 		}
-		e.write(sa.lastResp)
+		e.reply(sa.lastResp)
 		return
 	case m.MessageID != sa.expectReqID:
 		e.drop(DropMessageID)
@@ -621,6 +636,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		return
 	default:
 		sa.lastRecv = now
+		e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 		e.proven(sa) // its request follows our answers: it has their CHILD_SAs
 		if u := inner.UnsupportedCritical(); u != nil {
 			resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}
@@ -644,7 +660,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 	}
 	sa.expectReqID++
 	sa.lastResp, sa.lastReqDigest = rawResp, requestDigest(raw)
-	e.write(rawResp)
+	e.reply(rawResp)
 	e.countExchange(m.Exchange, false, resultOf(resp))
 	if sa.deleteAfterResponse {
 		reason := "deleted by peer"
@@ -751,6 +767,7 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		return
 	}
 	sa.lastRecv = now
+	e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 	e.finishRequest(now, sa, r, m, raw, inner)
 }
 

@@ -48,6 +48,8 @@ type ikeSA struct {
 	// afterHint: we initiated this SA because the peer hinted that it
 	// lost the others (hint.go); they go once this one authenticates.
 	afterHint bool
+	// nat is what NAT detection found in its IKE_SA_INIT (nat.go).
+	nat natFlags
 
 	// Collisions. peerRekey is the SA the peer's rekey of this one created
 	// while ours was in flight (§2.8.2); that SA is Pending on this one

@@ -40,6 +40,7 @@ type desc struct {
 	keepaliveUp, keepaliveDowns                    *prometheus.Desc
 	keepalivesSent, keepalivesReplied              *prometheus.Desc
 	keepalivesReflected                            *prometheus.Desc
+	natKeepalives, natRebinds, natDetected, natUDP *prometheus.Desc
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -87,6 +88,10 @@ func NewCollector(src Source) prometheus.Collector {
 		keepalivesSent:      newDesc("keepalives_sent_total", "GRE keepalives sent.", "interface"),
 		keepalivesReplied:   newDesc("keepalives_replied_total", "GRE keepalives sent that came back.", "interface"),
 		keepalivesReflected: newDesc("keepalives_reflected_total", "The peer's GRE keepalives sent back to it.", "interface"),
+		natKeepalives:       newDesc("ike_nat_keepalives_total", "NAT keepalives sent (RFC 3948 §2.3).", "interface"),
+		natRebinds:          newDesc("ike_nat_rebinds_total", "Times the peer's NAT made a new mapping that we followed.", "interface"),
+		natDetected:         newDesc("ike_nat_detected", "1 when NAT detection found a NAT on that side (local: in front of us; peer: in front of the peer).", "interface", "side"),
+		natUDP:              newDesc("ike_esp_in_udp", "1 when the CHILD_SAs carry ESP in UDP (RFC 3948), 0 for raw ESP.", "interface"),
 	}}
 }
 
@@ -178,6 +183,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.ikeDPD, k.Counters.DPDFailures)
 	counter(d.ikeInvalidSyntax, k.Counters.InvalidSyntax)
 	counter(d.ikeBadTransitions, k.Counters.BadTransitions)
+	counter(d.natKeepalives, k.Counters.NATKeepalives)
+	counter(d.natRebinds, k.Counters.NATRebinds)
+	gauge(d.natDetected, b2f(k.NAT.NATHere), "local")
+	gauge(d.natDetected, b2f(k.NAT.NATThere), "peer")
+	gauge(d.natUDP, b2f(k.NAT.Encap == "udp"))
 	for _, e := range k.Exchanges {
 		counter(d.ikeExchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
 	}
@@ -226,4 +236,11 @@ func Serve(ctx context.Context, addr netip.AddrPort, src Source) (wait func() er
 		}
 		return nil
 	}, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

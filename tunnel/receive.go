@@ -13,7 +13,11 @@ import (
 // receiveLoop moves packets raw socket -> ESP -> GRE -> TUN, a batch at a
 // time, decrypting in place and handing the TUN writer slices of the
 // receive buffers.
-func (t *Tunnel) receiveLoop() error {
+func (t *Tunnel) receiveLoop() error { return t.receiveFrom(t.conn) }
+
+// receiveFrom is receiveLoop on one socket: the raw one, or UDP 4500 for
+// ESP in UDP under IKE (nat.go), whose pump runs beside the raw one.
+func (t *Tunnel) receiveFrom(conn underlay) error {
 	batch := batchSize
 	msgs := make([]rawip.Message, batch)
 	bases := make([][]byte, batch)
@@ -24,10 +28,19 @@ func (t *Tunnel) receiveLoop() error {
 		msgs[i].Buf = bases[i][tunWriteOffset:]
 	}
 	out := make([][]byte, 0, batch)
-	t.reflect = make([]rawip.Message, 0, batch)
+	two := t.natt != nil // two pumps share t.reflect and the TUN writer
+	if two {
+		t.rxMu.Lock()
+	}
+	if t.reflect == nil {
+		t.reflect = make([]rawip.Message, 0, batch)
+	}
+	if two {
+		t.rxMu.Unlock()
+	}
 
 	for {
-		n, err := t.conn.ReadBatch(msgs)
+		n, err := conn.ReadBatch(msgs)
 		if err != nil && n == 0 {
 			if isClosed(err) {
 				return nil
@@ -38,14 +51,21 @@ func (t *Tunnel) receiveLoop() error {
 			t.log.Sugar().Warnw("raw socket read failed", "err", err)
 			continue
 		}
+		if two {
+			t.rxMu.Lock()
+		}
 		out = t.decapsulateBatch(out[:0], msgs[:n], bases)
 		if len(t.reflect) > 0 {
 			t.sendReflections()
 		}
-		if len(out) == 0 {
-			continue
+		err = nil
+		if len(out) > 0 {
+			_, err = t.dev.Write(out, tunWriteOffset)
 		}
-		if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
+		if two {
+			t.rxMu.Unlock()
+		}
+		if err != nil {
 			if isClosed(err) {
 				return nil
 			}
@@ -104,6 +124,9 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		payload, next, reason = sa.Open(payload)
 		if reason != esp.DropNone {
 			return nil // counted by the SA
+		}
+		if m.Port != 0 {
+			t.noteESPFrom(m) // ESP in UDP: the peer's NAT may have a new mapping
 		}
 		switch {
 		case t.shape.bare:

@@ -42,7 +42,7 @@ func (t *Tunnel) sendLoop() error {
 			t.sendMu.Unlock()
 			continue
 		}
-		sent, err := t.conn.WriteBatch(msgs[:m])
+		sent, err := t.writeBatch(msgs[:m])
 		t.sendMu.Unlock()
 		if sent < m {
 			t.stats.drops[dropSendError].Add(uint64(m - sent))
