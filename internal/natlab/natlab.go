@@ -185,13 +185,14 @@ func (l *Lab) ruleset(o Options) string {
 	for _, dir := range []struct{ name, iif string }{{"out", RouterInsideIf}, {"in", RouterOutsideIf}} {
 		fmt.Fprintf(&fwd, "    iifname %q meta l4proto udp counter name udp_%s\n", dir.iif, dir.name)
 		fmt.Fprintf(&fwd, "    iifname %q meta l4proto esp counter name esp_%s\n", dir.iif, dir.name)
-		fmt.Fprintf(&fwd, "    iifname %q meta l4proto != { udp, esp } counter name other_%s\n", dir.iif, dir.name)
+		fmt.Fprintf(&fwd, "    iifname %q meta l4proto icmp counter name icmp_%s\n", dir.iif, dir.name)
+		fmt.Fprintf(&fwd, "    iifname %q meta l4proto != { udp, esp, icmp } counter name other_%s\n", dir.iif, dir.name)
 	}
 	fwd.WriteString("  }\n}\n")
 	return "table ip natlab-nat {\n" + nat + "}\n" + fwd.String()
 }
 
-var counterNames = []string{"udp_out", "esp_out", "other_out", "udp_in", "esp_in", "other_in"}
+var counterNames = []string{"udp_out", "esp_out", "icmp_out", "other_out", "udp_in", "esp_in", "icmp_in", "other_in"}
 
 // nft loads ruleset into the router from a temporary file.
 func (l *Lab) nft(ruleset string) (string, error) {
@@ -214,15 +215,15 @@ func (l *Lab) nft(ruleset string) (string, error) {
 // direction ("out": inside to outside, "in": outside to inside), counted
 // before translation.
 type Forwarded struct {
-	UDPOut, ESPOut, OtherOut uint64
-	UDPIn, ESPIn, OtherIn    uint64
+	UDPOut, ESPOut, ICMPOut, OtherOut uint64
+	UDPIn, ESPIn, ICMPIn, OtherIn     uint64
 }
 
 // Forwarded reads the router's counters.
 func (l *Lab) Forwarded() (Forwarded, error) {
 	var f Forwarded
-	dst := map[string]*uint64{"udp_out": &f.UDPOut, "esp_out": &f.ESPOut, "other_out": &f.OtherOut,
-		"udp_in": &f.UDPIn, "esp_in": &f.ESPIn, "other_in": &f.OtherIn}
+	dst := map[string]*uint64{"udp_out": &f.UDPOut, "esp_out": &f.ESPOut, "icmp_out": &f.ICMPOut, "other_out": &f.OtherOut,
+		"udp_in": &f.UDPIn, "esp_in": &f.ESPIn, "icmp_in": &f.ICMPIn, "other_in": &f.OtherIn}
 	out, err := l.Router.Run("nft", "list", "counters", "table", "ip", "natlab-count")
 	if err != nil {
 		return f, err

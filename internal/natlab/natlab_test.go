@@ -127,7 +127,7 @@ func TestMasquerade(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.UDPOut != 2 || f.UDPIn != 2 || f.OtherOut != 1 || f.OtherIn != 1 || f.ESPOut != 0 || f.ESPIn != 0 {
+			if f.UDPOut != 2 || f.UDPIn != 2 || f.ICMPOut != 1 || f.ICMPIn != 1 || f.OtherOut != 0 || f.OtherIn != 0 || f.ESPOut != 0 || f.ESPIn != 0 {
 				t.Errorf("forwarded %+v; want 2 UDP and 1 ICMP each way, no ESP", f)
 			}
 			m, err := l.Mappings()
