@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/internal/natlab"
 	"github.com/gresec/gresec/internal/netns"
 	"github.com/gresec/gresec/internal/nstest"
 	"github.com/gresec/gresec/internal/swan"
+	"github.com/gresec/gresec/peerconf"
 )
 
 // natSwanCase is one gresec <-> strongSwan setup for NAT traversal.
@@ -31,6 +33,9 @@ type natSwanCase struct {
 	ipsecExtra string
 	// wantEncap: the CHILD_SA must carry ESP in UDP.
 	wantEncap bool
+	// generated: charon's swanctl.conf is `gresec peer-config --for
+	// strongswan`'s (conn is ignored; no NAT).
+	generated bool
 }
 
 // natSwan is a running natSwanCase: gresec in sp.a, charon in sp.b.
@@ -95,8 +100,6 @@ func startNATSwan(t *testing.T, c natSwanCase) *natSwan {
 	if conf.MOBIKE == "" {
 		conf.MOBIKE = "yes" // strongSwan's default, written out
 	}
-	ch := startCharon(t, p.b.ns.Name, conf.SwanctlConf())
-
 	psk := filepath.Join(p.dir, "a.psk")
 	if err := os.WriteFile(psk, []byte(p.psk+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -121,9 +124,21 @@ socket = %q
 	if err := os.WriteFile(p.a.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.start(p.a)
+	swanctl := conf.SwanctlConf()
+	if c.generated {
+		swanctl = generatedSwanctl(t, p.a.cfgPath)
+	}
+	var ch *swan.Charon
+	if c.generated && !c.gresecInitiates {
+		// The generated side initiates as soon as it is loaded.
+		p.start(p.a)
+		ch = startCharon(t, p.b.ns.Name, swanctl)
+	} else {
+		ch = startCharon(t, p.b.ns.Name, swanctl)
+		p.start(p.a)
+	}
 	ns.swanPair = &swanPair{pair: p, charon: ch}
-	if !c.gresecInitiates {
+	if !c.gresecInitiates && !c.generated {
 		if err := ch.Initiate("gre"); err != nil {
 			raw, _ := ch.ListSAs()
 			t.Fatalf("charon initiate: %v\nstrongSwan:\n%s\ngresec log:\n%s", err, raw, p.a.proc.Out)
@@ -169,9 +184,10 @@ func (ns *natSwan) check(t *testing.T, c natSwanCase, notSPI string) string {
 	// faked one, whether ESP goes in UDP, and the IKE ports.
 	n := st.IKE.NAT
 	wantHere := c.nat != nil && c.gresecInside
-	// A NAT at charon's end, or charon's faked one (encap = yes).
-	wantThere := c.nat != nil && !c.gresecInside || c.conn.Encap
 	wantFaked := strings.Contains(c.ipsecExtra, `"always"`)
+	// A NAT at charon's end, or charon's faked one (encap = yes, which
+	// peer-config writes for udp_encap = "always").
+	wantThere := c.nat != nil && !c.gresecInside || c.conn.Encap || c.generated && wantFaked
 	wantNAT := map[bool]string{true: "udp", false: "none"}[c.wantEncap]
 	if n.NATHere != wantHere || n.NATThere != wantThere || n.Faked != wantFaked || n.Encap != wantNAT {
 		t.Errorf("gresec's NAT status %+v; want nat_here %v, nat_peer %v, faked %v, encap %q", n, wantHere, wantThere, wantFaked, wantNAT)
@@ -291,6 +307,53 @@ func TestStrongSwanNAT(t *testing.T) {
 				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
 			}
 			ns.check(t, tc.c, spi)
+		})
+	}
+}
+
+// generatedSwanctl is peerconf's swanctl.conf for the gresec config at
+// path, keys included.
+func generatedSwanctl(t *testing.T, path string) string {
+	t.Helper()
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := peerconf.Generate(c, peerconf.Options{Peer: peerconf.StrongSwan, IncludeSecret: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, ok := out.Section(peerconf.SwanctlFile)
+	if !ok {
+		t.Fatalf("no %s section in the output", peerconf.SwanctlFile)
+	}
+	return sec.Text
+}
+
+// TestPeerConfigStrongSwanNAT: the swanctl.conf peer-config writes works
+// as is with NAT traversal: at gresec's default udp_encap it has no
+// mobike = no any more, so the generated side, initiating, floats IKE to
+// 4500; with udp_encap = "always" it says encap = yes and both ends put
+// ESP in UDP.
+func TestPeerConfigStrongSwanNAT(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    natSwanCase
+		want string // in the generated swanctl.conf
+	}{
+		{"auto-strongswan-initiates", natSwanCase{generated: true}, ""},
+		{"always-gresec-initiates", natSwanCase{generated: true, gresecInitiates: true, ipsecExtra: udpAlways, wantEncap: true}, "encap = yes"},
+		{"always-strongswan-initiates", natSwanCase{generated: true, ipsecExtra: udpAlways, wantEncap: true}, "encap = yes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := startNATSwan(t, tc.c)
+			conf := generatedSwanctl(t, ns.a.cfgPath)
+			if strings.Contains(conf, "mobike") || !strings.Contains(conf, tc.want) {
+				// Up to the secrets section: the PSK stays out of the log.
+				conns, _, _ := strings.Cut(conf, "secrets {")
+				t.Errorf("generated swanctl.conf: want no mobike line and %q:\n%s", tc.want, conns)
+			}
+			ns.check(t, tc.c, "")
 		})
 	}
 }

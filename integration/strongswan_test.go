@@ -74,13 +74,10 @@ func startCharon(t *testing.T, ns, conf string) *swan.Charon {
 	return ch
 }
 
-// swanConf renders charon's swanctl.conf. Until gresec answers on UDP
-// 4500, charon runs with mobike = no unless the test says otherwise: with
-// mobike it moves IKE_AUTH to 4500 even without a NAT.
+// swanConf renders charon's swanctl.conf, at strongSwan's defaults
+// unless the test says otherwise: with mobike = yes charon moves IKE to
+// UDP 4500 after IKE_SA_INIT, and gresec follows (NAT traversal).
 func swanConf(conf swan.Conn) string {
-	if conf.MOBIKE == "" {
-		conf.MOBIKE = "no"
-	}
 	return conf.SwanctlConf()
 }
 
