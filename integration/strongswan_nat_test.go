@@ -29,8 +29,9 @@ type natSwanCase struct {
 	gresecInitiates bool
 	// conn: charon's MOBIKE and Encap; addresses and PSK are filled in.
 	conn swan.Conn
-	// ipsecExtra: more [ipsec] lines for gresec (udp_encap).
-	ipsecExtra string
+	// ipsecExtra: more [ipsec] lines for gresec (udp_encap); ikeExtra:
+	// more [ike] lines (dpd).
+	ipsecExtra, ikeExtra string
 	// wantEncap: the CHILD_SA must carry ESP in UDP.
 	wantEncap bool
 	// generated: charon's swanctl.conf is `gresec peer-config --for
@@ -105,9 +106,9 @@ func startNATSwan(t *testing.T, c natSwanCase) *natSwan {
 		t.Fatal(err)
 	}
 	p.a.cfgPath, p.a.sock = filepath.Join(p.dir, "a.toml"), filepath.Join(p.dir, "a.sock")
-	ikeExtra := ""
+	ikeExtra := c.ikeExtra
 	if remoteID != "" {
-		ikeExtra = fmt.Sprintf("remote_id = %q\n", remoteID)
+		ikeExtra += fmt.Sprintf("remote_id = %q\n", remoteID)
 	}
 	cfg := fmt.Sprintf(`[tunnel]
 local = %q
@@ -307,6 +308,86 @@ func TestStrongSwanNAT(t *testing.T) {
 				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
 			}
 			ns.check(t, tc.c, spi)
+		})
+	}
+}
+
+// publicPort is the NAT's current public port for the inside's UDP 4500
+// flow to the outside's port 4500, or 0.
+func (ns *natSwan) publicPort(t *testing.T) int {
+	t.Helper()
+	m, err := ns.lab.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := netip.AddrPortFrom(ns.lab.InsideAddr.Addr(), 4500).String() + " -> "
+	suffix := " => " + netip.AddrPortFrom(ns.lab.OutsideAddr.Addr(), 4500).String()
+	for _, l := range m {
+		if mid, ok := strings.CutPrefix(l, prefix); ok && strings.HasSuffix(l, suffix) {
+			ap, err := netip.ParseAddrPort(strings.TrimSuffix(mid, suffix))
+			if err == nil {
+				return int(ap.Port())
+			}
+		}
+	}
+	return 0
+}
+
+// TestStrongSwanNATRebinding: the masquerade forgets its mappings
+// (conntrack flushed) and the inside's next packets leave from a new
+// random port. The end outside must follow on the next authenticated IKE
+// message: gresec when strongSwan, behind the NAT, rekeys; strongSwan
+// when gresec, behind the NAT, checks liveness (dpd 3 s). ESP then goes to
+// the new port and the CHILD_SA keeps working.
+func TestStrongSwanNATRebinding(t *testing.T) {
+	masq := &natlab.Options{Kind: natlab.Masquerade, RandomPorts: true}
+	for _, tc := range []struct {
+		name string
+		c    natSwanCase
+	}{
+		{"strongswan-behind-nat", natSwanCase{nat: masq, wantEncap: true}},
+		{"gresec-behind-nat", natSwanCase{nat: masq, gresecInside: true, gresecInitiates: true, wantEncap: true, ikeExtra: "dpd = \"3s\"\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := startNATSwan(t, tc.c)
+			spi := ns.check(t, tc.c, "")
+			old := ns.publicPort(t)
+			if old == 0 {
+				t.Fatalf("no NAT mapping for the inside's port 4500: %v", mappings(ns.lab))
+			}
+			if n, err := ns.lab.FlushConntrack(); err != nil || n == 0 {
+				t.Fatalf("conntrack flush removed %d entries: %v", n, err)
+			}
+			if !tc.c.gresecInside {
+				// An authenticated IKE request from behind the NAT.
+				if out, err := ns.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
+					t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+				}
+			}
+			var port int
+			if !netns.WaitFor(30*time.Second, func() bool {
+				port = ns.publicPort(t)
+				if port == 0 || port == old {
+					return false
+				}
+				if tc.c.gresecInside {
+					sas, err := ns.charon.SAs()
+					return err == nil && len(sas) == 1 && sas[0].RemotePort == port
+				}
+				st, err := ns.status(ns.a)
+				return err == nil && st.UDPEncap != nil && st.UDPEncap.RemotePort == port
+			}) {
+				st, _ := ns.status(ns.a)
+				raw, _ := ns.charon.ListSAs()
+				t.Fatalf("the outside end did not follow the new mapping (port %d, was %d) within 30 s\ngresec udp_encap %+v nat %+v\nstrongSwan:\n%s\nmappings %v",
+					port, old, st.UDPEncap, st.IKE, raw, mappings(ns.lab))
+			}
+			t.Logf("NAT mapping for 4500: port %d, then %d", old, port)
+			if tc.c.gresecInside {
+				ns.check(t, tc.c, "")
+			} else {
+				ns.check(t, tc.c, spi)
+			}
 		})
 	}
 }
