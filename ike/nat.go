@@ -94,11 +94,12 @@ type natState struct {
 		from netip.AddrPort
 		natt bool
 	}
-	// lastOut is when something last went out to the peer on port 4500
-	// (IKE, a keepalive, or ESP as the outbound CHILD_SA's byte count
-	// shows); outBytes is that count when last seen.
-	lastOut  time.Time
-	outBytes uint64
+	// lastOut is when (by the engine's clock) something last went out to
+	// the peer: IKE, as the sent counter shows, a keepalive, or ESP, as
+	// the outbound CHILD_SA's byte count shows. sentSeen and outBytes are
+	// those counts when last looked at.
+	lastOut            time.Time
+	sentSeen, outBytes uint64
 	// espFrom carries NoteESPPeer to the engine goroutine.
 	espFrom chan netip.AddrPort
 }
@@ -252,6 +253,14 @@ func (e *Engine) responderNAT(sa *ikeSA, req Payloads) Payloads {
 // responder follows it, on authenticated messages only). A peer not
 // behind a NAT does not move: that is MOBIKE, which we do not offer.
 func (e *Engine) notePeer(sa *ikeSA, from netip.AddrPort, natt bool) {
+	if !natt && e.nat.floated && sa.state == saConnecting && !sa.initiator {
+		// The peer authenticates a new IKE SA on port 500 (it restarted
+		// without NAT-T, or no NAT any more): IKE goes back there.
+		e.log.Info("peer's new IKE SA runs on UDP port 500", append(e.saFields(sa, nil), zap.Stringer("peer", from))...)
+		e.nat.floated = false
+		e.movePeer(from)
+		return
+	}
 	if !natt || e.nat.sock == nil || from == e.peer {
 		return
 	}
@@ -305,6 +314,9 @@ func (e *Engine) natKeepalive(now time.Time) {
 	if e.cfg.NATKeepalive <= 0 || e.nat.sock == nil || !e.nat.floated || sa == nil || !sa.nat.here || !sa.usable() {
 		return
 	}
+	if e.counters.Sent != e.nat.sentSeen {
+		e.nat.sentSeen, e.nat.lastOut = e.counters.Sent, now
+	}
 	if e.outSPI != 0 {
 		if _, out := e.dp.ChildBytes(e.outSPI); out != e.nat.outBytes {
 			e.nat.outBytes, e.nat.lastOut = out, now
@@ -328,7 +340,6 @@ func (e *Engine) sendTo(raw []byte, to netip.AddrPort, natt bool) {
 	switch {
 	case natt && e.nat.sock != nil:
 		err = e.nat.sock.SendIKE(raw, to)
-		e.nat.lastOut = time.Now()
 	case e.conn != nil:
 		_, err = e.conn.WriteToUDPAddrPort(raw, to)
 	default:
@@ -412,4 +423,51 @@ func (e *Engine) natSelectors(theirs, ours []TrafficSelector, behindNAT bool) ([
 		return theirs, false
 	}
 	return out, true
+}
+
+// MOBIKE (RFC 4555) notifies. We do not send MOBIKE_SUPPORTED, so a peer
+// must not use MOBIKE with us; strongSwan (mobike = yes) still floats to
+// port 4500 and may send these. The rules for a peer that did not
+// negotiate MOBIKE: UPDATE_SA_ADDRESSES and the address lists change
+// nothing (a peer behind a NAT is followed by notePeer anyway, on any
+// authenticated message); COOKIE2 is copied into the answer (§3.8), which
+// costs nothing and is what a return-routability check expects.
+const (
+	ADDITIONAL_IP4_ADDRESS  NotifyType = 16397
+	ADDITIONAL_IP6_ADDRESS  NotifyType = 16398
+	NO_ADDITIONAL_ADDRESSES NotifyType = 16399
+	UPDATE_SA_ADDRESSES     NotifyType = 16400
+	COOKIE2                 NotifyType = 16401
+	NO_NATS_ALLOWED         NotifyType = 16402
+)
+
+func init() {
+	for n, s := range map[NotifyType]string{ADDITIONAL_IP4_ADDRESS: "ADDITIONAL_IP4_ADDRESS", ADDITIONAL_IP6_ADDRESS: "ADDITIONAL_IP6_ADDRESS",
+		NO_ADDITIONAL_ADDRESSES: "NO_ADDITIONAL_ADDRESSES", UPDATE_SA_ADDRESSES: "UPDATE_SA_ADDRESSES",
+		COOKIE2: "COOKIE2", NO_NATS_ALLOWED: "NO_NATS_ALLOWED"} {
+		notifyNames[n] = s
+	}
+}
+
+// mobikeAnswer is what an INFORMATIONAL response carries for the MOBIKE
+// notifies of the request ps: a copy of COOKIE2 (RFC 4555 §3.8: 8..64
+// bytes; others are ignored).
+func (e *Engine) mobikeAnswer(sa *ikeSA, ps Payloads) Payloads {
+	var out Payloads
+	for _, p := range ps {
+		n, ok := p.(*Notify)
+		if !ok {
+			continue
+		}
+		switch n.Kind {
+		case COOKIE2:
+			if l := len(n.Data); l >= 8 && l <= 64 && len(out) == 0 {
+				out = append(out, &Notify{Kind: COOKIE2, Data: append([]byte(nil), n.Data...)})
+			}
+		case UPDATE_SA_ADDRESSES, ADDITIONAL_IP4_ADDRESS, ADDITIONAL_IP6_ADDRESS, NO_ADDITIONAL_ADDRESSES, NO_NATS_ALLOWED:
+			e.log.Debug("MOBIKE notify from a peer that did not negotiate MOBIKE: ignored",
+				append(e.saFields(sa, nil), zap.Stringer("notify", n.Kind))...)
+		}
+	}
+	return out
 }

@@ -67,7 +67,7 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 	if len(ours) > 0 {
 		out = append(out, &Delete{Protocol: ProtoESP, SPIs: ours})
 	}
-	return out
+	return append(out, e.mobikeAnswer(sa, ps)...)
 }
 
 // ownerOf is the IKE SA that c belongs to now (a rekey moves children).
