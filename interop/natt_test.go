@@ -1,6 +1,9 @@
 package interop
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,5 +120,93 @@ func TestScenario2StrongSwanKernelESPInUDP(t *testing.T) {
 				t.Errorf("%d raw ESP packets after the rekey", n)
 			}
 		})
+	}
+}
+
+// TestPeerConfigLinuxESPInUDP: what `gresec peer-config --for linux`
+// writes for static keys with udp_encap = "always", run in the guest:
+// its `encap espinudp 4500 4500` states and policies, the GRE device, and
+// the UDP_ENCAP socket the kernel needs. The guest has no python, so the
+// generated python3 line is swapped for udpencapsock, which opens the
+// same socket (UDP_ENCAP = UDP_ENCAP_ESPINUDP on port 4500). Pings both
+// ways at MTU 1434, only UDP 4500 on the wire, the guest's SAs count them.
+func TestPeerConfigLinuxESPInUDP(t *testing.T) {
+	l := newLab(t)
+	helper := filepath.Join(l.g.Share(), "udpencapsock")
+	build := exec.Command("go", "build", "-o", helper, "./udpencapsock")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building udpencapsock: %v\n%s", err, out)
+	}
+	l.hostRunInput(nftUDPCounters, "nft", "-f", "-")
+	keys := shapeKeys(t)
+	l.ipsecExtra = "udp_encap = \"always\"\n"
+	l.writeGresecConfig("static", keys)
+	out, err := exec.Command(gresecBin, "peer-config", "--for", "linux", "--include-secret", "-c", l.cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("peer-config: %v\n%s", err, out)
+	}
+	text := string(out)
+	i := strings.Index(text, "==== commands (as root) ====")
+	if i < 0 {
+		t.Fatalf("no commands section:\n%s", text)
+	}
+	_, script, _ := strings.Cut(text[i:], "\n")
+	sas, device, ok := strings.Cut(script, "\n\n")
+	if !ok || strings.Count(sas, "encap espinudp 4500 4500 0.0.0.0") != 2 {
+		t.Fatalf("want two ip xfrm states with encap espinudp 4500 4500 before the device:\n%s", script)
+	}
+	var lines []string
+	swapped := 0
+	for _, line := range strings.Split(sas, "\n") {
+		if strings.HasPrefix(line, "python3 -c ") && strings.Contains(line, "setsockopt(socket.IPPROTO_UDP,100,2)") && strings.Contains(line, `bind(("",4500))`) {
+			line = "(/share/udpencapsock >/tmp/udpencapsock.log 2>&1 &)"
+			swapped++
+		}
+		lines = append(lines, line)
+	}
+	if swapped != 1 {
+		t.Fatalf("want one generated UDP_ENCAP socket line on port 4500:\n%s", sas)
+	}
+	device, _, _ = strings.Cut(device, "# TCP MSS clamp")
+	l.guestRun("set -e\n" + strings.Join(lines, "\n"))
+	if !netns.WaitFor(10*time.Second, func() bool {
+		return strings.Contains(l.guestRun("cat /tmp/udpencapsock.log"), "ready")
+	}) {
+		t.Fatalf("udpencapsock not ready in the guest: %s", l.guestRun("cat /tmp/udpencapsock.log"))
+	}
+	st := l.runGresec()
+	const mtu = 1434
+	if st.MTU != mtu {
+		t.Fatalf("gresec MTU %d, want %d", st.MTU, mtu)
+	}
+	l.guestRun("set -e\n" + device)
+	l.pingAll(mtu)
+
+	min := uint64(8 * pingCount)
+	udp := func(name string) uint64 {
+		out := l.hostRun("nft", "list", "counter", "inet", "gresec_iop_udp", name)
+		m := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no packet count in %q", out)
+		}
+		v, _ := strconv.ParseUint(m[1], 10, 64)
+		return v
+	}
+	if out, in := udp("udp_out"), udp("udp_in"); out < min || in < min {
+		t.Errorf("host sent %d and received %d UDP 4500->4500 packets, want >= %d each", out, in, min)
+	}
+	if n := l.wire("esp_out") + l.wire("esp_in"); n != 0 {
+		t.Errorf("%d raw ESP packets crossed an ESP-in-UDP tunnel", n)
+	}
+	if n := l.wire("gre_out") + l.wire("gre_in"); n != 0 {
+		t.Errorf("%d plaintext GRE packets crossed", n)
+	}
+	sas2 := l.guestSAs()
+	if in, out := sas2[keys.spiOut], sas2[keys.spiIn]; in.packets < min || out.packets < min || in.replay != 0 || in.integrty != 0 {
+		t.Errorf("guest SAs: inbound %+v, outbound %+v; want >= %d packets each, no replay or ICV failure", in, out, min)
+	}
+	if stats := l.guestRun("cat /proc/net/xfrm_stat"); !allZero(stats) {
+		t.Errorf("guest XFRM error counters moved:\n%s", stats)
 	}
 }
