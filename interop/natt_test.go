@@ -60,7 +60,7 @@ func TestScenario2StrongSwanKernelESPInUDP(t *testing.T) {
 				}
 			}
 			if xs := l.guestRun("ip xfrm state"); strings.Count(xs, "encap type espinudp sport 4500 dport 4500") != 2 {
-				t.Errorf("guest SAs are not both ESP in UDP 4500:\n%s", xs)
+				t.Errorf("guest SAs are not both ESP in UDP 4500:\n%s", redactKeys(xs))
 			}
 			// gresec: no NAT in front of it; charon's faked one in front of
 			// the guest; its own faked one with "always".
@@ -209,4 +209,52 @@ func TestPeerConfigLinuxESPInUDP(t *testing.T) {
 	if stats := l.guestRun("cat /proc/net/xfrm_stat"); !allZero(stats) {
 		t.Errorf("guest XFRM error counters moved:\n%s", stats)
 	}
+}
+
+// TestIkedESPInUDP: OpenBSD iked (openiked-portable in the guest, PF_KEY)
+// answering a gresec with udp_encap = "always": iked.conf says nothing
+// about NAT traversal (as peer-config writes it); gresec's faked NAT
+// detection moves iked to UDP 4500 and makes it key the guest kernel's SAs
+// with ESP in UDP. Pings both ways at MTU 1434 over the kernel's GRE
+// device, only UDP 4500 on the wire.
+func TestIkedESPInUDP(t *testing.T) {
+	l := newLab(t)
+	l.hostRunInput(nftUDPCounters, "nft", "-f", "-")
+	psk := "gresec-iked-" + newKey(t)[2:30]
+	l.guestIked(psk, "passive", ikedChild)
+	l.ipsecExtra = "udp_encap = \"always\"\n"
+	l.startGresecIked(psk, true, ikedChild)
+	st := l.waitEstablished(ikedTimeout)
+	if n := st.IKE.NAT; n.Encap != "udp" || !n.Faked || n.LocalPort != 4500 || n.RemotePort != 4500 {
+		t.Errorf("gresec NAT status %+v; want encap udp, faked, IKE on 4500 both ends", n)
+	}
+	if u := st.UDPEncap; u == nil || u.RemotePort != 4500 {
+		t.Errorf("gresec udp_encap status %+v; want ESP in UDP to port 4500", u)
+	}
+	// iked installs the second SA a moment after gresec reports.
+	var xs string
+	if !netns.WaitFor(10*time.Second, func() bool {
+		xs = l.guestRun("ip xfrm state")
+		return strings.Count(xs, "encap type espinudp sport 4500 dport 4500") == 2
+	}) {
+		t.Errorf("iked did not key both guest SAs as ESP in UDP 4500:\n%s", redactKeys(xs))
+	}
+	l.checkIked(st, false)
+	if n := l.wire("esp_out") + l.wire("esp_in"); n != 0 {
+		t.Errorf("%d raw ESP packets crossed an ESP-in-UDP tunnel", n)
+	}
+	out := l.hostRun("nft", "list", "counter", "inet", "gresec_iop_udp", "udp_in")
+	var v uint64
+	if m := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out); m != nil {
+		v, _ = strconv.ParseUint(m[1], 10, 64)
+	}
+	if v < 8*pingCount {
+		t.Errorf("host received %d UDP 4500->4500 packets, want >= %d", v, 8*pingCount)
+	}
+}
+
+// redactKeys blanks the key hex in `ip xfrm state` output, so that a
+// failure message carries no key.
+func redactKeys(s string) string {
+	return regexp.MustCompile(`0x[0-9a-f]{32,}`).ReplaceAllString(s, "[key]")
 }
