@@ -323,7 +323,7 @@ func Load(path string) (*Config, error) {
 		if err := checkPrivate(path); err != nil {
 			return nil, err
 		}
-	case KeyingIKEv2:
+	case KeyingIKEv2, KeyingIKEv1:
 		if err := loadPSKs(c); err != nil {
 			return nil, err
 		}
@@ -450,10 +450,10 @@ func (v *validator) build(f *file) *Config {
 	c.Keying = KeyingStatic
 	if k := f.IPsec.Keying; k != nil {
 		switch Keying(*k) {
-		case KeyingStatic, KeyingNone, KeyingIKEv2:
+		case KeyingStatic, KeyingNone, KeyingIKEv2, KeyingIKEv1:
 			c.Keying = Keying(*k)
 		default:
-			v.fail("ipsec.keying", "expected \"static\", \"ikev2\" or \"none\", got %s", quote(*k))
+			v.fail("ipsec.keying", "expected \"static\", \"ikev2\", \"ikev1\" or \"none\", got %s", quote(*k))
 		}
 	}
 	v.shape(f, c)
@@ -469,17 +469,20 @@ func (v *validator) build(f *file) *Config {
 	switch c.Keying {
 	case KeyingStatic:
 		v.static(f, c)
-	case KeyingIKEv2:
+	case KeyingIKEv2, KeyingIKEv1:
 		v.ike(f.IKE, c)
+		if c.Keying == KeyingIKEv1 {
+			v.ikev1(c)
+		}
 		if f.Static != nil {
-			v.fail("static", "static keys given but ipsec.keying is \"ikev2\"; expected no [static] section")
+			v.fail("static", "static keys given but ipsec.keying is %q; expected no [static] section", c.Keying)
 		}
 	case KeyingNone:
 		if f.Static != nil {
 			v.fail("static", "keys given but ipsec.keying is \"none\"; expected no [static] section")
 		}
 	}
-	if c.Keying != KeyingIKEv2 && f.IKE != nil {
+	if !c.Keying.IKE() && f.IKE != nil {
 		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or no [ike] section", c.Keying)
 	}
 

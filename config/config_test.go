@@ -103,7 +103,7 @@ func TestParseErrorsNameFileAndKey(t *testing.T) {
 		{`mss_clamp = true`, `mss_clamp = true` + "\nmtu = 100", `tunnel.mtu: expected an integer 1280..`},
 		{`mss_clamp = true`, `mss_clamp = true` + "\nbogus = 1", `tunnel.bogus: unknown key`},
 		{`mode = "transport"`, `mode = "tunel"`, `ipsec.mode: expected "transport" or "tunnel", got "tunel"`},
-		{`keying = "static"`, `keying = "manual"`, `ipsec.keying: expected "static", "ikev2" or "none", got "manual"`},
+		{`keying = "static"`, `keying = "manual"`, `ipsec.keying: expected "static", "ikev2", "ikev1" or "none", got "manual"`},
 		{`replay_window = 1024`, `replay_window = -1`, `ipsec.replay_window: expected an integer 0..65536`},
 		{`spi_out = 0x1001`, `spi_out = 5`, `static.spi_out: expected an integer 256..0xffffffff`},
 		{`interface = "gre0"`, `interface = "this-name-is-far-too-long"`, `tunnel.interface: expected an interface name`},

@@ -136,7 +136,7 @@ func (c *Config) ESPTransform() esp.Transform {
 	if c.Keying == KeyingStatic && c.Static.Transform.Validate() == nil {
 		return c.Static.Transform
 	}
-	if c.Keying == KeyingIKEv2 {
+	if c.Keying.IKE() {
 		// Any proposal may be chosen: size for the one with the most
 		// overhead, so that the MTU fits whichever the peer picks.
 		worst, found := esp.DefaultTransform, false

@@ -61,6 +61,11 @@ func (v *validator) udpEncap(encap *string, port *int64, c *Config) {
 			v.fail("ipsec.udp_encap", "expected \"auto\", \"always\" or \"never\", got %s", quote(*encap))
 		}
 	}
+	if c.Keying == KeyingIKEv1 && c.UDPEncap == UDPEncapAlways {
+		// NAT-T under IKEv1 (RFC 3947) is not built: refuse rather than
+		// run raw ESP where ESP in UDP was asked for.
+		v.fail("ipsec.udp_encap", "\"always\" is not supported with keying = \"ikev1\" (no IKEv1 NAT traversal yet); expected \"auto\" or \"never\"")
+	}
 	if c.Keying == KeyingNone && c.UDPEncap == UDPEncapAlways {
 		v.fail("ipsec.udp_encap", "\"always\" needs ESP, but ipsec.keying is \"none\" (plain GRE); expected \"auto\" or \"never\"")
 	}
@@ -69,7 +74,7 @@ func (v *validator) udpEncap(encap *string, port *int64, c *Config) {
 			v.fail("ipsec.udp_port", "expected an integer 1..65535, got %d", *port)
 		}
 		c.UDPPort = int(*port)
-		if c.Keying == KeyingIKEv2 && c.UDPPort != DefaultUDPPort {
+		if c.Keying.IKE() && c.UDPPort != DefaultUDPPort {
 			v.fail("ipsec.udp_port", "IKE uses port %d for NAT traversal (RFC 7296 §2.23); expected udp_port only with keying = \"static\"", DefaultUDPPort)
 		}
 	}

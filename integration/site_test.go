@@ -172,7 +172,7 @@ socket = %q
 	switch keying {
 	case "static":
 		c += fmt.Sprintf("[static]\nspi_out = 0x%x\nspi_in = 0x%x\nkey_out = %q\nkey_in = %q\n", s.spiOut, peer.spiOut, s.keyOut, s.keyIn)
-	case "ikev2":
+	case "ikev2", "ikev1":
 		psk := filepath.Join(p.dir, name+".psk")
 		key := p.psk
 		if p.wrongPSK && s == p.b {

@@ -54,6 +54,7 @@ var goldenCases = []struct {
 	esp     []string
 }{
 	{"seed000", StrongSwan, "", nil},
+	{"ikev1", CiscoIOSIKEv1, "", nil},
 	{"seed000", OpenBSD, "", nil},
 	{"seed000", CiscoIOS, "", nil},
 	{"seed000-static", Linux, "", nil},

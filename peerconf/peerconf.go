@@ -39,7 +39,7 @@ const (
 )
 
 // Peers lists the accepted --for values.
-var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux, FreeBSD}
+var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux, FreeBSD, CiscoIOSIKEv1}
 
 // ParsePeer reads a --for value.
 func ParsePeer(s string) (Peer, error) {
@@ -139,8 +139,13 @@ func Generate(c *config.Config, o Options) (*Output, error) {
 	if err := m.checkShape(); err != nil {
 		return nil, err
 	}
+	if err := m.checkIKEv1(); err != nil {
+		return nil, err
+	}
 	var err error
 	switch o.Peer {
+	case CiscoIOSIKEv1:
+		err = m.ciscoIKEv1()
 	case StrongSwan:
 		err = m.strongswan()
 	case OpenBSD:
@@ -211,7 +216,7 @@ func (m *mirror) header(peerName string, lines ...string) {
 		fmt.Sprintf("the other end of the tunnel configured in %s.", m.c.Path),
 		fmt.Sprintf("This end: %s; gresec: %s.", m.local, m.remote),
 	}, lines...)
-	if m.c.Keying == config.KeyingIKEv2 && !m.o.IncludeSecret {
+	if m.c.Keying.IKE() && !m.o.IncludeSecret {
 		m.out.header = append(m.out.header,
 			"Pre-shared keys are placeholders: paste the key from the file named (or run again with --include-secret).")
 	}

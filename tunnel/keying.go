@@ -13,6 +13,7 @@ import (
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 )
 
 // The tunnel is the IKE engine's data plane: it turns negotiated CHILD_SA
@@ -152,6 +153,7 @@ type ikeSocket struct {
 	once sync.Once
 	// orphans are datagrams read while no engine ran (start, restart).
 	orphans atomic.Uint64
+	v1      atomic.Pointer[ikev1.Engine] // keying = "ikev1" (ikev1.go)
 }
 
 func listenIKE(local netip.Addr) (*ikeSocket, error) {
@@ -174,6 +176,9 @@ func (s *ikeSocket) read(engine func() *ike.Engine) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			continue
+		}
+		if s.offerV1(buf[:n], from) {
 			continue
 		}
 		if e := engine(); e != nil {

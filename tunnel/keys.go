@@ -11,8 +11,9 @@ import (
 // KeyExport is the live key material, for `gresec keys --wireshark`: the
 // control socket hands it to root only, on explicit request.
 type KeyExport struct {
-	ESP []ESPKey `json:"esp"`
-	IKE []IKEKey `json:"ike"`
+	ESP    []ESPKey    `json:"esp"`
+	IKE    []IKEKey    `json:"ike"`
+	ISAKMP []ISAKMPKey `json:"isakmp,omitempty"` // keying = "ikev1" (ikev1.go)
 }
 
 // ESPKey is one ESP SA: Wireshark's esp_sa table row.
@@ -46,6 +47,7 @@ func (t *Tunnel) Keys() KeyExport {
 	}
 	t.staticMu.Unlock()
 	t.ikeKeys(&k)
+	t.ikev1Keys(&k)
 	return k
 }
 

@@ -63,7 +63,7 @@ func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
 		if changed.Any(config.StaticFields | sas) {
 			return t.replaceStatic(next)
 		}
-	case config.KeyingIKEv2:
+	case config.KeyingIKEv2, config.KeyingIKEv1:
 		if changed.Any(config.IKEFields | sas) {
 			t.ikeMu.Lock()
 			t.ikeCfg = ikeSettings{ike: next.IKE, replayWindow: next.ReplayWindow}

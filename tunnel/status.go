@@ -7,6 +7,7 @@ import (
 
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 )
 
 // Status is a snapshot of the tunnel for `gresec status`.
@@ -28,6 +29,7 @@ type Status struct {
 	Inbound       []SAStatus        `json:"inbound_sas,omitempty"`
 	Draining      []SAStatus        `json:"draining_inbound_sas,omitempty"` // retired, still accepting the peer's last packets
 	IKE           *IKEStatus        `json:"ike,omitempty"`
+	IKEv1         *ikev1.Status     `json:"ikev1,omitempty"` // keying = "ikev1" (ikev1.go)
 	Drops         map[string]uint64 `json:"drops"`
 	ReadErrors    uint64            `json:"read_errors"`
 	Keepalive     *KeepaliveStatus  `json:"keepalive,omitempty"`
@@ -127,6 +129,7 @@ func (t *Tunnel) Status() Status {
 	if e := t.ike.Load(); e != nil {
 		s.IKE = t.ikeStatus(e.Status(), time.Now())
 	}
+	s.IKEv1 = t.IKEv1Status()
 	s.Keepalive = t.ka.status(time.Now())
 	s.UDPEncap = t.udpEncapStatus()
 	if t.sadb != nil {

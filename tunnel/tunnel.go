@@ -20,6 +20,7 @@ import (
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/gre"
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 	"github.com/gresec/gresec/rawip"
 	"github.com/gresec/gresec/tun"
 	"github.com/gresec/gresec/udpencap"
@@ -94,6 +95,8 @@ type Tunnel struct {
 	addrs      []netip.Prefix             // the addresses on the interface
 	staticMu   sync.Mutex                 // serialises static SA changes by Reload
 	static     staticKeys                 // for Keys and Reload
+
+	ikev1 atomic.Pointer[ikev1.Engine] // keying = "ikev1" (ikev1.go)
 }
 
 // New creates the TUN device and the raw socket and installs the static SAs.
@@ -134,7 +137,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 	t.conn = conn
 	t.rawPath = sendPath{conn: conn}
 	t.path.Store(&t.rawPath)
-	if cfg.Keying == config.KeyingIKEv2 {
+	if cfg.Keying.IKE() {
 		// Bound now, with the other privileged sockets, so the daemon can
 		// drop its privileges before any peer is heard.
 		if t.ikeSock, err = listenIKE(cfg.Local); err != nil {
@@ -207,6 +210,15 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	if t.natt != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- t.receiveFrom(t.natt) }()
+	}
+	if t.cfg.Keying == config.KeyingIKEv1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.runIKEv1(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
 	}
 	if t.cfg.Keying == config.KeyingIKEv2 {
 		wg.Add(1)

@@ -54,7 +54,7 @@ func cmdKeys(args []string) error {
 		}
 	}
 	fmt.Printf("wrote %d ESP and %d IKE SAs to %s; decrypt with: WIRESHARK_CONFIG_DIR=%s tshark -r CAPTURE\n",
-		len(k.ESP), len(k.IKE), *dir, *dir)
+		len(k.ESP), len(k.IKE)+len(k.ISAKMP), *dir, *dir)
 	return nil
 }
 
@@ -113,8 +113,14 @@ func wiresharkFiles(k tunnel.KeyExport) (map[string]string, error) {
 		// Byte fields are bare hex in Wireshark's UAT files; text is quoted.
 		fmt.Fprintf(&ike, "%s,%s,%s,%s,%q,%s,%s,%q\n", sa.SPIi, sa.SPIr, sa.SKei, sa.SKer, alg, sa.SKai, sa.SKar, integ)
 	}
+	// IKEv1: the initiator's cookie and the phase 1 cipher key, both bytes.
+	var isakmp strings.Builder
+	for _, sa := range k.ISAKMP {
+		fmt.Fprintf(&isakmp, "%s,%s\n", sa.ICookie, sa.Key)
+	}
 	return map[string]string{
 		"esp_sa":                 esp.String(),
+		"ikev1_decryption_table": isakmp.String(),
 		"ikev2_decryption_table": ike.String(),
 		"preferences":            "esp.enable_encryption_decode: TRUE\n",
 	}, nil

@@ -139,6 +139,7 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 			fmt.Fprintf(w, "      last error: %s\n", k.LastError)
 		}
 	}
+	printIKEv1(w, st.IKEv1)
 	if st.Outbound != nil {
 		fmt.Fprintf(w, "\n   outbound esp sa: spi %s  transform %s\n", st.Outbound.SPI, st.Outbound.Transform)
 		fmt.Fprintf(w, "      #pkts encrypt: %d  #bytes: %d  last seq: %d\n", st.Outbound.Packets, st.Outbound.Bytes, st.Outbound.Sequence)

@@ -25,6 +25,8 @@ type Conn struct {
 	// ConnExtra and ChildExtra are swanctl.conf lines added to the
 	// connection and its child, e.g. "rekey_time = 0" or "dpd_delay = 2s".
 	ConnExtra, ChildExtra string
+	// Version is the IKE version, 1 or 2; 0 means 2.
+	Version int
 }
 
 // SwanctlConf renders c as a complete swanctl.conf (connection and secret).
@@ -50,10 +52,14 @@ func (c Conn) SwanctlConf() string {
 	if esp == "" {
 		esp = SeedESPProposal
 	}
+	version := c.Version
+	if version == 0 {
+		version = 2
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `connections {
   %[1]s {
-    version = 2
+    version = %[10]d
     local_addrs = %[2]s
     remote_addrs = %[3]s
     proposals = %[4]s
@@ -80,7 +86,7 @@ func (c Conn) SwanctlConf() string {
     }
   }
 }
-`, name, c.Local, c.Remote, ike, lid, rid, esp, indent(c.ConnExtra, "    "), indent(c.ChildExtra, "        "))
+`, name, c.Local, c.Remote, ike, lid, rid, esp, indent(c.ConnExtra, "    "), indent(c.ChildExtra, "        "), version)
 	// Hex, so that any PSK bytes survive swanctl.conf quoting.
 	fmt.Fprintf(&b, "secrets {\n  ike-%s {\n    id-local = %s\n    id-remote = %s\n    secret = 0x%s\n  }\n}\n",
 		name, lid, rid, hex.EncodeToString(c.PSK))

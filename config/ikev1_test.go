@@ -1,0 +1,39 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const ikev1Base = `[tunnel]
+local = "198.18.0.1"
+remote = "198.18.0.2"
+[ipsec]
+keying = "ikev1"
+[ike]
+psk_file = "PSK"
+proposals = ["aes128-sha1-modp2048"]
+esp_proposals = ["aes128-sha1-modp2048"]
+`
+
+func TestIKEv1Config(t *testing.T) {
+	c, err := Parse("g.toml", []byte(ikev1Base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Keying != KeyingIKEv1 || !c.Keying.IKE() || c.IKE.ProposalText[0] != "aes128-sha1-modp2048" {
+		t.Errorf("keying %q proposals %v", c.Keying, c.IKE.ProposalText)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		// The IKEv2 defaults are AEAD, which IKEv1 phase 1 cannot carry.
+		{`proposals = ["aes128-sha1-modp2048"]`, ``, `ike.proposals: keying = "ikev1" needs a proposal with AES-CBC`},
+		{`psk_file = "PSK"`, "local_psk_file = \"A\"\nremote_psk_file = \"B\"", `ike.local_psk_file: keying = "ikev1" proves both sides with one key`},
+		{`keying = "ikev1"`, "keying = \"ikev1\"\nmode = \"tunnel\"", `ipsec.keying: keying = "ikev1" negotiates GRE in transport mode only`},
+		{`keying = "ikev1"`, "keying = \"ikev1\"\nudp_encap = \"always\"", `ipsec.udp_encap: "always" is not supported with keying = "ikev1"`},
+	} {
+		_, err := Parse("g.toml", []byte(strings.Replace(ikev1Base, tc.from, tc.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q -> %q: got %v, want %q", tc.from, tc.to, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+
+	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/ikev1"
+)
+
+// runIKEv1 is runIKE for keying = "ikev1": the same socket, config and
+// data plane, with the IKEv1 engine. IKEv1 datagrams reach it through the
+// socket's v1 hook (the header's version byte tells them apart).
+func (t *Tunnel) runIKEv1(ctx context.Context) error {
+	go t.ikeSock.read(t.ike.Load)
+	for {
+		t.ikeMu.Lock()
+		cfg := ikeConfig(t.cfg, t.ikeCfg)
+		e, err := ikev1.New(cfg, t, t.log)
+		if err != nil {
+			t.ikeMu.Unlock()
+			return err
+		}
+		ectx, cancel := context.WithCancel(ctx)
+		t.ikeSock.v1.Store(e)
+		t.ikev1.Store(e)
+		t.ikeRestart = cancel
+		t.ikeMu.Unlock()
+
+		err = e.Serve(ectx, t.ikeSock)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ectx.Err() == nil {
+			return err
+		}
+	}
+}
+
+// offerV1 hands an IKEv1 datagram to the IKEv1 engine; false when it is
+// not IKEv1 or no such engine runs.
+func (s *ikeSocket) offerV1(b []byte, from netip.AddrPort) bool {
+	e := s.v1.Load()
+	if e == nil || !ikev1.IsV1(b) {
+		return false
+	}
+	e.Offer(b, from)
+	return true
+}
+
+// IKEv1Status is the IKEv1 engine's status, nil unless keying = "ikev1".
+func (t *Tunnel) IKEv1Status() *ikev1.Status {
+	e := t.ikev1.Load()
+	if e == nil {
+		return nil
+	}
+	s := e.Status()
+	return &s
+}
+
+// ISAKMPKey is one IKEv1 phase 1 SA: Wireshark's ikev1_decryption_table
+// row.
+type ISAKMPKey struct {
+	ICookie string // 16 hex digits
+	Key     string // hex of the cipher key
+}
+
+// ikev1Keys adds the IKEv1 engine's live phase 1 and phase 2 SAs to k.
+func (t *Tunnel) ikev1Keys(k *KeyExport) {
+	e := t.ikev1.Load()
+	if e == nil {
+		return
+	}
+	x := e.ExportKeys()
+	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
+	for _, c := range x.Children {
+		s := c.Suite
+		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {
+			k.ESP = append(k.ESP, espKey(local, remote, c.SPIOut, tr, c.KeyOut), espKey(remote, local, c.SPIIn, tr, c.KeyIn))
+		}
+		c.KeyIn.Wipe()
+		c.KeyOut.Wipe()
+	}
+	for _, p := range x.ISAKMP {
+		k.ISAKMP = append(k.ISAKMP, ISAKMPKey{ICookie: fmt.Sprintf("%016x", p.ICookie), Key: hex.EncodeToString(p.Enc)})
+		p.Enc.Wipe()
+	}
+}
