@@ -1,6 +1,7 @@
 #!/bin/bash
 # Builds the interop guest: a Debian bookworm (minbase) root with the stock
-# kernel, strongSwan, OpenBSD iked and the tools the scenarios drive, plus the
+# kernel, strongSwan, OpenBSD iked, libreswan, BIRD 2 and the tools the
+# scenarios drive, plus the
 # kernel and an initrd extracted for qemu's -kernel/-initrd.
 #
 # Output: $GRESEC_INTEROP_CACHE/image-<hash>/{vmlinuz,initrd.img,rootfs.ext4,manifest.txt}
@@ -29,7 +30,17 @@ packages=(
 	linux-image-amd64 initramfs-tools kmod zstd
 	iproute2 netbase iputils-ping procps tcpdump
 	strongswan strongswan-swanctl libstrongswan-standard-plugins openiked
+	bird2
 )
+
+# libreswan's package conflicts with strongswan-starter and strongswan-libcharon
+# (both own /usr/sbin/ipsec, /etc/ipsec.conf), so apt will not install it next to
+# strongSwan. Its runtime dependencies are installed by apt and the package
+# itself is unpacked (not configured) into /opt/libreswan; /usr/libexec/ipsec,
+# where pluto looks for its helpers (addconn, _updown), is a link to it and
+# belongs to no other package. Nothing of it is enabled at boot: the guest's
+# init is gresec-init, not systemd, and tests start pluto themselves.
+unpacked=(libreswan)
 
 log() { printf '[build-image %(%T)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,13 +104,26 @@ printf '%s\n' virtio_pci virtio_blk ext4 >"$root/etc/initramfs-tools/modules"
 
 log "apt-get install ${packages[*]} (about 1-2 min)"
 # A private mount namespace: proc and the .deb cache vanish with it, even on failure.
-unshare --mount --propagation private /bin/bash -euo pipefail -c '
+UNPACKED="${unpacked[*]}" unshare --mount --propagation private /bin/bash -euo pipefail -c '
 	root=$1; debs=$2; shift 2
 	mount -t proc proc "$root/proc"
 	mount --bind "$debs" "$root/var/cache/apt/archives"
 	export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
 	chroot "$root" apt-get update -q
 	chroot "$root" apt-get install -y -q --no-install-recommends "$@"
+	for pkg in $UNPACKED; do
+		chroot "$root" /bin/sh -euc "cd /tmp && apt-get download -q $pkg"
+		deb=$(ls "$root"/tmp/"$pkg"_*.deb)
+		# Depends without versions and alternatives (the first is taken).
+		deps=$(dpkg-deb -f "$deb" Depends | sed "s/([^)]*)//g; s/|[^,]*//g; s/,/ /g")
+		chroot "$root" apt-get install -y -q --no-install-recommends $deps
+		mkdir -p "$root/opt/$pkg"
+		dpkg-deb -x "$deb" "$root/opt/$pkg"
+		echo "$pkg $(dpkg-deb -f "$deb" Version) (unpacked in /opt/$pkg)" >>"$root/../manifest.unpacked"
+		rm -f "$deb"
+	done
+	mkdir -p "$root/usr/libexec"
+	ln -s /opt/libreswan/usr/libexec/ipsec "$root/usr/libexec/ipsec"
 	chroot "$root" dpkg-query -W -f "\${Package} \${Version}\n" >"$root/../manifest.pkgs"
 ' bash "$root" "$cache/debs" "${packages[@]}" >"$tmp/apt.log" 2>&1 ||
 	{ tail -n 30 "$tmp/apt.log" >&2; die "apt-get install failed"; }
@@ -138,9 +162,9 @@ mke2fs -q -t ext4 -L gresec-root -E root_owner=0:0 -d "$root" "$tmp/rootfs.ext4"
 	echo "kernel $kver"
 	echo "built $(date -u +%FT%TZ) in $((SECONDS - start))s"
 	echo "packages:"
-	cat "$tmp/manifest.pkgs"
+	cat "$tmp/manifest.pkgs" "$tmp/manifest.unpacked"
 } >"$tmp/manifest.staging"
-rm -rf "$root" "$tmp/manifest.pkgs"
+rm -rf "$root" "$tmp/manifest.pkgs" "$tmp/manifest.unpacked"
 mv "$tmp/manifest.staging" "$tmp/manifest.txt"
 
 # Publish atomically: the directory appears complete or not at all.
