@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"encoding/binary"
 	"time"
 
@@ -12,8 +13,13 @@ import (
 
 // receiveLoop moves packets raw socket -> ESP -> GRE -> TUN, a batch at a
 // time, decrypting in place and handing the TUN writer slices of the
-// receive buffers.
-func (t *Tunnel) receiveLoop() error {
+// receive buffers. On the daemon's shared socket, its reader calls
+// Receive instead, and this waits for the end.
+func (t *Tunnel) receiveLoop(ctx context.Context) error {
+	if t.shared != nil {
+		<-ctx.Done()
+		return nil
+	}
 	batch := batchSize
 	msgs := make([]rawip.Message, batch)
 	bases := make([][]byte, batch)
@@ -23,9 +29,6 @@ func (t *Tunnel) receiveLoop() error {
 		bases[i] = make([]byte, tunWriteOffset+recvBufSize)
 		msgs[i].Buf = bases[i][tunWriteOffset:]
 	}
-	out := make([][]byte, 0, batch)
-	t.reflect = make([]rawip.Message, 0, batch)
-
 	for {
 		n, err := t.conn.ReadBatch(msgs)
 		if err != nil && n == 0 {
@@ -38,22 +41,36 @@ func (t *Tunnel) receiveLoop() error {
 			t.log.Sugar().Warnw("raw socket read failed", "err", err)
 			continue
 		}
-		out = t.decapsulateBatch(out[:0], msgs[:n], bases)
-		if len(t.reflect) > 0 {
-			t.sendReflections()
-		}
-		if len(out) == 0 {
-			continue
-		}
-		if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
-			if isClosed(err) {
-				return nil
-			}
-			// The TUN writer reports the sum of its failures, not which
-			// packets failed: count the batch once.
-			t.stats.drop(dropTUNWriteError)
+		if t.receive(msgs[:n], bases) {
+			return nil
 		}
 	}
+}
+
+// Receive takes a run of packets for this tunnel from the daemon's shared
+// socket (demux.Sink), on its reading goroutine.
+func (t *Tunnel) Receive(msgs []rawip.Message, bases [][]byte) { t.receive(msgs, bases) }
+
+// receive opens msgs, read into bases, and writes the inner packets to
+// the TUN device. It reports whether the device is closed.
+func (t *Tunnel) receive(msgs []rawip.Message, bases [][]byte) (closed bool) {
+	out := t.decapsulateBatch(t.recvOut[:0], msgs, bases)
+	t.recvOut = out[:0]
+	if len(t.reflect) > 0 {
+		t.sendReflections()
+	}
+	if len(out) == 0 {
+		return false
+	}
+	if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
+		if isClosed(err) {
+			return true
+		}
+		// The TUN writer reports the sum of its failures, not which
+		// packets failed: count the batch once.
+		t.stats.drop(dropTUNWriteError)
+	}
+	return false
 }
 
 // decapsulateBatch opens msgs (received into bases) and appends the inner

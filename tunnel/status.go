@@ -167,9 +167,14 @@ func saStatus(sa *esp.SA) SAStatus {
 
 func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 	k := NewIKEStatus(is, now, t.ChildBytes)
-	if t.ikeSock != nil {
+	if t.ikeSock != nil || t.shared != nil {
 		// Read while no engine ran (start, reload): dropped before any.
-		n := t.ikeSock.orphans.Load()
+		var n uint64
+		if t.ikeSock != nil {
+			n = t.ikeSock.orphans.Load()
+		} else {
+			n = t.shared.orphans.Load()
+		}
 		k.Counters.Received += n
 		k.Counters.Dropped += n
 		if k.Counters.Drops == nil {

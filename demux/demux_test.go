@@ -1,0 +1,229 @@
+package demux
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gresec/gresec/rawip"
+)
+
+// fakeConn replays queued batches of ESP packets, then reports closed.
+type fakeConn struct {
+	mu      sync.Mutex
+	batches [][]rawip.Message
+	written int
+}
+
+func (c *fakeConn) ReadBatch(msgs []rawip.Message) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.batches) == 0 {
+		return 0, net.ErrClosed
+	}
+	b := c.batches[0]
+	c.batches = c.batches[1:]
+	for i, m := range b {
+		msgs[i].Off, msgs[i].N, msgs[i].Addr = 0, copy(msgs[i].Buf, m.Buf), m.Addr
+	}
+	return len(b), nil
+}
+
+func (c *fakeConn) WriteBatch(msgs []rawip.Message) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written += len(msgs)
+	return len(msgs), nil
+}
+
+func (c *fakeConn) Close() error { return nil }
+
+// recorder is a tunnel that notes the SPIs of the runs it received.
+type recorder struct {
+	name string
+	runs [][]uint32
+}
+
+func (r *recorder) Receive(msgs []rawip.Message, bases [][]byte) {
+	var run []uint32
+	for i, m := range msgs {
+		if &bases[i][len(bases[i])-len(m.Buf)] != &m.Buf[0] {
+			panic("message buffer is not inside its base")
+		}
+		run = append(run, binary.BigEndian.Uint32(m.Buf[m.Off:]))
+	}
+	r.runs = append(r.runs, run)
+}
+
+func espPacket(spi uint32, from string) rawip.Message {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint32(b, spi)
+	return rawip.Message{Buf: b, N: len(b), Addr: netip.MustParseAddr(from)}
+}
+
+func TestDispatchBySPI(t *testing.T) {
+	spis := NewSPITable()
+	a, b, fallback := &recorder{name: "a"}, &recorder{name: "b"}, &recorder{name: "fallback"}
+	for _, x := range []struct {
+		spi uint32
+		s   Sink
+	}{{0x1000, a}, {0x1001, a}, {0x2000, b}} {
+		if !spis.Add(x.spi, x.s) {
+			t.Fatalf("Add(0x%x) refused", x.spi)
+		}
+	}
+	if spis.Add(0x1000, b) {
+		t.Fatal("a second tunnel took SPI 0x1000")
+	}
+	conn := &fakeConn{batches: [][]rawip.Message{{
+		espPacket(0x1000, "198.18.0.2"), espPacket(0x1001, "198.18.0.2"), // a run of two for a
+		espPacket(0x2000, "198.18.0.3"),                                       // b
+		espPacket(0x3000, "198.18.0.4"),                                       // unknown SPI from the fallback's peer
+		espPacket(0x3000, "198.18.0.9"),                                       // unknown SPI, unknown peer: dropped
+		{Buf: []byte{1, 2, 3}, N: 3, Addr: netip.MustParseAddr("198.18.0.2")}, // shorter than an SPI
+		espPacket(0x1000, "198.18.0.2"),                                       // a again, after the others
+	}}}
+	p := NewESPPort(conn, spis, 8, 16, 64)
+	if !p.AddPeer(netip.MustParseAddr("198.18.0.4"), fallback) {
+		t.Fatal("AddPeer refused")
+	}
+	if p.AddPeer(netip.MustParseAddr("198.18.0.4"), a) {
+		t.Fatal("a second tunnel took peer 198.18.0.4")
+	}
+	p.Run()
+
+	check := func(r *recorder, want [][]uint32) {
+		t.Helper()
+		if len(r.runs) != len(want) {
+			t.Fatalf("%s got runs %x, want %x", r.name, r.runs, want)
+		}
+		for i := range want {
+			if len(r.runs[i]) != len(want[i]) {
+				t.Fatalf("%s got runs %x, want %x", r.name, r.runs, want)
+			}
+			for j := range want[i] {
+				if r.runs[i][j] != want[i][j] {
+					t.Fatalf("%s got runs %x, want %x", r.name, r.runs, want)
+				}
+			}
+		}
+	}
+	check(a, [][]uint32{{0x1000, 0x1001}, {0x1000}})
+	check(b, [][]uint32{{0x2000}})
+	check(fallback, [][]uint32{{0x3000}})
+	if got := p.Stats().UnknownSPI.Load(); got != 1 {
+		t.Errorf("unknown SPI drops = %d, want 1", got)
+	}
+	if got := p.Stats().Malformed.Load(); got != 1 {
+		t.Errorf("malformed drops = %d, want 1", got)
+	}
+
+	// A tunnel that goes takes its SPIs with it; its packets are then
+	// counted drops, not delivered.
+	spis.RemoveAll(a)
+	p.RemovePeer(netip.MustParseAddr("198.18.0.4"), fallback)
+	conn.batches = [][]rawip.Message{{espPacket(0x1000, "198.18.0.2"), espPacket(0x3000, "198.18.0.4")}}
+	p.Run()
+	check(a, [][]uint32{{0x1000, 0x1001}, {0x1000}})
+	check(fallback, [][]uint32{{0x3000}})
+	if got := p.Stats().UnknownSPI.Load(); got != 3 {
+		t.Errorf("unknown SPI drops = %d, want 3", got)
+	}
+}
+
+func TestSPIAllocateUnique(t *testing.T) {
+	spis := NewSPITable()
+	r := &recorder{}
+	seen := map[uint32]bool{}
+	for i := 0; i < 4000; i++ {
+		spi := spis.Allocate()
+		if spi <= 255 {
+			t.Fatalf("allocated reserved SPI %d", spi)
+		}
+		if seen[spi] {
+			t.Fatalf("SPI 0x%08x allocated twice", spi)
+		}
+		seen[spi] = true
+		if i%2 == 0 && !spis.Add(spi, r) {
+			t.Fatalf("Add of an allocated SPI refused")
+		}
+	}
+	if spis.Len() != 2000 {
+		t.Fatalf("table holds %d SPIs, want 2000", spis.Len())
+	}
+	// Reservations that never became SAs expire: the table does not grow
+	// with failed negotiations.
+	spis.clock = func() time.Time { return time.Now().Add(2 * reserveFor) }
+	spis.Allocate()
+	if n := len(spis.reserved); n != 1 {
+		t.Fatalf("%d reservations left after expiry, want 1", n)
+	}
+}
+
+func TestIKEDispatchByPeer(t *testing.T) {
+	p := &IKEPort{}
+	p.engines.Store(&map[netip.Addr]Offer{})
+	var got []string
+	offer := func(name string) Offer {
+		return func(b []byte, from netip.AddrPort) { got = append(got, name+":"+from.Addr().Unmap().String()) }
+	}
+	if !p.Add(netip.MustParseAddr("198.18.0.2"), offer("a")) || !p.Add(netip.MustParseAddr("2001:db8::2"), offer("b")) {
+		t.Fatal("Add refused")
+	}
+	if p.Add(netip.MustParseAddr("198.18.0.2"), offer("c")) {
+		t.Fatal("a second engine took peer 198.18.0.2")
+	}
+	p.Dispatch([]byte("x"), netip.MustParseAddrPort("[::ffff:198.18.0.2]:500")) // as a dual-stack socket reports IPv4
+	p.Dispatch([]byte("x"), netip.MustParseAddrPort("[2001:db8::2]:500"))
+	p.Dispatch([]byte("x"), netip.MustParseAddrPort("198.18.0.7:500"))
+	p.Remove(netip.MustParseAddr("198.18.0.2"))
+	p.Dispatch([]byte("x"), netip.MustParseAddrPort("198.18.0.2:500"))
+	if len(got) != 2 || got[0] != "a:198.18.0.2" || got[1] != "b:2001:db8::2" {
+		t.Fatalf("dispatched %v", got)
+	}
+	if p.Unrouted.Load() != 2 {
+		t.Fatalf("unrouted = %d, want 2", p.Unrouted.Load())
+	}
+}
+
+// nullSink counts packets.
+type nullSink struct{ n int }
+
+func (s *nullSink) Receive(msgs []rawip.Message, _ [][]byte) { s.n += len(msgs) }
+
+// BenchmarkDispatch: a batch of 128 packets for 100 tunnels of 3 SPIs
+// each, interleaved. allocs/op must be 0, and ns/op must not grow with
+// the number of tunnels (compare -bench with tunnels=1000).
+func BenchmarkDispatch(b *testing.B) {
+	for _, tunnels := range []int{1, 100, 1000} {
+		b.Run(map[int]string{1: "tunnels=1", 100: "tunnels=100", 1000: "tunnels=1000"}[tunnels], func(b *testing.B) {
+			spis := NewSPITable()
+			sinks := make([]*nullSink, tunnels)
+			var all []uint32
+			for i := range sinks {
+				sinks[i] = &nullSink{}
+				for j := 0; j < 3; j++ {
+					spi := spis.Allocate()
+					spis.Add(spi, sinks[i])
+					all = append(all, spi)
+				}
+			}
+			const batch = 128
+			p := NewESPPort(&fakeConn{}, spis, batch, 16, 64)
+			for i := range p.msgs {
+				binary.BigEndian.PutUint32(p.msgs[i].Buf, all[(i*7)%len(all)])
+				p.msgs[i].N = 16
+				p.msgs[i].Addr = netip.MustParseAddr("198.18.0.2")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p.dispatch(batch)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/packet")
+		})
+	}
+}
