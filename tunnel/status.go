@@ -11,6 +11,9 @@ import (
 
 // Status is a snapshot of the tunnel for `gresec status`.
 type Status struct {
+	// Name is the tunnel's name in a daemon of many (its file's name
+	// without .toml); "" for a daemon of one.
+	Name          string            `json:"name,omitempty"`
 	Interface     string            `json:"interface"`
 	Local         string            `json:"local"`
 	Remote        string            `json:"remote"`
