@@ -112,3 +112,15 @@ type sharedConn struct{ p *demux.ESPPort }
 func (c sharedConn) ReadBatch([]rawip.Message) (int, error)    { return 0, net.ErrClosed }
 func (c sharedConn) WriteBatch(m []rawip.Message) (int, error) { return c.p.WriteBatch(m) }
 func (c sharedConn) Close() error                              { return nil }
+
+// DaemonStatus is the control socket's answer to "status" in a daemon of
+// many tunnels.
+type DaemonStatus struct {
+	Tunnels []Status `json:"tunnels"`
+	// Drops of the shared sockets, before any tunnel: ESP shorter than an
+	// SPI, ESP with an SPI no tunnel owns from no tunnel's peer, IKE from
+	// no tunnel's peer.
+	Malformed   uint64 `json:"esp_malformed"`
+	UnknownSPI  uint64 `json:"esp_unknown_spi"`
+	UnroutedIKE uint64 `json:"ike_unrouted"`
+}

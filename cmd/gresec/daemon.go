@@ -345,22 +345,10 @@ func (d *daemon) statuses() []tunnel.Status {
 	return out
 }
 
-// DaemonStatus is the control socket's answer to "status" in a daemon of
-// many tunnels.
-type DaemonStatus struct {
-	Tunnels []tunnel.Status `json:"tunnels"`
-	// Drops of the shared sockets, before any tunnel: ESP shorter than an
-	// SPI, ESP with an SPI no tunnel owns from no tunnel's peer, IKE from
-	// no tunnel's peer.
-	Malformed   uint64 `json:"esp_malformed"`
-	UnknownSPI  uint64 `json:"esp_unknown_spi"`
-	UnroutedIKE uint64 `json:"ike_unrouted"`
-}
-
 func (d *daemon) answer(cmd string) (any, error) {
 	switch cmd {
 	case "status":
-		st := DaemonStatus{Tunnels: d.statuses()}
+		st := tunnel.DaemonStatus{Tunnels: d.statuses()}
 		st.Malformed, st.UnknownSPI, st.UnroutedIKE = d.socks.Stats()
 		return st, nil
 	case "keys":

@@ -1,0 +1,374 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
+	"github.com/gresec/gresec/tunnel"
+)
+
+// hub is one gresec daemon running a directory of tunnels to many spoke
+// sites, each a namespace with its own one-tunnel gresec. All sites share
+// one underlay LAN (a bridge in the hub's namespace), so every tunnel of
+// the hub has the same local address: one raw ESP socket and one UDP 500
+// socket carry them all.
+type hub struct {
+	t      *testing.T
+	ns     *netns.NS
+	dir    string // the hub's tunnel directory
+	work   string
+	sock   string
+	proc   *netns.Proc
+	spokes map[int]*spoke
+}
+
+type spoke struct {
+	n      int
+	keying string
+	ns     *netns.NS
+	cfg    string
+	sock   string
+	proc   *netns.Proc
+}
+
+var hubAddr = netip.MustParseAddr("198.18.0.1")
+
+func spokeAddr(n int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + n)}) }
+func hubInner(n int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 0}), 31)
+}
+func spokeInner(n int) netip.Addr    { return netip.AddrFrom4([4]byte{198, 19, byte(n), 1}) }
+func spokeName(n int) string         { return fmt.Sprintf("s%02d", n) }
+func spokeFile(h *hub, n int) string { return filepath.Join(h.dir, spokeName(n)+".toml") }
+
+func newHub(t *testing.T) *hub {
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	h := &hub{t: t, work: t.TempDir(), spokes: map[int]*spoke{}}
+	h.dir = filepath.Join(h.work, "tunnels.d")
+	h.sock = filepath.Join(h.work, "hub.sock")
+	if err := os.Mkdir(h.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.Create(netns.Unique("gresec-hub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ns = ns
+	t.Cleanup(func() { ns.Delete() })
+	for _, c := range [][]string{
+		{"ip", "link", "add", "br0", "type", "bridge"},
+		{"ip", "addr", "add", hubAddr.String() + "/24", "dev", "br0"},
+		{"ip", "link", "set", "br0", "up"},
+	} {
+		if _, err := ns.Run(c[0], c[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, "gresec.toml"), []byte(fmt.Sprintf("[control]\nsocket = %q\n", h.sock)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// addSpoke makes spoke n's site and both ends' configs; startSpoke runs it.
+func (h *hub) addSpoke(n int, keying string) *spoke {
+	t := h.t
+	ns, err := netns.Create(netns.Unique("gresec-spoke"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Delete() })
+	veth := fmt.Sprintf("hv%02d", n)
+	if _, err := netns.Cmd("ip", "link", "add", veth, "netns", h.ns.Name, "type", "veth", "peer", "name", "eth0", "netns", ns.Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"ip", "link", "set", veth, "master", "br0"}, {"ip", "link", "set", veth, "up"}} {
+		if _, err := h.ns.Run(c[0], c[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range [][]string{{"ip", "addr", "add", spokeAddr(n).String() + "/24", "dev", "eth0"}, {"ip", "link", "set", "eth0", "up"}} {
+		if _, err := ns.Run(c[0], c[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &spoke{n: n, keying: keying, ns: ns, cfg: filepath.Join(h.work, spokeName(n)+"-spoke.toml"), sock: filepath.Join(h.work, spokeName(n)+".sock")}
+	hubSide := fmt.Sprintf("[tunnel]\ninterface = \"hk%02d\"\nlocal = %q\nremote = %q\naddresses = [%q]\n[ipsec]\nkeying = %q\n",
+		n, hubAddr, spokeAddr(n), hubInner(n), keying)
+	spokeSide := fmt.Sprintf("[tunnel]\ninterface = \"gre0\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = %q\n[control]\nsocket = %q\n",
+		spokeAddr(n), hubAddr, spokeInner(n), keying, s.sock)
+	switch keying {
+	case "static":
+		k1, k2 := newKey(t), newKey(t)
+		spiHub, spiSpoke := 0x10000+n, 0x20000+n
+		hubSide += fmt.Sprintf("[static]\nspi_in = 0x%x\nspi_out = 0x%x\nkey_in = %q\nkey_out = %q\n", spiHub, spiSpoke, k1, k2)
+		spokeSide += fmt.Sprintf("[static]\nspi_in = 0x%x\nspi_out = 0x%x\nkey_in = %q\nkey_out = %q\n", spiSpoke, spiHub, k2, k1)
+	case "ikev2":
+		psk := filepath.Join(h.work, spokeName(n)+".psk")
+		if err := os.WriteFile(psk, []byte("gresec-hub-test-"+newKey(t)[2:34]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The spoke initiates, the hub only responds: as a hub does.
+		hubSide += fmt.Sprintf("[ike]\ninitiate = false\npsk_file = %q\n", psk)
+		spokeSide += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n", psk)
+	}
+	if err := os.WriteFile(spokeFile(h, n), []byte(hubSide), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.cfg, []byte(spokeSide), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.spokes[n] = s
+	return s
+}
+
+func (h *hub) startSpoke(s *spoke) {
+	proc, err := s.ns.Start(gresecBin, "up", "-c", s.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s.proc = proc
+	h.t.Cleanup(func() {
+		if s.proc == proc {
+			proc.Stop(5 * time.Second)
+		}
+	})
+}
+
+func (h *hub) start() {
+	proc, err := h.ns.Start(gresecBin, "up", "-d", h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.proc = proc
+	h.t.Cleanup(func() {
+		if err := proc.Stop(10 * time.Second); err != nil {
+			h.t.Errorf("hub did not stop cleanly on SIGTERM: %v\n%s", err, lastLines(proc.Out.String(), 30))
+		}
+	})
+}
+
+func (h *hub) status() (tunnel.DaemonStatus, error) {
+	var st tunnel.DaemonStatus
+	out, err := exec.Command(gresecBin, "status", "--json", "-s", h.sock).CombinedOutput()
+	if err != nil {
+		return st, fmt.Errorf("%v: %s", err, out)
+	}
+	err = json.Unmarshal(out, &st)
+	return st, err
+}
+
+// ready reports whether every tunnel of names is in the hub's status with
+// an outbound SA (and, under IKE, an established IKE SA).
+func ready(st tunnel.DaemonStatus, names []string) bool {
+	by := map[string]tunnel.Status{}
+	for _, s := range st.Tunnels {
+		by[s.Name] = s
+	}
+	for _, n := range names {
+		s, ok := by[n]
+		if !ok || s.Outbound == nil || (s.IKE != nil && s.IKE.State != "established") {
+			return false
+		}
+	}
+	return true
+}
+
+// spis is each tunnel's inbound and outbound SPIs, as the hub reports them.
+func spis(st tunnel.DaemonStatus) map[string]string {
+	out := map[string]string{}
+	for _, s := range st.Tunnels {
+		v := ""
+		if s.Outbound != nil {
+			v = "out " + s.Outbound.SPI
+		}
+		for _, in := range s.Inbound {
+			v += " in " + in.SPI
+		}
+		out[s.Name] = v
+	}
+	return out
+}
+
+func (h *hub) waitReady(names []string, timeout time.Duration) tunnel.DaemonStatus {
+	h.t.Helper()
+	var st tunnel.DaemonStatus
+	if !netns.WaitFor(timeout, func() bool {
+		var err error
+		st, err = h.status()
+		return err == nil && ready(st, names)
+	}) {
+		h.t.Fatalf("hub tunnels %v not all up within %s: %v\n%s", names, timeout, spis(st), lastLines(h.proc.Out.String(), 40))
+	}
+	return st
+}
+
+// pingSpokes pings each spoke's inner address from the hub, all spokes at
+// once, and returns those that did not answer.
+func (h *hub) pingSpokes(ns []int) []int {
+	type result struct {
+		n  int
+		ok bool
+	}
+	res := make(chan result, len(ns))
+	for _, n := range ns {
+		go func() {
+			out, _ := h.ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.3", "-W", "2", "-w", "10", spokeInner(n).String())
+			res <- result{n, replies(out) >= 2}
+		}()
+	}
+	var failed []int
+	for range ns {
+		if r := <-res; !r.ok {
+			failed = append(failed, r.n)
+		}
+	}
+	return failed
+}
+
+// countSockets counts the hub namespace's sockets in a /proc/net table
+// whose local port (for raw sockets: the protocol) is port.
+func (h *hub) countSockets(table string, port uint16) int {
+	out, err := h.ns.Run("cat", "/proc/net/"+table)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	want := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, line := range strings.Split(out, "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1], want) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHubManyTunnels runs one hub daemon with 12 tunnels (6 static, 6
+// IKEv2) to 12 spoke sites on one shared raw ESP socket and one UDP 500
+// socket; pings through all; reloads removing one tunnel and adding
+// another while the rest keep their SPIs; kills one spoke and checks that
+// no other tunnel notices.
+func TestHubManyTunnels(t *testing.T) {
+	h := newHub(t)
+	var all []int
+	for n := 1; n <= 12; n++ {
+		keying := "static"
+		if n%2 == 0 {
+			keying = "ikev2"
+		}
+		h.addSpoke(n, keying)
+		all = append(all, n)
+	}
+	h.start()
+	// The spokes start once the hub runs all its tunnels, so that none of
+	// their packets comes before its tunnel: then every packet the shared
+	// sockets see has its tunnel.
+	if !netns.WaitFor(20*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == 12 }) {
+		t.Fatalf("hub did not come up with 12 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	for _, n := range all {
+		h.startSpoke(h.spokes[n])
+	}
+	nameList := func(ns []int) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, spokeName(n))
+		}
+		return out
+	}
+	before := h.waitReady(nameList(all), 60*time.Second)
+	if len(before.Tunnels) != 12 {
+		t.Fatalf("hub runs %d tunnels, want 12", len(before.Tunnels))
+	}
+	if raw, udp := h.countSockets("raw", 50), h.countSockets("udp", 500); raw != 1 || udp != 1 {
+		t.Errorf("hub namespace has %d raw ESP sockets and %d UDP 500 sockets, want one of each", raw, udp)
+	}
+	if failed := h.pingSpokes(all); len(failed) > 0 {
+		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	// Spokes ping the hub too.
+	for _, n := range []int{1, 2} {
+		if out, _ := h.spokes[n].ns.RunTimeout(20*time.Second, "ping", "-c", "3", "-i", "0.3", "-w", "10", hubInner(n).Addr().String()); replies(out) < 2 {
+			t.Errorf("spoke %d cannot ping the hub:\n%s", n, out)
+		}
+	}
+	// Every packet found its tunnel by SPI: none dropped as unknown.
+	if st, _ := h.status(); st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
+	}
+	before, _ = h.status()
+	spisBefore := spis(before)
+
+	// Reload: s01 (static) goes, s13 (IKEv2) comes; the others keep their SAs.
+	if err := os.Remove(spokeFile(h, 1)); err != nil {
+		t.Fatal(err)
+	}
+	h.spokes[1].proc.Stop(5 * time.Second)
+	s13 := h.addSpoke(13, "ikev2")
+	h.startSpoke(s13)
+	if err := h.proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	rest := all[1:]
+	after := h.waitReady(nameList(append(append([]int{}, rest...), 13)), 60*time.Second)
+	for _, s := range after.Tunnels {
+		if s.Name == "s01" {
+			t.Errorf("s01 still runs after its file was removed")
+		}
+	}
+	if !netns.WaitFor(5*time.Second, func() bool {
+		_, err := h.ns.Run("ip", "link", "show", "hk01")
+		return err != nil
+	}) {
+		t.Errorf("hk01 still exists after the reload removed its tunnel")
+	}
+	spisAfter := spis(after)
+	for _, n := range rest {
+		if spisAfter[spokeName(n)] != spisBefore[spokeName(n)] {
+			t.Errorf("%s SAs changed across the reload: %s -> %s", spokeName(n), spisBefore[spokeName(n)], spisAfter[spokeName(n)])
+		}
+	}
+	if failed := h.pingSpokes(append(append([]int{}, rest...), 13)); len(failed) > 0 {
+		t.Fatalf("after the reload, no ping to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+
+	// Kill spoke 2 (IKEv2) without a word to the hub: the others go on.
+	if err := h.spokes[2].proc.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	h.spokes[2].proc.Stop(time.Second)
+	others := []int{3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+	if failed := h.pingSpokes(others); len(failed) > 0 {
+		t.Fatalf("with spoke 2 dead, no ping to spokes %v", failed)
+	}
+	final, _ := h.status()
+	spisFinal := spis(final)
+	for _, n := range others {
+		if n != 13 && spisFinal[spokeName(n)] != spisBefore[spokeName(n)] {
+			t.Errorf("%s SAs changed when spoke 2 died: %s -> %s", spokeName(n), spisBefore[spokeName(n)], spisFinal[spokeName(n)])
+		}
+	}
+
+	// The one-line listing names every tunnel.
+	out, err := exec.Command(gresecBin, "status", "-s", h.sock).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "12 tunnels") || !strings.Contains(string(out), "s13          hk13") {
+		t.Errorf("status listing:\n%s", out)
+	}
+	out, err = exec.Command(gresecBin, "status", "-s", h.sock, "-i", "hk04").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "tunnel: s04") || !strings.Contains(string(out), "interface: hk04") {
+		t.Errorf("status -i hk04: %v\n%s", err, out)
+	}
+}
