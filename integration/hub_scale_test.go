@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,9 +126,56 @@ func TestHubScale(t *testing.T) {
 	}
 	t.Logf("%d tunnels: all established %.1f s after the peers started; hub RSS %d KiB with the tunnels up and idle (%d KiB before any SA); idle CPU %.2f%% of one core over 20 s",
 		n, established.Seconds(), rss, rssUp, idle)
+	if os.Getenv("GRESEC_SCALE_IPERF") == "1" && n > 1 {
+		// One tunnel's single stream with n-1 idle tunnels beside it, then
+		// with the others removed by a reload of both daemons: same run.
+		many := iperfMedian(t, hubNS, peerNS, inner(0, 0))
+		for k := 1; k < n; k++ {
+			name := fmt.Sprintf("t%03d.toml", k)
+			os.Remove(filepath.Join(hubDir, name))
+			os.Remove(filepath.Join(peerDir, name))
+		}
+		hubProc.Cmd.Process.Signal(syscall.SIGHUP)
+		peers.Cmd.Process.Signal(syscall.SIGHUP)
+		if !netns.WaitFor(60*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == 1 }) {
+			t.Fatalf("hub did not go down to one tunnel")
+		}
+		h.waitReady(names[:1], 10*time.Second)
+		one := iperfMedian(t, hubNS, peerNS, inner(0, 0))
+		t.Logf("single TCP stream through one tunnel: %.0f Mbit/s with %d idle tunnels beside it, %.0f Mbit/s alone: ratio %.3f (median of 3 runs of 5 s)",
+			many, n-1, one, many/one)
+	}
 	if st, err := h.status(); err == nil && (st.UnknownSPI != 0 || st.UnroutedIKE != 0) {
 		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs, %d IKE datagrams from no tunnel's peer", st.UnknownSPI, st.UnroutedIKE)
 	}
+}
+
+// iperfMedian is the median of three 5 s single-stream TCP runs from
+// client's namespace to dst in server's.
+func iperfMedian(t *testing.T, server, client *netns.NS, dst netip.Addr) float64 {
+	var runs []float64
+	for i := 0; i < 3; i++ {
+		srv, err := server.Start("iperf3", "-s", "-1", "-B", dst.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !netns.WaitFor(5*time.Second, func() bool {
+			out, _ := server.Run("ss", "-ltn", "sport", "= :5201")
+			return strings.Contains(out, "5201")
+		}) {
+			srv.Stop(time.Second)
+			t.Fatalf("iperf3 server did not listen:\n%s", srv.Out)
+		}
+		out, err := client.RunTimeout(30*time.Second, "iperf3", "-c", dst.String(), "-t", "5", "-J")
+		srv.Stop(2 * time.Second)
+		r := parseIperf(out, err)
+		if r.err != "" {
+			t.Fatalf("iperf3: %s", r.err)
+		}
+		runs = append(runs, r.mbps)
+	}
+	sort.Float64s(runs)
+	return runs[1]
 }
 
 // rssKB is a process's resident set, from /proc.
