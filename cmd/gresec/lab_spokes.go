@@ -139,6 +139,13 @@ func (l *hubLab) run() error {
 		l.spokeProcs = append(l.spokeProcs, p)
 	}
 	start := time.Now()
+	// Static keys are up on the hub at once: the spokes' own ends must be
+	// too before the pings.
+	for k := range l.spokes {
+		if !netns.WaitFor(20*time.Second, func() bool { _, err := control.Query(l.spokeSock(k), "status"); return err == nil }) {
+			return fmt.Errorf("spoke %d: gresec did not come up; its output:\n%s", k, l.spokeProcs[k].Out)
+		}
+	}
 	var st tunnel.DaemonStatus
 	if !netns.WaitFor(time.Duration(30+l.n)*time.Second, func() bool {
 		if queryJSON(hubSock, &st) != nil {
