@@ -2,8 +2,8 @@
 // carrying ESP per local address (raw IP protocol 50, and ESP in UDP once
 // NAT-T lands: any Conn fits), dispatching each inbound packet by its SPI
 // in O(1) to the tunnel that owns the SA, and one UDP socket per local
-// address and IKE port, dispatching each datagram to the IKE engine of the
-// tunnel for that peer. SPIs are allocated here so that they are unique in
+// address and IKE port, dispatching each datagram to an IKE engine by our
+// IKE SPI in it, or (a new IKE_SA_INIT) by the sender's address. SPIs are allocated here so that they are unique in
 // the daemon, whatever tunnel asks.
 //
 // Nothing here knows a tunnel: the tunnel registers a Sink (its receive

@@ -2,12 +2,14 @@ package demux
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/rawip"
 )
 
@@ -163,29 +165,83 @@ func TestSPIAllocateUnique(t *testing.T) {
 	}
 }
 
-func TestIKEDispatchByPeer(t *testing.T) {
-	p := &IKEPort{}
-	p.engines.Store(&map[netip.Addr]Offer{})
+// ikeHeader is an IKE header with these SPIs and flags.
+func ikeHeader(spiI, spiR uint64, flags ike.Flags) []byte {
+	h := make(ike.Header, ike.HeaderLen)
+	h.SetSPIi(spiI)
+	h.SetSPIr(spiR)
+	h.SetVersion(ike.Version2)
+	h.SetFlags(flags)
+	return h
+}
+
+type nullSender struct{ n int }
+
+func (s *nullSender) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	s.n++
+	return len(b), nil
+}
+
+func TestIKEDispatch(t *testing.T) {
+	p := NewIKEPort(nil)
 	var got []string
 	offer := func(name string) Offer {
 		return func(b []byte, from netip.AddrPort) { got = append(got, name+":"+from.Addr().Unmap().String()) }
 	}
-	if !p.Add(netip.MustParseAddr("198.18.0.2"), offer("a")) || !p.Add(netip.MustParseAddr("2001:db8::2"), offer("b")) {
-		t.Fatal("Add refused")
+	out := &nullSender{}
+	a := p.Join(netip.MustParseAddr("198.18.0.2"), offer("a"), out)
+	b := p.Join(netip.MustParseAddr("2001:db8::2"), offer("b"), out)
+	if a == nil || b == nil {
+		t.Fatal("Join refused")
 	}
-	if p.Add(netip.MustParseAddr("198.18.0.2"), offer("c")) {
+	if p.Join(netip.MustParseAddr("198.18.0.2"), offer("c"), out) != nil {
 		t.Fatal("a second engine took peer 198.18.0.2")
 	}
-	p.Dispatch([]byte("x"), netip.MustParseAddrPort("[::ffff:198.18.0.2]:500")) // as a dual-stack socket reports IPv4
-	p.Dispatch([]byte("x"), netip.MustParseAddrPort("[2001:db8::2]:500"))
-	p.Dispatch([]byte("x"), netip.MustParseAddrPort("198.18.0.7:500"))
-	p.Remove(netip.MustParseAddr("198.18.0.2"))
-	p.Dispatch([]byte("x"), netip.MustParseAddrPort("198.18.0.2:500"))
-	if len(got) != 2 || got[0] != "a:198.18.0.2" || got[1] != "b:2001:db8::2" {
-		t.Fatalf("dispatched %v", got)
+	peerA := netip.MustParseAddrPort("198.18.0.2:500")
+	// By address: a new IKE_SA_INIT (no responder SPI), as a dual-stack
+	// socket reports an IPv4 sender too.
+	p.Dispatch(ikeHeader(0x11, 0, ike.FlagInitiator), netip.MustParseAddrPort("[::ffff:198.18.0.2]:500"))
+	p.Dispatch(ikeHeader(0x22, 0, ike.FlagInitiator), netip.MustParseAddrPort("[2001:db8::2]:500"))
+	p.Dispatch(ikeHeader(0x33, 0, ike.FlagInitiator), netip.MustParseAddrPort("198.18.0.7:500"))
+	// a answers as responder with its SPI 0xa1, and initiates an SA of its
+	// own with SPI 0xa2: both are learned.
+	a.WriteToUDPAddrPort(ikeHeader(0x11, 0xa1, ike.FlagResponse), peerA)
+	a.WriteToUDPAddrPort(ikeHeader(0xa2, 0, ike.FlagInitiator), peerA)
+	if out.n != 2 {
+		t.Fatalf("%d datagrams sent, want 2", out.n)
 	}
-	if p.Unrouted.Load() != 2 {
-		t.Fatalf("unrouted = %d, want 2", p.Unrouted.Load())
+	// By SPI, whatever the address (a peer that moved, peers behind one
+	// NAT): the peer's next request on a's responder SA, and the answer to
+	// a's own request.
+	moved := netip.MustParseAddrPort("198.18.0.9:4500")
+	p.Dispatch(ikeHeader(0x11, 0xa1, ike.FlagInitiator), moved)
+	p.Dispatch(ikeHeader(0xa2, 0xb7, ike.FlagResponse), moved)
+	// An SPI nobody has, from nobody's address: counted.
+	p.Dispatch(ikeHeader(0x11, 0xff, ike.FlagInitiator), moved)
+	p.Dispatch([]byte("short"), moved)
+	want := []string{"a:198.18.0.2", "b:2001:db8::2", "a:198.18.0.9", "a:198.18.0.9"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dispatched %v, want %v", got, want)
+	}
+	if n := p.Unrouted.Load(); n != 3 {
+		t.Fatalf("unrouted = %d, want 3", n)
+	}
+	// An engine that leaves is reached neither by address nor by SPI, and
+	// learns nothing from its last sends.
+	a.Leave()
+	a.WriteToUDPAddrPort(ikeHeader(0xa3, 0, ike.FlagInitiator), peerA)
+	got = nil
+	p.Dispatch(ikeHeader(0x11, 0xa1, ike.FlagInitiator), peerA)
+	p.Dispatch(ikeHeader(0xa3, 0x1, ike.FlagResponse), peerA)
+	if len(got) != 0 || len(*p.bySPI.Load()) != 0 {
+		t.Fatalf("after Leave: dispatched %v, %d SPIs kept", got, len(*p.bySPI.Load()))
+	}
+	// The SPIs kept per engine are bounded.
+	for i := uint64(1); i <= 3*spisPerClient; i++ {
+		b.WriteToUDPAddrPort(ikeHeader(0x1000+i, 0, ike.FlagInitiator), peerA)
+	}
+	if n := len(*p.bySPI.Load()); n != spisPerClient {
+		t.Fatalf("%d SPIs kept for one engine, want %d", n, spisPerClient)
 	}
 }
 

@@ -233,7 +233,7 @@ func childPolicy(c *config.Config, k *config.IKE) ike.ChildPolicy {
 func (t *Tunnel) runIKE(ctx context.Context) error {
 	var sender ike.Sender = t.ikeSock
 	if t.shared != nil {
-		sender = t.shared.ike // its reader calls offerIKE
+		sender = t.shared.ikeC // the port's reader calls offerIKE
 	} else {
 		go t.ikeSock.read(t.ike.Load)
 	}

@@ -26,6 +26,7 @@ type shared struct {
 	socks   *demux.Sockets
 	esp     *demux.ESPPort
 	ike     *demux.IKEPort
+	ikeC    *demux.IKEClient // the engines' sender; nil until attach
 	orphans atomic.Uint64 // IKE datagrams that came while no engine ran
 }
 
@@ -79,8 +80,10 @@ func (t *Tunnel) attach() error {
 			return fmt.Errorf("%s: SPI 0x%08x: another tunnel of this daemon receives on it", t.cfg.Path, sa.SPI())
 		}
 	}
-	if s.ike != nil && !s.ike.Add(t.remote, t.offerIKE) {
-		return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
+	if s.ike != nil {
+		if s.ikeC = s.ike.Join(t.remote, t.offerIKE, nil); s.ikeC == nil {
+			return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
+		}
 	}
 	return nil
 }
@@ -89,8 +92,8 @@ func (t *Tunnel) attach() error {
 // others.
 func (t *Tunnel) detach() {
 	s := t.shared
-	if s.ike != nil {
-		s.ike.Remove(t.remote)
+	if s.ikeC != nil {
+		s.ikeC.Leave()
 	}
 	s.esp.RemovePeer(t.remote, t)
 	s.socks.SPIs.RemoveAll(t)
