@@ -283,3 +283,36 @@ func BenchmarkDispatch(b *testing.B) {
 		})
 	}
 }
+
+// TestDispatchAllocatesNothing holds the hot path to its promise: a batch
+// dispatched to many tunnels, unknown SPIs and fallbacks included, costs
+// no allocation.
+func TestDispatchAllocatesNothing(t *testing.T) {
+	spis := NewSPITable()
+	sinks := make([]*nullSink, 50)
+	var all []uint32
+	for i := range sinks {
+		sinks[i] = &nullSink{}
+		spi := spis.Allocate()
+		spis.Add(spi, sinks[i])
+		all = append(all, spi)
+	}
+	p := NewESPPort(&fakeConn{}, spis, 64, 16, 64)
+	fallback := &nullSink{}
+	p.AddPeer(netip.MustParseAddr("198.18.0.3"), fallback)
+	for i := range p.msgs {
+		spi := all[i%len(all)]
+		if i%5 == 0 {
+			spi = 0xdead0000 + uint32(i) // no tunnel's
+		}
+		binary.BigEndian.PutUint32(p.msgs[i].Buf, spi)
+		p.msgs[i].N = 16
+		p.msgs[i].Addr = netip.MustParseAddr([]string{"198.18.0.2", "198.18.0.3"}[i%2])
+	}
+	if a := testing.AllocsPerRun(100, func() { p.dispatch(len(p.msgs)) }); a != 0 {
+		t.Fatalf("dispatch allocates %.1f times per batch", a)
+	}
+	if fallback.n == 0 || p.Stats().UnknownSPI.Load() == 0 {
+		t.Fatalf("fallback got %d packets, %d unknown-SPI drops: the test did not reach both paths", fallback.n, p.Stats().UnknownSPI.Load())
+	}
+}
