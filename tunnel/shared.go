@@ -27,7 +27,7 @@ type shared struct {
 	esp     *demux.ESPPort
 	ike     *demux.IKEPort
 	ikeC    *demux.IKEClient // the engines' sender; nil until attach
-	orphans atomic.Uint64 // IKE datagrams that came while no engine ran
+	orphans atomic.Uint64    // IKE datagrams that came while no engine ran
 }
 
 // sharesESP tells whether a tunnel of cfg uses the daemon's raw ESP socket.
