@@ -348,10 +348,28 @@ func TestHubManyTunnels(t *testing.T) {
 	before, _ = h.status()
 	spisBefore := spis(before)
 
-	// Reload: s01 (static) goes, s13 (IKEv2) comes; the others keep their SAs.
+	// Reload: s01 (static) goes, s13 (IKEv2) comes, s04's IKE lifetime
+	// changes (applied in place: its IKE SA is negotiated again) and s06's
+	// MTU (only a restart applies it: that tunnel alone restarts); the
+	// others keep their SAs.
 	if err := os.Remove(spokeFile(h, 1)); err != nil {
 		t.Fatal(err)
 	}
+	edit := func(n int, from, to string) {
+		b, err := os.ReadFile(spokeFile(h, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), from) {
+			t.Fatalf("%s has no %q", spokeFile(h, n), from)
+		}
+		if err := os.WriteFile(spokeFile(h, n), []byte(strings.Replace(string(b), from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit(4, "[ike]\n", "[ike]\nlifetime = \"2h\"\n")
+	edit(6, "[ipsec]\n", "mtu = 1400\n[ipsec]\n")
+	changed := map[int]bool{4: true, 6: true}
 	h.spokes[1].proc.Stop(5 * time.Second)
 	s13 := h.addSpoke(13, "ikev2")
 	h.startSpoke(s13)
@@ -359,7 +377,20 @@ func TestHubManyTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := all[1:]
-	after := h.waitReady(nameList(append(append([]int{}, rest...), 13)), 60*time.Second)
+	// Done when s13 is up (the daemon starts new tunnels last), s01 gone,
+	// and s04 and s06 established on new SAs.
+	var after tunnel.DaemonStatus
+	if !netns.WaitFor(60*time.Second, func() bool {
+		var err error
+		if after, err = h.status(); err != nil || !ready(after, nameList(append(append([]int{}, rest...), 13))) {
+			return false
+		}
+		now := spis(after)
+		_, s01 := now["s01"]
+		return !s01 && now["s04"] != spisBefore["s04"] && now["s06"] != spisBefore["s06"]
+	}) {
+		t.Fatalf("reload not applied within 60 s: %v\n%s", spis(after), lastLines(h.proc.Out.String(), 40))
+	}
 	for _, s := range after.Tunnels {
 		if s.Name == "s01" {
 			t.Errorf("s01 still runs after its file was removed")
@@ -373,9 +404,15 @@ func TestHubManyTunnels(t *testing.T) {
 	}
 	spisAfter := spis(after)
 	for _, n := range rest {
-		if spisAfter[spokeName(n)] != spisBefore[spokeName(n)] {
+		same := spisAfter[spokeName(n)] == spisBefore[spokeName(n)]
+		if changed[n] && same {
+			t.Errorf("%s kept its SAs across a reload that changed its IKE settings: %s", spokeName(n), spisAfter[spokeName(n)])
+		} else if !changed[n] && !same {
 			t.Errorf("%s SAs changed across the reload: %s -> %s", spokeName(n), spisBefore[spokeName(n)], spisAfter[spokeName(n)])
 		}
+	}
+	if out, _ := h.ns.Run("ip", "link", "show", "hk06"); !strings.Contains(out, "mtu 1400") {
+		t.Errorf("hk06 after its tunnel restarted with mtu = 1400:\n%s", out)
 	}
 	if failed := h.pingSpokes(pingable(append(append([]int{}, rest...), 13))); len(failed) > 0 {
 		t.Fatalf("after the reload, no ping to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
@@ -393,8 +430,8 @@ func TestHubManyTunnels(t *testing.T) {
 	final, _ := h.status()
 	spisFinal := spis(final)
 	for _, n := range others {
-		if n != 13 && spisFinal[spokeName(n)] != spisBefore[spokeName(n)] {
-			t.Errorf("%s SAs changed when spoke 2 died: %s -> %s", spokeName(n), spisBefore[spokeName(n)], spisFinal[spokeName(n)])
+		if spisFinal[spokeName(n)] != spisAfter[spokeName(n)] {
+			t.Errorf("%s SAs changed when spoke 2 died: %s -> %s", spokeName(n), spisAfter[spokeName(n)], spisFinal[spokeName(n)])
 		}
 	}
 
