@@ -31,6 +31,7 @@ type hub struct {
 	sock   string
 	proc   *netns.Proc
 	spokes map[int]*spoke
+	ipv6   bool // IPv6 underlay
 }
 
 type spoke struct {
@@ -42,9 +43,31 @@ type spoke struct {
 	proc   *netns.Proc
 }
 
-var hubAddr = netip.MustParseAddr("198.18.0.1")
+var hubAddr4 = netip.MustParseAddr("198.18.0.1")
 
-func spokeAddr(n int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + n)}) }
+func spokeAddr4(n int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + n)}) }
+
+// hubAddr and spokeAddr are the underlay addresses, IPv6 with h.ipv6.
+func (h *hub) hubAddr() netip.Addr {
+	if h.ipv6 {
+		return netip.MustParseAddr("2001:db8:18::1")
+	}
+	return hubAddr4
+}
+
+func (h *hub) spokeAddr(n int) netip.Addr {
+	if h.ipv6 {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x18, 14: 0, 15: byte(10 + n)})
+	}
+	return spokeAddr4(n)
+}
+
+func (h *hub) prefixLen() string {
+	if h.ipv6 {
+		return "/64"
+	}
+	return "/24"
+}
 func hubInner(n int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 0}), 31)
 }
@@ -52,9 +75,9 @@ func spokeInner(n int) netip.Addr    { return netip.AddrFrom4([4]byte{198, 19, b
 func spokeName(n int) string         { return fmt.Sprintf("s%02d", n) }
 func spokeFile(h *hub, n int) string { return filepath.Join(h.dir, spokeName(n)+".toml") }
 
-func newHub(t *testing.T) *hub {
+func newHub(t *testing.T, ipv6 bool) *hub {
 	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
-	h := &hub{t: t, work: t.TempDir(), spokes: map[int]*spoke{}}
+	h := &hub{t: t, work: t.TempDir(), spokes: map[int]*spoke{}, ipv6: ipv6}
 	h.dir = filepath.Join(h.work, "tunnels.d")
 	h.sock = filepath.Join(h.work, "hub.sock")
 	if err := os.Mkdir(h.dir, 0o700); err != nil {
@@ -68,7 +91,7 @@ func newHub(t *testing.T) *hub {
 	t.Cleanup(func() { ns.Delete() })
 	for _, c := range [][]string{
 		{"ip", "link", "add", "br0", "type", "bridge"},
-		{"ip", "addr", "add", hubAddr.String() + "/24", "dev", "br0"},
+		{"ip", "addr", "add", h.hubAddr().String() + h.prefixLen(), "dev", "br0", "nodad"},
 		{"ip", "link", "set", "br0", "up"},
 	} {
 		if _, err := ns.Run(c[0], c[1:]...); err != nil {
@@ -98,16 +121,16 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 			t.Fatal(err)
 		}
 	}
-	for _, c := range [][]string{{"ip", "addr", "add", spokeAddr(n).String() + "/24", "dev", "eth0"}, {"ip", "link", "set", "eth0", "up"}} {
+	for _, c := range [][]string{{"ip", "addr", "add", h.spokeAddr(n).String() + h.prefixLen(), "dev", "eth0", "nodad"}, {"ip", "link", "set", "eth0", "up"}} {
 		if _, err := ns.Run(c[0], c[1:]...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s := &spoke{n: n, keying: keying, ns: ns, cfg: filepath.Join(h.work, spokeName(n)+"-spoke.toml"), sock: filepath.Join(h.work, spokeName(n)+".sock")}
 	hubSide := fmt.Sprintf("[tunnel]\ninterface = \"hk%02d\"\nlocal = %q\nremote = %q\naddresses = [%q]\n[ipsec]\nkeying = %q\n",
-		n, hubAddr, spokeAddr(n), hubInner(n), keying)
+		n, h.hubAddr(), h.spokeAddr(n), hubInner(n), keying)
 	spokeSide := fmt.Sprintf("[tunnel]\ninterface = \"gre0\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = %q\n[control]\nsocket = %q\n",
-		spokeAddr(n), hubAddr, spokeInner(n), keying, s.sock)
+		h.spokeAddr(n), h.hubAddr(), spokeInner(n), keying, s.sock)
 	switch keying {
 	case "static":
 		k1, k2 := newKey(t), newKey(t)
@@ -158,7 +181,7 @@ func (h *hub) startSwanSpoke(s *spoke) *swan.Charon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := swan.Conn{Local: spokeAddr(s.n).String(), Remote: hubAddr.String(), PSK: swan.Key(strings.TrimSpace(string(psk)))}
+	conf := swan.Conn{Local: h.spokeAddr(s.n).String(), Remote: h.hubAddr().String(), PSK: swan.Key(strings.TrimSpace(string(psk)))}
 	ch := startCharon(t, s.ns.Name, conf.SwanctlConf())
 	if err := ch.Initiate("gre"); err != nil {
 		t.Fatalf("charon initiate: %v", err)
@@ -285,7 +308,7 @@ func (h *hub) countSockets(table string, port uint16) int {
 const swanSpoke = 12
 
 func TestHubManyTunnels(t *testing.T) {
-	h := newHub(t)
+	h := newHub(t, false)
 	var all []int
 	for n := 1; n <= 12; n++ {
 		keying := "static"
@@ -446,5 +469,32 @@ func TestHubManyTunnels(t *testing.T) {
 	out, err = exec.Command(gresecBin, "status", "-s", h.sock, "-i", "hk04").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "tunnel: s04") || !strings.Contains(string(out), "interface: hk04") {
 		t.Errorf("status -i hk04: %v\n%s", err, out)
+	}
+}
+
+// TestHubIPv6Underlay: the shared sockets on an IPv6 underlay (raw ESP
+// over IPv6 delivers no IP header; the sender comes from the socket
+// address), static and IKEv2 tunnels side by side in one daemon.
+func TestHubIPv6Underlay(t *testing.T) {
+	h := newHub(t, true)
+	for n := 1; n <= 4; n++ {
+		h.addSpoke(n, []string{"static", "ikev2"}[n%2])
+	}
+	h.start()
+	if !netns.WaitFor(20*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == 4 }) {
+		t.Fatalf("hub did not come up with 4 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	for n := 1; n <= 4; n++ {
+		h.startSpoke(h.spokes[n])
+	}
+	h.waitReady([]string{"s01", "s02", "s03", "s04"}, 30*time.Second)
+	if raw := h.countSockets("raw6", 50); raw != 1 {
+		t.Errorf("hub namespace has %d raw IPv6 ESP sockets, want 1", raw)
+	}
+	if failed := h.pingSpokes([]int{1, 2, 3, 4}); len(failed) > 0 {
+		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	if st, _ := h.status(); st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
 	}
 }
