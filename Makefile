@@ -11,7 +11,8 @@ BIN := bin/gresec
 APT_LAB  := iproute2 iputils-ping iperf3
 APT_TEST := $(APT_LAB) bird2 tshark python3-scapy python3-cryptography nftables tcpdump procps \
             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libc6-dev \
-            qemu-system-x86 debootstrap e2fsprogs prometheus openiked groff-base man-db systemd
+            qemu-system-x86 debootstrap e2fsprogs prometheus openiked groff-base man-db systemd \
+            conntrack
 
 .PHONY: all build lab test interop soak unit lint cross install deps-lab deps-test deps-bench bench fuzz clean
 

@@ -129,6 +129,9 @@ type Config struct {
 	// UDPEncap and UDPPort: ESP in UDP (config/udp.go).
 	UDPEncap UDPEncap
 	UDPPort  int
+	// NATKeepalive: how often the side behind a NAT sends a NAT keepalive
+	// when nothing else went out (IKEv2 only; 0: never).
+	NATKeepalive time.Duration
 	// Mode is the ESP mode and Encap what carries the inner packets
 	// inside it; together they are the tunnel's shape (Shape).
 	Mode  Mode
@@ -168,6 +171,22 @@ func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
 // MSS4 and MSS6 are the largest TCP MSS that fits the tunnel MTU.
 func (c *Config) MSS4() int { return c.MTU - tcpIPv4Overhead }
 func (c *Config) MSS6() int { return c.MTU - tcpIPv6Overhead }
+
+// MSSInUDP4 and MSSInUDP6 are the largest TCP MSS whose packet still fits
+// the underlay when IKE floats ESP into UDP (udp_encap = "auto" behind a
+// NAT): the MTU is the raw path's, 8 bytes too large for that one, and a
+// clamp to it keeps TCP from making every full segment an IP fragment.
+func (c *Config) MSSInUDP4() int { return c.mtuInUDP() - tcpIPv4Overhead }
+func (c *Config) MSSInUDP6() int { return c.mtuInUDP() - tcpIPv6Overhead }
+
+// mtuInUDP is the tunnel MTU, or less if ESP in UDP would not fit it.
+func (c *Config) mtuInUDP() int {
+	if c.Keying == KeyingNone || c.udpOverhead() != 0 {
+		return c.MTU
+	}
+	fit := c.ESPTransform().TunnelMTU(c.UnderlayMTU, c.outerLen()+udpHeaderLen, c.EncapLen())
+	return min(c.MTU, fit)
+}
 
 // Overhead is what the encapsulation adds to an inner packet of the
 // largest size, outer IP header included.
@@ -246,6 +265,7 @@ type file struct {
 		ReplayWindow *int64  `toml:"replay_window"`
 		UDPEncap     *string `toml:"udp_encap"`
 		UDPPort      *int64  `toml:"udp_port"`
+		NATKeepalive *string `toml:"nat_keepalive"`
 	} `toml:"ipsec"`
 	Static *struct {
 		SPIOut *int64  `toml:"spi_out"`
@@ -444,6 +464,7 @@ func (v *validator) build(f *file) *Config {
 		c.ReplayWindow = int(*w)
 	}
 	v.udpEncap(f.IPsec.UDPEncap, f.IPsec.UDPPort, c)
+	c.NATKeepalive = v.duration("ipsec.nat_keepalive", f.IPsec.NATKeepalive, DefaultNATKeepalive, 0)
 
 	switch c.Keying {
 	case KeyingStatic:

@@ -27,6 +27,7 @@ const (
 	IPsecReplayWindow
 	IPsecUDPEncap
 	IPsecUDPPort
+	IPsecNATKeepalive
 	StaticSPIOut
 	StaticSPIIn
 	StaticESP
@@ -47,6 +48,8 @@ const (
 	IKERetransmitTries
 	IKELocalTS
 	IKERemoteTS
+	IKEFragmentation
+	IKEFragmentSize
 	StaticKeyIn  // compared by digest
 	StaticKeyOut // compared by digest
 	IKELocalPSK  // the contents of the PSK file, by digest
@@ -74,6 +77,7 @@ var fieldKeys = [numFields]string{
 	IPsecReplayWindow:      "ipsec.replay_window",
 	IPsecUDPEncap:          "ipsec.udp_encap",
 	IPsecUDPPort:           "ipsec.udp_port",
+	IPsecNATKeepalive:      "ipsec.nat_keepalive",
 	StaticSPIOut:           "static.spi_out",
 	StaticSPIIn:            "static.spi_in",
 	StaticESP:              "static.esp",
@@ -94,6 +98,8 @@ var fieldKeys = [numFields]string{
 	IKERetransmitTries:     "ike.retransmit_tries",
 	IKELocalTS:             "ike.local_ts",
 	IKERemoteTS:            "ike.remote_ts",
+	IKEFragmentation:       "ike.fragmentation",
+	IKEFragmentSize:        "ike.fragment_size",
 	StaticKeyIn:            "static.key_in",
 	StaticKeyOut:           "static.key_out",
 	IKELocalPSK:            "ike.local_psk",
@@ -129,7 +135,8 @@ var (
 	StaticFields = FieldsOf(StaticSPIOut, StaticSPIIn, StaticESP, StaticSeqOut, StaticKeyIn, StaticKeyOut)
 	IKEFields    = FieldsOf(IKEInitiate, IKELocalPSKFile, IKERemotePSKFile, IKELocalID, IKERemoteID,
 		IKEProposals, IKEESPProposals, IKELifetime, IKEChildLifetime, IKEChildLifetimeBytes, IKEDPD,
-		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK)
+		IKERetransmitTimeout, IKERetransmitBase, IKERetransmitTries, IKELocalTS, IKERemoteTS, IKELocalPSK, IKERemotePSK,
+		IKEFragmentation, IKEFragmentSize)
 )
 
 // Has tells whether f is in s.
@@ -222,6 +229,7 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IPsecReplayWindow, old.ReplayWindow, next.ReplayWindow)
 	cmp(IPsecUDPEncap, old.UDPEncap, next.UDPEncap)
 	cmp(IPsecUDPPort, old.UDPPort, next.UDPPort)
+	cmp(IPsecNATKeepalive, old.NATKeepalive, next.NATKeepalive)
 	cmp(StaticSPIOut, old.Static.SPIOut, next.Static.SPIOut)
 	cmp(StaticSPIIn, old.Static.SPIIn, next.Static.SPIIn)
 	cmp(StaticESP, old.Static.Transform, next.Static.Transform)
@@ -243,6 +251,8 @@ func Diff(old *Config, oldDigests SecretDigests, next *Config) []Change {
 	cmp(IKERetransmitTries, oi.RetransmitTries, ni.RetransmitTries)
 	cmp(IKELocalTS, oi.LocalTS, ni.LocalTS)
 	cmp(IKERemoteTS, oi.RemoteTS, ni.RemoteTS)
+	cmp(IKEFragmentation, oi.Fragmentation, ni.Fragmentation)
+	cmp(IKEFragmentSize, oi.FragmentSize, ni.FragmentSize)
 	nd := next.Digests()
 	for _, f := range []Field{StaticKeyIn, StaticKeyOut, IKELocalPSK, IKERemotePSK} {
 		if oldDigests[f] != nd[f] {

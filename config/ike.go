@@ -54,6 +54,13 @@ type IKE struct {
 	// of inner addresses on our side and the peer's (encap = "none"
 	// only; the other shapes negotiate their underlay addresses).
 	LocalTS, RemoteTS []netip.Prefix
+
+	// IKE fragmentation (RFC 7383): Fragmentation announces and uses it
+	// (fragmentation = "yes", the default, or "no"); FragmentSize is the
+	// largest IP datagram carrying a fragment (fragment_size, default
+	// ike.DefaultFragmentSize).
+	Fragmentation bool
+	FragmentSize  int
 }
 
 type ikeFile struct {
@@ -74,6 +81,9 @@ type ikeFile struct {
 	RetransmitTries    *int64   `toml:"retransmit_tries"`
 	LocalTS            []string `toml:"local_ts"`
 	RemoteTS           []string `toml:"remote_ts"`
+
+	Fragmentation *string `toml:"fragmentation"`
+	FragmentSize  *int64  `toml:"fragment_size"`
 }
 
 func (v *validator) ike(f *ikeFile, c *Config) {
@@ -142,7 +152,32 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 		}
 		k.ChildLifetimeBytes = n
 	}
+	v.fragmentation(f, k)
 }
+
+// fragmentation reads ike.fragmentation and ike.fragment_size.
+func (v *validator) fragmentation(f *ikeFile, k *IKE) {
+	k.Fragmentation, k.FragmentSize = true, ike.DefaultFragmentSize
+	if f.Fragmentation != nil {
+		switch *f.Fragmentation {
+		case "yes":
+		case "no":
+			k.Fragmentation = false
+		default:
+			v.fail("ike.fragmentation", "expected \"yes\" or \"no\", got %s", quote(*f.Fragmentation))
+		}
+	}
+	if n := f.FragmentSize; n != nil {
+		if *n < minFragmentSize || *n > 65535 {
+			v.fail("ike.fragment_size", "expected an IP datagram size from %d to 65535 bytes, got %d", minFragmentSize, *n)
+		}
+		k.FragmentSize = int(*n)
+	}
+}
+
+// minFragmentSize leaves an IKE fragment room for content under IPv6
+// and UDP headers with any SK cipher.
+const minFragmentSize = 200
 
 func (v *validator) proposals(key string, proto ike.ProtocolID, given, def []string) ([]string, []ike.Proposal) {
 	if given == nil {

@@ -32,6 +32,13 @@ func TestIKEDefaultsAreSeed000(t *testing.T) {
 	if k.LocalIDText != "198.18.0.1" || k.RemoteIDText != "198.18.0.2" {
 		t.Errorf("ids %q %q", k.LocalIDText, k.RemoteIDText)
 	}
+	if !k.Fragmentation || k.FragmentSize != 1280 {
+		t.Errorf("fragmentation %v, fragment_size %d", k.Fragmentation, k.FragmentSize)
+	}
+	c, err = Parse("g.toml", []byte(ikeBase+"fragmentation = \"no\"\nfragment_size = 576\n"))
+	if err != nil || c.IKE.Fragmentation || c.IKE.FragmentSize != 576 {
+		t.Errorf("fragmentation = \"no\", fragment_size = 576: %v", err)
+	}
 }
 
 func TestIKEErrors(t *testing.T) {
@@ -43,6 +50,8 @@ func TestIKEErrors(t *testing.T) {
 		{`dpd = "-5s"`, "ike.dpd: expected a duration"},
 		{`local_psk_file = "x"`, "ike.psk_file: expected either psk_file or local_psk_file + remote_psk_file"},
 		{`colour = "red"`, "ike.colour: unknown key"},
+		{`fragmentation = "force"`, `ike.fragmentation: expected "yes" or "no", got "force"`},
+		{`fragment_size = 100`, "ike.fragment_size: expected an IP datagram size from 200 to 65535 bytes, got 100"},
 	} {
 		_, err := Parse("g.toml", []byte(ikeBase+tc.add+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

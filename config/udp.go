@@ -1,26 +1,38 @@
 package config
 
+import "time"
+
 // UDPEncap says whether ESP travels in UDP (RFC 3948) or as IP protocol 50.
 type UDPEncap string
 
 const (
 	// UDPEncapAuto: raw ESP unless a NAT is found. Static keys cannot find
-	// one, so they keep raw ESP; under IKE, floating to UDP on NAT
-	// detection is not wired yet, so it keeps raw ESP too.
+	// one, so they keep raw ESP; under IKE, NAT detection (RFC 7296
+	// §2.23) finding a NAT on either side moves IKE to port 4500 and the
+	// CHILD_SAs to ESP in UDP.
 	UDPEncapAuto UDPEncap = "auto"
 	// UDPEncapAlways: ESP in UDP even without NAT (strongSwan encap = yes).
 	// With static keys both ends use UDPPort (ip xfrm ... encap espinudp
-	// 4500 4500 0.0.0.0); under IKE it is accepted and, until IKE floats
-	// to port 4500, behaves as "auto".
+	// 4500 4500 0.0.0.0); under IKE our NAT detection hash is faked so
+	// that both ends float to port 4500 and encapsulate.
 	UDPEncapAlways UDPEncap = "always"
-	// UDPEncapNever: raw ESP only.
+	// UDPEncapNever: raw ESP only. Under IKE an initiator that finds a NAT
+	// refuses to go on; a responder warns and keeps raw ESP.
 	UDPEncapNever UDPEncap = "never"
 
 	// DefaultUDPPort is the IKE NAT-T and ESP-in-UDP port (RFC 3948 §2).
 	DefaultUDPPort = 4500
 	// udpHeaderLen is what ESP in UDP adds to every packet.
 	udpHeaderLen = 8
+	// DefaultNATKeepalive is RFC 3948 §2.3's interval.
+	DefaultNATKeepalive = 20 * time.Second
 )
+
+// NATTSocket reports whether an IKEv2 tunnel opens the UDP 4500 socket
+// for NAT traversal at start.
+func (c *Config) NATTSocket() bool {
+	return c.Keying == KeyingIKEv2 && c.UDPEncap != UDPEncapNever
+}
 
 // ESPInUDP reports whether the data plane sends and receives ESP in UDP
 // on UDPPort (both ends), rather than as raw IP protocol 50.
@@ -28,9 +40,11 @@ func (c *Config) ESPInUDP() bool {
 	return c.Keying == KeyingStatic && c.UDPEncap == UDPEncapAlways
 }
 
-// udpOverhead is the UDP header when ESP travels in UDP, else 0.
+// udpOverhead is the UDP header when ESP travels in UDP for sure, else
+// 0. Under IKE with "auto" only a NAT decides, later: the MTU is the raw
+// one (docs/configuration.md).
 func (c *Config) udpOverhead() int {
-	if c.ESPInUDP() {
+	if c.ESPInUDP() || c.Keying == KeyingIKEv2 && c.UDPEncap == UDPEncapAlways {
 		return udpHeaderLen
 	}
 	return 0

@@ -29,7 +29,7 @@ func TestUDPEncap(t *testing.T) {
 		{static(`udp_encap = "auto"`), UDPEncapAuto, 4500, false, 1442, 58, ""},
 		{static(`udp_encap = "always"`), UDPEncapAlways, 4500, true, 1434, 66, ""},
 		{static("udp_encap = \"always\"\nudp_port = 14500"), UDPEncapAlways, 14500, true, 1434, 66, ""},
-		{ike(`udp_encap = "always"`), UDPEncapAlways, 4500, false, 1442, 58, ""},
+		{ike(`udp_encap = "always"`), UDPEncapAlways, 4500, false, 1434, 66, ""}, // NAT-T floats and encapsulates: 8 bytes of UDP,
 		{static(`udp_encap = "yes"`), "", 0, false, 0, 0, `ipsec.udp_encap: expected "auto", "always" or "never", got "yes"`},
 		{static(`udp_encap = true`), "", 0, false, 0, 0, `ipsec.udp_encap: must be a string`},
 		{static(`udp_port = 0`), "", 0, false, 0, 0, `ipsec.udp_port: expected an integer 1..65535, got 0`},
@@ -58,5 +58,33 @@ func TestUDPEncap(t *testing.T) {
 	cs := Diff(old, old.Digests(), next)
 	if f := Changed(cs); f != FieldsOf(TunnelMTU, IPsecUDPEncap) {
 		t.Errorf("changes %v", cs)
+	}
+}
+
+// TestMSSInUDP: under IKE with udp_encap = "auto" the MTU is the raw
+// path's; once a NAT floats ESP into UDP the clamp must leave 8 bytes
+// more. Where the MTU already does (always), or is small enough, the
+// clamp does not change.
+func TestMSSInUDP(t *testing.T) {
+	ike := func(lines string) string {
+		return strings.Replace(ikeBase, `keying = "ikev2"`, "keying = \"ikev2\"\n"+lines, 1)
+	}
+	for _, tc := range []struct {
+		text          string
+		mss4, mss4UDP int
+		mss6, mss6UDP int
+	}{
+		{ike(""), 1402, 1394, 1382, 1374},
+		{ike(`udp_encap = "always"`), 1394, 1394, 1374, 1374},
+		{strings.Replace(ike(""), "[tunnel]", "[tunnel]\nmtu = 1400", 1), 1360, 1360, 1340, 1340},
+	} {
+		c, err := Parse("u.toml", []byte(tc.text))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if c.MSS4() != tc.mss4 || c.MSSInUDP4() != tc.mss4UDP || c.MSS6() != tc.mss6 || c.MSSInUDP6() != tc.mss6UDP {
+			t.Errorf("%q: MSS %d/%d in UDP %d/%d; want %d/%d in UDP %d/%d", tc.text, c.MSS4(), c.MSS6(), c.MSSInUDP4(), c.MSSInUDP6(),
+				tc.mss4, tc.mss6, tc.mss4UDP, tc.mss6UDP)
+		}
 	}
 }

@@ -189,12 +189,12 @@ func TestIKEDispatch(t *testing.T) {
 		return func(b []byte, from netip.AddrPort) { got = append(got, name+":"+from.Addr().Unmap().String()) }
 	}
 	out := &nullSender{}
-	a := p.Join(netip.MustParseAddr("198.18.0.2"), offer("a"), out)
-	b := p.Join(netip.MustParseAddr("2001:db8::2"), offer("b"), out)
+	a := p.Join(netip.MustParseAddr("198.18.0.2"), offer("a"), nil, out, nil)
+	b := p.Join(netip.MustParseAddr("2001:db8::2"), offer("b"), nil, out, nil)
 	if a == nil || b == nil {
 		t.Fatal("Join refused")
 	}
-	if p.Join(netip.MustParseAddr("198.18.0.2"), offer("c"), out) != nil {
+	if p.Join(netip.MustParseAddr("198.18.0.2"), offer("c"), nil, out, nil) != nil {
 		t.Fatal("a second engine took peer 198.18.0.2")
 	}
 	peerA := netip.MustParseAddrPort("198.18.0.2:500")

@@ -11,9 +11,11 @@ import (
 	"github.com/gresec/gresec/ike"
 )
 
-// IKEPort is one UDP socket for IKE (port 500; 4500 with the non-ESP
-// marker once NAT-T lands: Dispatch is then the udpencap IKE handler),
-// shared by every tunnel on its local address.
+// IKEPort is one UDP socket for IKE on port 500, shared by every tunnel on
+// its local address, and the dispatcher of the IKE messages that come
+// behind the non-ESP marker on the address's UDP 4500 socket
+// (DispatchNATT, the udpencap IKE handler): one SPI table for both, since
+// an IKE SA starts on 500 and may float to 4500.
 //
 // A datagram goes to an engine by our IKE SPI in it (the responder SPI of
 // a request from the original initiator, else the initiator SPI), when an
@@ -40,19 +42,28 @@ const spisPerClient = 8
 // IKEClient is one engine's hold on the port: its ike.Sender, which
 // learns the engine's SPIs from what it sends.
 type IKEClient struct {
-	port  *IKEPort
-	peer  netip.Addr
-	offer Offer
-	out   Sender
-	spis  [spisPerClient]uint64 // a ring, under port.mu
-	next  int
-	left  bool // under port.mu: learn no more
+	port      *IKEPort
+	peer      netip.Addr
+	offer     Offer
+	offerNATT Offer // for 4500 (nil: none)
+	out       Sender
+	nat       NATSender             // the 4500 socket (nil: none)
+	spis      [spisPerClient]uint64 // a ring, under port.mu
+	next      int
+	left      bool // under port.mu: learn no more
 }
 
 // Sender sends one datagram: *net.UDPConn, or a wrapper that adds
 // the non-ESP marker on port 4500.
 type Sender interface {
 	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+}
+
+// NATSender sends IKE behind the non-ESP marker, and NAT keepalives, on
+// UDP 4500 (*udpencap.Conn).
+type NATSender interface {
+	SendIKE(msg []byte, to netip.AddrPort) error
+	SendKeepalive(to netip.AddrPort) error
 }
 
 // ListenIKE opens UDP port on local.
@@ -76,10 +87,11 @@ func NewIKEPort(conn *net.UDPConn) *IKEPort {
 	return p
 }
 
-// Join routes datagrams from peer to offer, and returns the engine's
-// sender, which writes through out (nil: the port's socket). It returns
-// nil when another tunnel has this peer on this port.
-func (p *IKEPort) Join(peer netip.Addr, offer Offer, out Sender) *IKEClient {
+// Join routes datagrams from peer to offer (and those on 4500 to
+// offerNATT), and returns the engine's sender, which writes through out
+// (nil: the port's socket) and nat (4500; nil: none). It returns nil when
+// another tunnel has this peer on this port.
+func (p *IKEPort) Join(peer netip.Addr, offer, offerNATT Offer, out Sender, nat NATSender) *IKEClient {
 	peer = peer.Unmap()
 	if out == nil {
 		out = p.conn
@@ -90,7 +102,7 @@ func (p *IKEPort) Join(peer netip.Addr, offer Offer, out Sender) *IKEClient {
 	if _, ok := cur[peer]; ok {
 		return nil
 	}
-	c := &IKEClient{port: p, peer: peer, offer: offer, out: out}
+	c := &IKEClient{port: p, peer: peer, offer: offer, offerNATT: offerNATT, out: out, nat: nat}
 	next := make(map[netip.Addr]*IKEClient, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
@@ -156,6 +168,18 @@ func ourSPI(b []byte, sent bool) uint64 {
 	return h.SPIr()
 }
 
+// SendIKE sends on 4500 for the engine (ike.NATSocket), learning its SPI
+// as WriteToUDPAddrPort does.
+func (c *IKEClient) SendIKE(msg []byte, to netip.AddrPort) error {
+	if spi := ourSPI(msg, true); spi != 0 {
+		c.learn(spi)
+	}
+	return c.nat.SendIKE(msg, to)
+}
+
+// SendKeepalive sends a NAT keepalive on 4500 (ike.NATSocket).
+func (c *IKEClient) SendKeepalive(to netip.AddrPort) error { return c.nat.SendKeepalive(to) }
+
 func (c *IKEClient) learn(spi uint64) {
 	p := c.port
 	if (*p.bySPI.Load())[spi] == c {
@@ -183,17 +207,35 @@ func (c *IKEClient) learn(spi uint64) {
 // Dispatch hands one datagram to the engine with our SPI in it, else to
 // the engine for its sender's address.
 func (p *IKEPort) Dispatch(b []byte, from netip.AddrPort) {
+	if c := p.route(b, from); c != nil {
+		c.offer(b, from)
+	}
+}
+
+// DispatchNATT is Dispatch for an IKE message that came on UDP 4500, its
+// non-ESP marker stripped (a udpencap.IKEHandler).
+func (p *IKEPort) DispatchNATT(b []byte, from netip.AddrPort) {
+	if c := p.route(b, from); c != nil {
+		if c.offerNATT == nil {
+			p.Unrouted.Add(1)
+			return
+		}
+		c.offerNATT(b, from)
+	}
+}
+
+// route finds the engine for a datagram, or counts it unrouted.
+func (p *IKEPort) route(b []byte, from netip.AddrPort) *IKEClient {
 	if spi := ourSPI(b, false); spi != 0 {
 		if c := (*p.bySPI.Load())[spi]; c != nil {
-			c.offer(b, from)
-			return
+			return c
 		}
 	}
 	if c := (*p.byPeer.Load())[from.Addr().Unmap()]; c != nil {
-		c.offer(b, from)
-		return
+		return c
 	}
 	p.Unrouted.Add(1)
+	return nil
 }
 
 // Run reads until the socket is closed.

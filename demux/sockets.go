@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/gresec/gresec/rawip"
+	"github.com/gresec/gresec/udpencap"
 )
 
 // protoESP is IP protocol 50.
@@ -21,6 +22,7 @@ type Sockets struct {
 	mu     sync.Mutex
 	esp    map[netip.Addr]*ESPPort
 	ike    map[netip.AddrPort]*IKEPort
+	natt   map[netip.Addr]*NATTPort
 	wg     sync.WaitGroup
 	closed bool
 
@@ -30,7 +32,7 @@ type Sockets struct {
 // NewSockets returns an empty set whose ESP ports read batch packets at
 // a time into buffers of bufSize bytes behind headroom bytes (NewESPPort).
 func NewSockets(batch, headroom, bufSize int) *Sockets {
-	return &Sockets{SPIs: NewSPITable(), esp: map[netip.Addr]*ESPPort{}, ike: map[netip.AddrPort]*IKEPort{},
+	return &Sockets{SPIs: NewSPITable(), esp: map[netip.Addr]*ESPPort{}, ike: map[netip.AddrPort]*IKEPort{}, natt: map[netip.Addr]*NATTPort{},
 		batch: batch, headroom: headroom, bufSize: bufSize}
 }
 
@@ -77,11 +79,54 @@ func (s *Sockets) IKE(local netip.Addr, port uint16) (*IKEPort, error) {
 	return p, nil
 }
 
+// NATTPort is the UDP 4500 socket of a local address (IKEv2 NAT
+// traversal): its ESP in UDP dispatched by SPI as on the raw socket, its
+// IKE messages by the address's IKE port (DispatchNATT).
+type NATTPort struct {
+	*ESPPort
+	Conn *udpencap.Conn
+}
+
+// NATT returns the UDP 4500 port of local, opening it on first use. The
+// IKE port of local and port 500 must be open: IKE on 4500 goes to it.
+func (s *Sockets) NATT(local netip.Addr) (*NATTPort, error) {
+	local = local.Unmap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("shared sockets closed")
+	}
+	if p := s.natt[local]; p != nil {
+		return p, nil
+	}
+	ikePort := s.ike[netip.AddrPortFrom(local, 500)]
+	if ikePort == nil {
+		return nil, fmt.Errorf("NAT traversal socket on %s: no IKE socket on port 500", local)
+	}
+	conn, err := udpencap.Listen(local, nattPort, nattPort, s.batch)
+	if err != nil {
+		return nil, fmt.Errorf("NAT traversal socket on %s: %w", netip.AddrPortFrom(local, nattPort), err)
+	}
+	conn.SetIKEHandler(ikePort.DispatchNATT)
+	p := &NATTPort{ESPPort: NewESPPort(conn, s.SPIs, s.batch, s.headroom, s.bufSize), Conn: conn}
+	s.natt[local] = p
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); p.Run() }()
+	return p, nil
+}
+
+// nattPort is UDP 4500 (RFC 3948).
+const nattPort = 4500
+
 // Stats sums the ports' own drops, for status.
 func (s *Sockets) Stats() (malformed, unknownSPI, unroutedIKE uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.esp {
+		malformed += p.stats.Malformed.Load()
+		unknownSPI += p.stats.UnknownSPI.Load()
+	}
+	for _, p := range s.natt {
 		malformed += p.stats.Malformed.Load()
 		unknownSPI += p.stats.UnknownSPI.Load()
 	}
@@ -99,6 +144,9 @@ func (s *Sockets) Close() {
 		p.Close()
 	}
 	for _, p := range s.ike {
+		p.Close()
+	}
+	for _, p := range s.natt {
 		p.Close()
 	}
 	s.mu.Unlock()

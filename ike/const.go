@@ -56,13 +56,14 @@ const (
 	PayloadSK      PayloadType = 46
 	PayloadCP      PayloadType = 47
 	PayloadEAP     PayloadType = 48
+	PayloadSKF     PayloadType = 53 // Encrypted Fragment (RFC 7383 §2.5)
 )
 
 var payloadNames = map[PayloadType]string{
 	PayloadNone: "NONE", PayloadSA: "SA", PayloadKE: "KE", PayloadIDi: "IDi", PayloadIDr: "IDr",
 	PayloadCERT: "CERT", PayloadCERTREQ: "CERTREQ", PayloadAUTH: "AUTH", PayloadNonce: "N(once)",
 	PayloadNotify: "N", PayloadDelete: "D", PayloadVendor: "V", PayloadTSi: "TSi", PayloadTSr: "TSr",
-	PayloadSK: "SK", PayloadCP: "CP", PayloadEAP: "EAP",
+	PayloadSK: "SK", PayloadCP: "CP", PayloadEAP: "EAP", PayloadSKF: "SKF",
 }
 
 func (p PayloadType) String() string {

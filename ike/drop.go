@@ -22,6 +22,13 @@ const (
 	// The tunnel, which owns the socket, counts these; the engine's own
 	// count stays 0.
 	DropNoEngine
+	// DropFragment: an authentic IKE fragment (RFC 7383) not kept: a
+	// duplicate, one with fewer Total Fragments than the message being
+	// reassembled, or one of a request already answered (§2.6.1).
+	DropFragment
+	// DropFragmentLimit: a fragment beyond the reassembly bounds (count or
+	// bytes); the message being reassembled is discarded.
+	DropFragmentLimit
 	numDropReasons
 )
 
@@ -38,6 +45,8 @@ var dropNames = [numDropReasons]string{
 	DropUnexpected:         "unexpected",
 	DropRateLimited:        "rate_limited",
 	DropNoEngine:           "no_engine",
+	DropFragment:           "fragment",
+	DropFragmentLimit:      "fragment_limit",
 }
 
 func (r DropReason) String() string {

@@ -27,6 +27,10 @@ type ChildKeys struct {
 	Lifetime      time.Duration
 	LifetimeBytes uint64
 	ESN           bool // extended sequence numbers
+	// UDPPeer: the CHILD_SA carries ESP in UDP (RFC 3948) from our port
+	// 4500 to this address and port of the peer (zero: raw ESP). See
+	// ESPPeerMover for later moves.
+	UDPPeer netip.AddrPort
 	// KeepOutbound: install both halves but keep sending on the current
 	// outbound SA. Set when we answer a rekey: the initiator installs its
 	// inbound half only once our answer arrives, so packets on the new SA
@@ -96,6 +100,11 @@ type Config struct {
 	ReplayWindow        int           // passed through for the data plane's benefit
 	RemotePort          uint16        // 0: 500
 	Child               ChildPolicy   // mode and selectors of the CHILD_SAs (child_policy.go)
+	// UDPEncap says when the CHILD_SAs carry ESP in UDP; NATKeepalive is
+	// how often the side behind a NAT sends a keepalive when nothing else
+	// went out (0: never). nat.go.
+	UDPEncap     EncapMode
+	NATKeepalive time.Duration
 
 	// CookieThreshold is how many answered IKE_SA_INIT requests that have
 	// not (yet) led to an authenticated IKE SA, within the last minute,
@@ -116,6 +125,12 @@ type Config struct {
 	Retransmit      time.Duration
 	RetransmitTries int
 	RetransmitBase  float64
+
+	// IKE fragmentation (RFC 7383, fragment.go). NoFragmentation neither
+	// announces nor uses it. FragmentSize is the largest IP datagram that
+	// carries one fragment, IP and UDP headers included (0: 1280).
+	NoFragmentation bool
+	FragmentSize    int
 }
 
 const (
@@ -137,7 +152,8 @@ type Engine struct {
 	log  *zap.Logger
 	rand io.Reader
 	conn Sender
-	peer netip.AddrPort
+	peer netip.AddrPort // where requests go: the peer's IKE port, or its NAT mapping (nat.go)
+	nat  natState
 	in   inbox
 	// drops are counted by Offer (socket reader) and the engine goroutine.
 	drops dropCounts
@@ -185,7 +201,7 @@ type Engine struct {
 type request struct {
 	exchange ExchangeType
 	id       uint32
-	raw      []byte
+	packets  [][]byte // the message as sent: one datagram, or its fragments (fragment.go)
 	deadline time.Time
 	timeout  time.Duration
 	tries    int
@@ -234,6 +250,7 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
 	e.in = newInbox()
 	e.unknownSPI = make(chan uint32, 1)
+	e.nat.espFrom = make(chan netip.AddrPort, 1)
 	e.status.State = StateIdle
 	e.counters.Exchanges = map[ExchangeKey]uint64{}
 	return e
@@ -278,7 +295,7 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 		// Datagrams for our SAs first (see inbox.go).
 		select {
 		case p := <-e.in.known:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
 			continue
 		default:
 		}
@@ -292,9 +309,12 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 		case err := <-failed:
 			return err
 		case p := <-e.in.known:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
 		case p := <-e.in.fresh:
-			e.handle(p.b, p.from, time.Now())
+			e.handleOn(p.b, p.from, p.natt, time.Now())
+		case from := <-e.nat.espFrom:
+			e.espPeer(from)
+			e.publish()
 		case spi := <-e.unknownSPI:
 			e.hintInvalidSPI(time.Now(), spi)
 			e.publish()
@@ -325,16 +345,9 @@ func hex64(v uint64) string {
 	return string(b[:])
 }
 
-func (e *Engine) write(raw []byte) {
-	if e.conn == nil {
-		return
-	}
-	if _, err := e.conn.WriteToUDPAddrPort(raw, e.peer); err != nil {
-		e.log.Warn("send failed", zap.Error(err))
-		return
-	}
-	e.counters.Sent++
-}
+// write sends a request (or a retransmission) to the peer, on port 4500
+// once IKE has floated there (nat.go).
+func (e *Engine) write(raw []byte) { e.sendTo(raw, e.peer, e.nat.floated) }
 
 func (e *Engine) randBytes(n int) []byte {
 	b := make([]byte, n)
@@ -404,23 +417,23 @@ func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner 
 		return
 	}
 	m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: exch, Flags: sa.flags(false), MessageID: sa.nextReqID}
-	raw, err := sa.protect(m, inner)
+	packets, err := e.seal(sa, m, inner)
 	if err != nil {
 		e.log.Error("cannot build request", append(e.saFields(sa, m), zap.Error(err))...)
 		return
 	}
 	sa.nextReqID++
-	sa.req = &request{exchange: exch, id: m.MessageID, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: m.MessageID, packets: packets, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.log.Debug("request", e.saFields(sa, m)...)
-	e.write(raw)
+	e.writeAll(packets)
 }
 
 // sendRaw puts a ready-made request in flight (IKE_SA_INIT, which is not
 // encrypted and whose bytes the AUTH payload covers).
 func (e *Engine) sendRaw(now time.Time, sa *ikeSA, exch ExchangeType, id uint32, raw []byte,
 	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	sa.req = &request{exchange: exch, id: id, raw: raw, timeout: e.cfg.Retransmit,
+	sa.req = &request{exchange: exch, id: id, packets: [][]byte{raw}, timeout: e.cfg.Retransmit,
 		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
 	e.write(raw)
 }
@@ -463,7 +476,7 @@ func (e *Engine) tick(now time.Time) {
 		r.deadline = now.Add(r.timeout)
 		e.counters.Retransmits++
 		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
-		e.write(r.raw)
+		e.writeAll(r.packets) // every fragment (RFC 7383 §2.6)
 	}
 	for _, sa := range slices.Clone(e.sas) {
 		switch {
@@ -477,6 +490,7 @@ func (e *Engine) tick(now time.Time) {
 			e.timers(now, sa)
 		}
 	}
+	e.natKeepalive(now)
 	if e.in.cookieMode.Load() {
 		e.cookiesRequired(now) // turns Offer's cookie demands off once the flood has passed
 	}
@@ -545,9 +559,16 @@ func (e *Engine) shutdown(now time.Time) {
 	e.publish()
 }
 
-// handle processes one datagram from the peer.
+// handle processes one datagram from the peer that came on port 500.
 func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
+	e.handleOn(raw, from, false, now)
+}
+
+// handleOn processes one datagram from the peer; natt: it came on port
+// 4500.
+func (e *Engine) handleOn(raw []byte, from netip.AddrPort, natt bool, now time.Time) {
 	defer e.publish()
+	e.nat.cur.from, e.nat.cur.natt = from, natt
 	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
 		e.drop(DropUnknownSource)
 		return
@@ -556,6 +577,10 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 	if err != nil {
 		e.drop(DropMalformed)
 		e.log.Debug("undecodable message dropped", zap.Error(err))
+		return
+	}
+	if f := fragmentOf(m); f != nil {
+		e.handleFragment(now, m, raw, f) // fragment.go
 		return
 	}
 	if m.Exchange == INFORMATIONAL && !m.Payloads.Encrypted() {
@@ -597,7 +622,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 			e.drop(DropRetransmitMismatch)
 			return
 		}
-		e.write(sa.lastResp)
+		e.replyAll(sa.lastResp)
 		return
 	case m.MessageID != sa.expectReqID:
 		e.drop(DropMessageID)
@@ -610,6 +635,13 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
+	e.answerRequest(now, sa, m, inner, err, requestDigest(raw))
+}
+
+// answerRequest answers the peer's request m, whose SK payload (or
+// reassembled fragments) opened to inner or failed with err; digest
+// identifies its retransmissions.
+func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Payloads, err error, digest [sha256.Size]byte) {
 	var resp Payloads
 	switch {
 	case errors.Is(err, ErrInnerSyntax):
@@ -628,6 +660,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		return
 	default:
 		sa.lastRecv = now
+		e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 		e.proven(sa) // its request follows our answers: it has their CHILD_SAs
 		if u := inner.UnsupportedCritical(); u != nil {
 			resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}
@@ -643,15 +676,15 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 		}
 	}
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: m.Exchange, Flags: sa.flags(true), MessageID: m.MessageID}
-	rawResp, err := sa.protect(out, resp)
+	rawResp, err := e.seal(sa, out, resp)
 	if err != nil {
 		e.log.Error("cannot build response", append(e.saFields(sa, out), zap.Error(err))...)
 		e.deferred = nil
 		return
 	}
 	sa.expectReqID++
-	sa.lastResp, sa.lastReqDigest = rawResp, requestDigest(raw)
-	e.write(rawResp)
+	sa.lastResp, sa.lastReqDigest = rawResp, digest
+	e.replyAll(rawResp)
 	e.countExchange(m.Exchange, false, resultOf(resp))
 	if sa.deleteAfterResponse {
 		reason := "deleted by peer"
@@ -745,6 +778,12 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
+	e.answered(now, sa, r, m, raw, inner, err)
+}
+
+// answered finishes our request r with its response m, whose SK payload
+// (or reassembled fragments) opened to inner or failed with err.
+func (e *Engine) answered(now time.Time, sa *ikeSA, r *request, m *Message, raw []byte, inner Payloads, err error) {
 	switch {
 	case errors.Is(err, ErrInnerSyntax):
 		// Authentic but unparseable: the exchange failed; nothing would
@@ -758,6 +797,7 @@ func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
 		return
 	}
 	sa.lastRecv = now
+	e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 	e.finishRequest(now, sa, r, m, raw, inner)
 }
 

@@ -42,7 +42,14 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return append(out, raw)
+	// An Encrypted Fragment (RFC 7383).
+	frag := &Message{SPIi: 1, SPIr: 2, Exchange: IKE_AUTH, MessageID: 1,
+		Payloads: Payloads{&EncryptedFragment{First: PayloadIDi, Number: 1, Total: 2, Data: bytes.Repeat([]byte{3}, 40)}}}
+	rawFrag, err := frag.Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	return append(out, raw, rawFrag)
 }
 
 func FuzzDecodeMessage(f *testing.F) {

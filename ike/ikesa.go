@@ -31,9 +31,9 @@ type ikeSA struct {
 	lastRecv      time.Time
 	rekeyAt       time.Time
 
-	nextReqID   uint32 // ID of our next request
-	expectReqID uint32 // ID of the peer's next request
-	lastResp    []byte // our response to the peer's last request
+	nextReqID   uint32   // ID of our next request
+	expectReqID uint32   // ID of the peer's next request
+	lastResp    [][]byte // our response to the peer's last request (its fragments, if any)
 	// lastReqDigest identifies that request: only an identical copy is
 	// answered with lastResp again.
 	lastReqDigest [32]byte
@@ -48,6 +48,8 @@ type ikeSA struct {
 	// afterHint: we initiated this SA because the peer hinted that it
 	// lost the others (hint.go); they go once this one authenticates.
 	afterHint bool
+	// nat is what NAT detection found in its IKE_SA_INIT (nat.go).
+	nat natFlags
 
 	// Collisions. peerRekey is the SA the peer's rekey of this one created
 	// while ours was in flight (§2.8.2); that SA is Pending on this one
@@ -57,6 +59,8 @@ type ikeSA struct {
 	// survivor is the SA a Redundant one lost to.
 	survivor       *ikeSA
 	redundantSince time.Time
+
+	frag fragState // RFC 7383 (fragment.go)
 }
 
 type childSA struct {

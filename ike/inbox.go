@@ -29,6 +29,7 @@ const (
 type datagram struct {
 	b    []byte
 	from netip.AddrPort
+	natt bool // came on port 4500 (OfferNATT)
 }
 
 type inbox struct {
@@ -58,7 +59,9 @@ func newInbox() inbox {
 // Offer hands one received datagram to the engine. It is safe to call from
 // any goroutine (the socket reader) and does not block: what cannot be
 // queued is counted and dropped. b is copied only if it is queued.
-func (e *Engine) Offer(b []byte, from netip.AddrPort) {
+func (e *Engine) Offer(b []byte, from netip.AddrPort) { e.offer(b, from, false) }
+
+func (e *Engine) offer(b []byte, from netip.AddrPort, natt bool) {
 	e.in.received.Add(1)
 	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
 		e.drops.add(DropUnknownSource)
@@ -75,11 +78,11 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) {
 	}
 	if Header(b).SPIr() != 0 {
 		q = e.in.known
-	} else if e.in.cookieMode.Load() && !e.admitInit(b, from) {
+	} else if e.in.cookieMode.Load() && !e.admitInit(b, from, natt) {
 		return
 	}
 	select {
-	case q <- datagram{append([]byte(nil), b...), from}:
+	case q <- datagram{append([]byte(nil), b...), from, natt}:
 	default:
 		e.drops.add(DropQueueFull)
 	}
@@ -88,7 +91,7 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) {
 // admitInit decides, on the reader goroutine and without state, whether
 // an IKE_SA_INIT request may be queued while cookies are demanded: only
 // one that brings a valid cookie. Others get the COOKIE demand at once.
-func (e *Engine) admitInit(b []byte, from netip.AddrPort) bool {
+func (e *Engine) admitInit(b []byte, from netip.AddrPort, natt bool) bool {
 	h := Header(b)
 	if h.Exchange() != IKE_SA_INIT || h.IsResponse() {
 		return true // the engine sorts these out
@@ -118,7 +121,13 @@ func (e *Engine) admitInit(b []byte, from netip.AddrPort) bool {
 	out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse,
 		Payloads: Payloads{&Notify{Kind: COOKIE, Data: e.makeCookie(now, nonce.Data, from.Addr(), m.SPIi)}}}
 	if raw, err := out.Encode(); err == nil {
-		if _, err := (*w).WriteToUDPAddrPort(raw, from); err == nil {
+		var err error
+		if natt && e.nat.sock != nil {
+			err = e.nat.sock.SendIKE(raw, from)
+		} else {
+			_, err = (*w).WriteToUDPAddrPort(raw, from)
+		}
+		if err == nil {
 			e.in.cookiesSent.Add(1)
 		}
 	}

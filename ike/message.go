@@ -81,7 +81,7 @@ func decodeChain(next PayloadType, b []byte, allowSK bool, n *int) (Payloads, er
 		}
 		body := b[genericHeaderLen:length]
 		b = b[length:]
-		if next == PayloadSK {
+		if next == PayloadSK || next == PayloadSKF {
 			if !allowSK {
 				return nil, malformed(next, "nested SK payload")
 			}
@@ -89,6 +89,13 @@ func decodeChain(next PayloadType, b []byte, allowSK bool, n *int) (Payloads, er
 				// §3.14: SK is the last payload; anything after it would be
 				// unauthenticated.
 				return nil, malformed(next, "%d bytes after the SK payload", len(b))
+			}
+			if next == PayloadSKF {
+				f, err := decodeFragment(following, body)
+				if err != nil {
+					return nil, err
+				}
+				return append(out, f), nil
 			}
 			return append(out, &Encrypted{First: following, Data: clone(body)}), nil
 		}
@@ -118,6 +125,12 @@ func appendChain(b []byte, ps Payloads) ([]byte, error) {
 				return nil, errors.New("ike: SK must be the last payload")
 			}
 			next = e.First
+		}
+		if f, ok := p.(*EncryptedFragment); ok {
+			if i != len(ps)-1 {
+				return nil, errors.New("ike: SKF must be the last payload")
+			}
+			next = f.First
 		}
 		var flags byte
 		if u, ok := p.(*Unknown); ok && u.Critical {

@@ -24,6 +24,7 @@ type Status struct {
 	Children    []ChildStatus
 	LastError   string
 	HalfOpen    int // responder IKE SAs awaiting IKE_AUTH
+	NAT         NATStatus
 	Counters    Counters
 }
 
@@ -70,7 +71,14 @@ type Counters struct {
 	AuthFailures   uint64            `json:"auth_failures"`
 	Rekeys         uint64            `json:"rekeys"`          // IKE and CHILD SA rekeys completed
 	DPDFailures    uint64            `json:"dpd_failures"`    // liveness checks the peer did not answer
+	NATKeepalives  uint64            `json:"nat_keepalives"`  // NAT keepalives sent (RFC 3948 §2.3)
+	NATRebinds     uint64            `json:"nat_rebinds"`     // times we followed the peer's NAT to a new mapping
 	BadTransitions uint64            `json:"bad_transitions"` // invalid SA state changes: bugs (state.go)
+	// IKE fragmentation (RFC 7383): fragments sent (retransmissions
+	// included), authentic fragments received, and messages reassembled.
+	FragmentsSent        uint64 `json:"fragments_sent"`
+	FragmentsReceived    uint64 `json:"fragments_received"`
+	FragmentsReassembled uint64 `json:"fragments_reassembled"`
 	// Exchanges counts finished exchanges; Status returns a copy. JSON
 	// carries it as the sorted list ExchangeCounts ("ike"."exchanges").
 	Exchanges map[ExchangeKey]uint64 `json:"-"`
@@ -191,6 +199,7 @@ func (e *Engine) publish() {
 	e.noteInitiating()
 	s := Status{State: StateIdle, LastError: e.lastErr, Counters: e.counters, HalfOpen: e.half.len()}
 	s.Counters.Exchanges = maps.Clone(e.counters.Exchanges)
+	s.NAT = e.natStatus(e.primary())
 	if sa := e.primary(); sa != nil {
 		s.State = StateConnecting
 		s.SPIi, s.SPIr = sa.spiI, sa.spiR

@@ -215,7 +215,17 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	local, remote := e.selectors()
-	narrowI, narrowR := e.narrowTS(tsi.Selectors, remote), e.narrowTS(tsr.Selectors, local)
+	// Behind a NAT the peer names its own private address, or ours as
+	// its NAT shows it: substituted (nat.go), and answered as it was sent.
+	subI, natI := e.natSelectors(tsi.Selectors, remote, sa.nat.there)
+	subR, natR := e.natSelectors(tsr.Selectors, local, sa.nat.here)
+	narrowI, narrowR := e.narrowTS(subI, remote), e.narrowTS(subR, local)
+	if natI && len(narrowI) > 0 {
+		narrowI = tsi.Selectors
+	}
+	if natR && len(narrowR) > 0 {
+		narrowR = tsr.Selectors
+	}
 	if len(narrowI) == 0 || len(narrowR) == 0 {
 		e.log.Warn("traffic selectors unacceptable", append(e.saFields(sa, nil),
 			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
@@ -250,6 +260,7 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 // installChild hands keys to the data plane, whose outbound SA is then
 // this child's, and schedules its rekeying.
 func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr []byte) (*childSA, error) {
+	keys.UDPPeer = e.udpPeer(sa)
 	if err := e.dp.InstallChild(keys); err != nil {
 		return nil, err
 	}
@@ -263,7 +274,8 @@ func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr [
 	if e.cfg.ChildLifetime > 0 {
 		c.expiresAt = now.Add(e.cfg.ChildLifetime)
 	}
-	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut), zap.String("transform", keys.Transform))...)
+	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut),
+		zap.String("transform", keys.Transform), zap.Bool("esp_in_udp", keys.UDPPeer.IsValid()))...)
 	return c, nil
 }
 
@@ -305,7 +317,9 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		return nil, err
 	}
 	local, remote := e.selectors()
-	if !e.acceptableTS(tsi.Selectors, local) || !e.acceptableTS(tsr.Selectors, remote) {
+	gotI, _ := e.natSelectors(tsi.Selectors, local, sa.nat.here)
+	gotR, _ := e.natSelectors(tsr.Selectors, remote, sa.nat.there)
+	if !e.acceptableTS(gotI, local) || !e.acceptableTS(gotR, remote) {
 		e.log.Warn("responder narrowed the traffic selectors to something else", append(e.saFields(sa, nil),
 			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
 			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)

@@ -244,6 +244,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *ikeSA) {
 // deriveRekeyed derives a new IKE SA's keys from the old SK_d (§2.18) and
 // adds it, established, to the engine's SAs.
 func (e *Engine) deriveRekeyed(now time.Time, old, nsa *ikeSA, shared Secret) error {
+	nsa.nat = old.nat // the path to the peer stays (nat.go)
 	skeyseed, err := RekeySKEYSEED(nsa.suite.PRF, old.keys.SKd, shared, nsa.ni, nsa.nr)
 	shared.Wipe()
 	if err != nil {

@@ -13,8 +13,8 @@ func (e *Engine) deleteIKEOnce(sa *ikeSA) {
 	if sa.req != nil {
 		m.MessageID = sa.req.id + 1
 	}
-	if raw, err := sa.protect(m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
-		e.write(raw)
+	if packets, err := e.seal(sa, m, Payloads{&Delete{Protocol: ProtoIKE}}); err == nil {
+		e.writeAll(packets)
 	}
 }
 
@@ -67,7 +67,7 @@ func (e *Engine) respondInformational(now time.Time, sa *ikeSA, ps Payloads) Pay
 	if len(ours) > 0 {
 		out = append(out, &Delete{Protocol: ProtoESP, SPIs: ours})
 	}
-	return out
+	return append(out, e.mobikeAnswer(sa, ps)...)
 }
 
 // ownerOf is the IKE SA that c belongs to now (a rekey moves children).

@@ -25,16 +25,12 @@ func (e *Engine) localID() ID {
 	return AddrID(e.cfg.Local)
 }
 
-func (e *Engine) natPayloads(spiI, spiR uint64) Payloads {
-	return Payloads{
-		&Notify{Kind: NAT_DETECTION_SOURCE_IP, Data: NATHash(spiI, spiR, netip.AddrPortFrom(e.cfg.Local, 500))},
-		&Notify{Kind: NAT_DETECTION_DESTINATION_IP, Data: NATHash(spiI, spiR, e.peer)},
-	}
-}
-
 // initiate starts IKE_SA_INIT with the first DH group we propose.
 func (e *Engine) initiate(now time.Time) {
 	e.retryAt = time.Time{}
+	if len(e.sas) == 0 {
+		e.resetPath() // a new IKE SA starts on port 500 (nat.go)
+	}
 	groups := DHGroups(e.cfg.Proposals)
 	if len(groups) == 0 {
 		e.lastErr = "no DH group in the IKE proposals"
@@ -58,7 +54,8 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 		ps = append(ps, &Notify{Kind: COOKIE, Data: sa.cookie}) // §2.6: first
 	}
 	ps = append(ps, &SA{Proposals: e.cfg.Proposals}, &KE{Group: uint16(group), Data: dh.Public()}, &Nonce{Data: sa.ni})
-	ps = append(ps, e.natPayloads(sa.spiI, 0)...)
+	ps = append(ps, e.natPayloads(sa.spiI, 0, e.nat.floated, e.peer)...)
+	ps = append(ps, e.fragPayloads(sa)...)
 	m := &Message{SPIi: sa.spiI, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
 	raw, err := m.Encode()
 	if err != nil {
@@ -132,7 +129,11 @@ func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int
 		return
 	}
 	sa.spiR, sa.nr, sa.suite, sa.initResp = m.SPIr, nonce.Data, suite, raw
+	e.fragAgree(sa, ps)
 	e.checkNAT(sa, ps)
+	if e.natRefused(now, sa) {
+		return
+	}
 	skeyseed, err := SKEYSEED(suite.PRF, sa.ni, sa.nr, shared)
 	shared.Wipe()
 	if err == nil {
@@ -166,30 +167,6 @@ func (e *Engine) acceptedSuite(ours []Proposal, theirs Proposal, withDH bool) (S
 	return got, nil
 }
 
-// checkNAT compares the NAT detection hashes (§2.23). We do not implement
-// NAT traversal yet, so a NAT is only reported.
-func (e *Engine) checkNAT(sa *ikeSA, ps Payloads) {
-	src := ps.Notifies(NAT_DETECTION_SOURCE_IP)
-	dst := ps.Notify(NAT_DETECTION_DESTINATION_IP)
-	if len(src) == 0 || dst == nil {
-		return
-	}
-	spiR := sa.spiR
-	if !sa.initiator {
-		spiR = 0
-	}
-	if string(dst.Data) != string(NATHash(sa.spiI, spiR, netip.AddrPortFrom(e.cfg.Local, 500))) {
-		e.log.Warn("NAT detected in front of us: NAT traversal is not supported", e.saFields(sa, nil)...)
-	}
-	want := NATHash(sa.spiI, spiR, e.peer)
-	for _, n := range src {
-		if string(n.Data) == string(want) {
-			return
-		}
-	}
-	e.log.Warn("NAT detected in front of the peer: NAT traversal is not supported", e.saFields(sa, nil)...)
-}
-
 // respondInit answers an IKE_SA_INIT request (§1.2). The checks run
 // cheapest first, and nothing secret is computed, nor any state kept,
 // before the request has passed all of them: the cookie (under load), the
@@ -204,13 +181,13 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		return
 	}
 	if h := e.half.retransmitted(m.SPIi, raw); h != nil {
-		e.write(h.initResp) // the initiator did not get our answer
+		e.reply(h.initResp) // the initiator did not get our answer
 		return
 	}
 	reply := func(n *Notify) {
 		out := &Message{SPIi: m.SPIi, Exchange: IKE_SA_INIT, Flags: FlagResponse, Payloads: Payloads{n}}
 		if b, err := out.Encode(); err == nil {
-			e.write(b)
+			e.reply(b)
 		}
 		result := n.Kind.String()
 		if !n.Kind.IsError() {
@@ -277,7 +254,7 @@ func (e *Engine) respondInit(now time.Time, m *Message, raw []byte, from netip.A
 		e.log.Debug("half-open IKE SA evicted", e.saFields(old, nil)...)
 	}
 	e.log.Info("IKE_SA_INIT answered", append(e.saFields(sa, m), zap.Stringer("suite", suite))...)
-	e.write(resp)
+	e.reply(resp)
 	e.countExchange(IKE_SA_INIT, false, "ok")
 }
 
@@ -322,10 +299,12 @@ func (e *Engine) answerInit(now time.Time, m *Message, raw []byte, chosen Propos
 	if err != nil {
 		return nil, nil, err
 	}
-	e.checkNAT(sa, m.Payloads)
+	natD := e.responderNAT(sa, m.Payloads)
+	e.fragAgree(sa, m.Payloads)
 	out := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: IKE_SA_INIT, Flags: FlagResponse,
 		Payloads: append(Payloads{&SA{Proposals: []Proposal{chosen}}, &KE{Group: uint16(suite.DH), Data: sa.dh.Public()}, &Nonce{Data: sa.nr}},
-			e.natPayloads(sa.spiI, sa.spiR)...)}
+			natD...)}
+	out.Payloads = append(out.Payloads, e.fragPayloads(sa)...)
 	if sa.initResp, err = out.Encode(); err != nil {
 		return nil, nil, err
 	}

@@ -77,61 +77,68 @@ func tcpTransferWith(t *testing.T, o pairOpt) *pair {
 	const size = 8 << 20
 	data := make([]byte, size)
 	rand.Read(data)
-	want := sha256.Sum256(data)
 
 	for _, dst := range []netip.Addr{p.b.tun4.Addr(), p.b.tun6.Addr()} {
-		var ln net.Listener
-		err := p.b.ns.Do(func() (err error) {
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 5201).String())
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan [32]byte, 1)
-		go func() {
-			defer ln.Close()
-			c, err := ln.Accept()
-			if err != nil {
-				got <- [32]byte{}
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			h := sha256.New()
-			io.Copy(h, c)
-			var sum [32]byte
-			copy(sum[:], h.Sum(nil))
-			got <- sum
-		}()
-
-		var c net.Conn
-		err = p.a.ns.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", netip.AddrPortFrom(dst, 5201).String(), 5*time.Second)
-			return err
-		})
-		if err != nil {
-			t.Fatalf("dial %s through the tunnel: %v", dst, err)
-		}
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		if _, err := io.Copy(c, bytes.NewReader(data)); err != nil {
-			t.Fatalf("sending to %s: %v", dst, err)
-		}
-		c.Close()
-		select {
-		case sum := <-got:
-			if sum != want {
-				t.Fatalf("%s: receiver's SHA-256 %x differs from the sender's %x", dst, sum, want)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s: transfer did not finish in 60 s", dst)
-		}
+		transferTCP(t, p.a, p.b, dst, data)
 	}
 	st := p.mustStatus(p.b)
 	if st.Inner.RxBytes < 2*size {
 		t.Errorf("b received %d inner bytes, want >= %d", st.Inner.RxBytes, 2*size)
 	}
 	return p
+}
+
+// transferTCP sends data over one TCP connection from `from` to dst (an
+// address of `to`) through the tunnel and checks the receiver's SHA-256.
+func transferTCP(t *testing.T, from, to *side, dst netip.Addr, data []byte) {
+	t.Helper()
+	want := sha256.Sum256(data)
+	var ln net.Listener
+	err := to.ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 5201).String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan [32]byte, 1)
+	go func() {
+		defer ln.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			got <- [32]byte{}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		io.Copy(h, c)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		got <- sum
+	}()
+
+	var c net.Conn
+	err = from.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(dst, 5201).String(), 5*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial %s through the tunnel: %v", dst, err)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.Copy(c, bytes.NewReader(data)); err != nil {
+		t.Fatalf("sending to %s: %v", dst, err)
+	}
+	c.Close()
+	select {
+	case sum := <-got:
+		if sum != want {
+			t.Fatalf("%s: receiver's SHA-256 %x differs from the sender's %x", dst, sum, want)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s: transfer did not finish in 60 s", dst)
+	}
 }
 
 func TestWrongKeyCountsAuthFailures(t *testing.T) {

@@ -41,11 +41,13 @@ type desc struct {
 	ikeMessages, ikeExchanges, ikeRetransmits      *prometheus.Desc
 	ikeDropped, ikeAuthFailures, ikeRekeys, ikeDPD *prometheus.Desc
 	ikeInvalidSyntax, ikeBadTransitions, ikeHalf   *prometheus.Desc
+	ikeFragments, ikeReassembled                   *prometheus.Desc
 	saPackets, saBytes, saAge, saDrops             *prometheus.Desc
 	childRekeyIn, childBytesLeft                   *prometheus.Desc
 	keepaliveUp, keepaliveDowns                    *prometheus.Desc
 	keepalivesSent, keepalivesReplied              *prometheus.Desc
 	keepalivesReflected                            *prometheus.Desc
+	natKeepalives, natRebinds, natDetected, natUDP *prometheus.Desc
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -85,6 +87,8 @@ func NewManyCollector(src Many) prometheus.Collector {
 		ikeInvalidSyntax:    newDesc("ike_invalid_syntax_total", "IKE requests that decrypted but did not parse (answered INVALID_SYNTAX).", "interface"),
 		ikeBadTransitions:   newDesc("ike_bad_transitions_total", "Invalid IKE or CHILD SA state changes: bugs, to be reported.", "interface"),
 		ikeHalf:             newDesc("ike_half_open_sas", "Responder IKE SAs awaiting IKE_AUTH.", "interface"),
+		ikeFragments:        newDesc("ike_fragments_total", "IKE fragments (RFC 7383), by direction: sent (retransmissions included), and received authentic.", "interface", "direction"),
+		ikeReassembled:      newDesc("ike_fragments_reassembled_total", "IKE messages reassembled from fragments.", "interface"),
 		saPackets:           newDesc("esp_sa_packets_total", "Packets carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saBytes:             newDesc("esp_sa_bytes_total", "Payload bytes carried by an installed ESP SA.", "interface", "direction", "spi"),
 		saAge:               newDesc("esp_sa_age_seconds", "Seconds since an ESP SA was installed.", "interface", "direction", "spi"),
@@ -96,6 +100,10 @@ func NewManyCollector(src Many) prometheus.Collector {
 		keepalivesSent:      newDesc("keepalives_sent_total", "GRE keepalives sent.", "interface"),
 		keepalivesReplied:   newDesc("keepalives_replied_total", "GRE keepalives sent that came back.", "interface"),
 		keepalivesReflected: newDesc("keepalives_reflected_total", "The peer's GRE keepalives sent back to it.", "interface"),
+		natKeepalives:       newDesc("ike_nat_keepalives_total", "NAT keepalives sent (RFC 3948 §2.3).", "interface"),
+		natRebinds:          newDesc("ike_nat_rebinds_total", "Times the peer's NAT made a new mapping that we followed.", "interface"),
+		natDetected:         newDesc("ike_nat_detected", "1 when NAT detection found a NAT on that side (local: in front of us; peer: in front of the peer).", "interface", "side"),
+		natUDP:              newDesc("ike_esp_in_udp", "1 when the CHILD_SAs carry ESP in UDP (RFC 3948), 0 for raw ESP.", "interface"),
 	}}
 }
 
@@ -196,6 +204,14 @@ func (c *collector) collect(ch chan<- prometheus.Metric, s *tunnel.Status) {
 	counter(d.ikeDPD, k.Counters.DPDFailures)
 	counter(d.ikeInvalidSyntax, k.Counters.InvalidSyntax)
 	counter(d.ikeBadTransitions, k.Counters.BadTransitions)
+	counter(d.ikeFragments, k.Counters.FragmentsSent, "sent")
+	counter(d.ikeFragments, k.Counters.FragmentsReceived, "received")
+	counter(d.ikeReassembled, k.Counters.FragmentsReassembled)
+	counter(d.natKeepalives, k.Counters.NATKeepalives)
+	counter(d.natRebinds, k.Counters.NATRebinds)
+	gauge(d.natDetected, b2f(k.NAT.NATHere), "local")
+	gauge(d.natDetected, b2f(k.NAT.NATThere), "peer")
+	gauge(d.natUDP, b2f(k.NAT.Encap == "udp"))
 	for _, e := range k.Exchanges {
 		counter(d.ikeExchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
 	}
@@ -252,4 +268,11 @@ func ServeMany(ctx context.Context, addr netip.AddrPort, src Many) (wait func() 
 		}
 		return nil
 	}, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -265,7 +265,7 @@ func (t *Tunnel) sendKeepalive(buf []byte) {
 		}
 		msg.Off, msg.N = offsetIn(buf, out), len(out)
 	}
-	if sent, _ := t.conn.WriteBatch(t.kaMsg[:]); sent != 1 {
+	if sent, _ := t.writeBatch(t.kaMsg[:]); sent != 1 {
 		t.stats.drop(dropSendError)
 		return
 	}
@@ -344,7 +344,7 @@ func (t *Tunnel) sendReflections() {
 	if n == 0 {
 		return
 	}
-	sent, _ := t.conn.WriteBatch(t.reflect[:n])
+	sent, _ := t.writeBatch(t.reflect[:n])
 	t.ka.reflected.Add(uint64(sent))
 	if sent < n {
 		t.stats.drops[dropSendError].Add(uint64(n - sent))

@@ -29,6 +29,7 @@ var (
 type children struct {
 	mu  sync.Mutex
 	out map[uint32]*esp.SA
+	udp map[uint32]netip.AddrPort // where each sends ESP in UDP (zero: raw ESP; nat.go)
 }
 
 // InstallChild makes the new SAs live: inbound first, so the peer's first
@@ -51,11 +52,13 @@ func (t *Tunnel) InstallChild(k ike.ChildKeys) error {
 	t.children.mu.Lock()
 	defer t.children.mu.Unlock()
 	if t.children.out == nil {
-		t.children.out = map[uint32]*esp.SA{}
+		t.children.out, t.children.udp = map[uint32]*esp.SA{}, map[uint32]netip.AddrPort{}
 	}
 	t.children.out[k.SPIIn] = out
+	t.children.udp[k.SPIIn] = k.UDPPeer
 	t.sadb.AddInbound(in)
 	if !k.KeepOutbound || t.sadb.Outbound() == nil {
+		t.choosePath(k.UDPPeer)
 		t.sadb.SetOutbound(out)
 	}
 	return nil
@@ -83,6 +86,7 @@ func (t *Tunnel) RemoveChild(spiIn uint32) error {
 		t.sadb.SetOutbound(nil)
 	}
 	delete(t.children.out, spiIn)
+	delete(t.children.udp, spiIn)
 	return nil
 }
 
@@ -96,6 +100,7 @@ func (t *Tunnel) SetOutbound(spiIn uint32) error {
 	if out == nil {
 		return fmt.Errorf("no CHILD_SA with inbound SPI 0x%08x", spiIn)
 	}
+	t.choosePath(t.children.udp[spiIn])
 	t.sadb.SetOutbound(out)
 	return nil
 }
@@ -193,7 +198,8 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 		Lifetime: k.Lifetime, ChildLifetime: k.ChildLifetime, ChildLifetimeBytes: k.ChildLifetimeBytes,
 		DPD: k.DPD, ReplayWindow: s.replayWindow,
 		Retransmit: k.RetransmitTimeout, RetransmitBase: k.RetransmitBase, RetransmitTries: k.RetransmitTries,
-		Child: childPolicy(c, k),
+		Child: childPolicy(c, k), NoFragmentation: !k.Fragmentation, FragmentSize: k.FragmentSize,
+		UDPEncap: encapMode(c.UDPEncap), NATKeepalive: c.NATKeepalive,
 	}
 }
 
@@ -245,6 +251,9 @@ func (t *Tunnel) runIKE(ctx context.Context) error {
 		}
 		ectx, cancel := context.WithCancel(ctx)
 		e := ike.New(cfg, t, t.log)
+		if t.natt != nil {
+			e.UseNATSocket(t.natt)
+		}
 		t.ike.Store(e)
 		t.ikeRestart = cancel
 		t.ikeMu.Unlock()

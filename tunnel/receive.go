@@ -13,13 +13,19 @@ import (
 
 // receiveLoop moves packets raw socket -> ESP -> GRE -> TUN, a batch at a
 // time, decrypting in place and handing the TUN writer slices of the
-// receive buffers. On the daemon's shared socket, its reader calls
+// receive buffers. On the daemon's shared sockets, their readers call
 // Receive instead, and this waits for the end.
 func (t *Tunnel) receiveLoop(ctx context.Context) error {
 	if t.shared != nil {
 		<-ctx.Done()
 		return nil
 	}
+	return t.receiveFrom(t.conn)
+}
+
+// receiveFrom is receiveLoop on one socket: the raw one, or UDP 4500 for
+// ESP in UDP under IKE (nat.go), whose pump runs beside the raw one.
+func (t *Tunnel) receiveFrom(conn underlay) error {
 	batch := batchSize
 	msgs := make([]rawip.Message, batch)
 	bases := make([][]byte, batch)
@@ -30,7 +36,7 @@ func (t *Tunnel) receiveLoop(ctx context.Context) error {
 		msgs[i].Buf = bases[i][tunWriteOffset:]
 	}
 	for {
-		n, err := t.conn.ReadBatch(msgs)
+		n, err := conn.ReadBatch(msgs)
 		if err != nil && n == 0 {
 			if isClosed(err) {
 				return nil
@@ -52,8 +58,14 @@ func (t *Tunnel) receiveLoop(ctx context.Context) error {
 func (t *Tunnel) Receive(msgs []rawip.Message, bases [][]byte) { t.receive(msgs, bases) }
 
 // receive opens msgs, read into bases, and writes the inner packets to
-// the TUN device. It reports whether the device is closed.
+// the TUN device. It reports whether the device is closed. With UDP 4500
+// open, two readers (raw ESP, ESP in UDP) call it: they take turns, as
+// they share t.reflect, t.recvOut and the TUN writer.
 func (t *Tunnel) receive(msgs []rawip.Message, bases [][]byte) (closed bool) {
+	if t.natt != nil {
+		t.rxMu.Lock()
+		defer t.rxMu.Unlock()
+	}
 	out := t.decapsulateBatch(t.recvOut[:0], msgs, bases)
 	t.recvOut = out[:0]
 	if len(t.reflect) > 0 {
@@ -122,6 +134,9 @@ func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
 		if reason != esp.DropNone {
 			return nil // counted by the SA
 		}
+		if m.Port != 0 {
+			t.noteESPFrom(m) // ESP in UDP: the peer's NAT may have a new mapping
+		}
 		switch {
 		case t.shape.bare:
 			return t.deliver(t.ipPayload(next, payload), base)
@@ -177,7 +192,8 @@ func (t *Tunnel) deliver(inner, base []byte) []byte {
 		return nil
 	}
 	if t.mss4 != 0 {
-		tun.ClampMSS(inner, t.mss4, t.mss6)
+		m4, m6 := t.clampMSS()
+		tun.ClampMSS(inner, m4, m6)
 	}
 
 	// inner is a sub-slice of base: find where it starts so the TUN writer

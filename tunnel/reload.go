@@ -16,6 +16,7 @@ import (
 var restartOnly = config.FieldsOf(
 	config.TunnelInterface, config.TunnelLocal, config.TunnelRemote, config.TunnelMTU, config.TunnelMSSClamp,
 	config.TunnelGREKey, config.TunnelEncap, config.IPsecKeying, config.IPsecMode, config.IPsecUDPEncap, config.IPsecUDPPort,
+	config.IPsecNATKeepalive,
 	config.ControlSocket, config.MetricsListen, config.DaemonUser)
 
 // Reload applies next, the new validated config of this tunnel, given the

@@ -42,7 +42,7 @@ func (t *Tunnel) sendLoop() error {
 			t.sendMu.Unlock()
 			continue
 		}
-		sent, err := t.conn.WriteBatch(msgs[:m])
+		sent, err := t.writeBatch(msgs[:m])
 		t.sendMu.Unlock()
 		if sent < m {
 			t.stats.drops[dropSendError].Add(uint64(m - sent))
@@ -94,7 +94,8 @@ func (t *Tunnel) encapsulate(m *rawip.Message, buf []byte, size int, sa *esp.SA)
 		return false
 	}
 	if t.mss4 != 0 {
-		tun.ClampMSS(pkt, t.mss4, t.mss6)
+		m4, m6 := t.clampMSS()
+		tun.ClampMSS(pkt, m4, m6)
 	}
 
 	start, end := sendHeadroom, sendHeadroom+size

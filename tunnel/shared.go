@@ -9,12 +9,13 @@ import (
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/demux"
 	"github.com/gresec/gresec/rawip"
+	"github.com/gresec/gresec/udpencap"
 )
 
 // A tunnel of a daemon with many tunnels does not open its own raw ESP
-// socket and UDP 500 socket: it joins the daemon's (package demux), whose
-// readers hand it the packets whose SPI it owns and the IKE datagrams of
-// its peer. Plain GRE and ESP in UDP with static keys keep their own
+// socket, UDP 500 and UDP 4500 sockets: it joins the daemon's (package
+// demux), whose readers hand it the packets whose SPI it owns and the IKE
+// datagrams of its IKE SAs or its peer. Plain GRE and ESP in UDP with static keys keep their own
 // socket.
 
 // NewSockets returns the shared sockets for the tunnels of one daemon,
@@ -26,6 +27,7 @@ type shared struct {
 	socks   *demux.Sockets
 	esp     *demux.ESPPort
 	ike     *demux.IKEPort
+	natt    *demux.NATTPort  // UDP 4500, for IKEv2 NAT traversal (nil: none)
 	ikeC    *demux.IKEClient // the engines' sender; nil until attach
 	orphans atomic.Uint64    // IKE datagrams that came while no engine ran
 }
@@ -52,6 +54,12 @@ func (t *Tunnel) joinSockets(socks *demux.Sockets) error {
 			return err
 		}
 	}
+	if t.cfg.NATTSocket() {
+		if s.natt, err = socks.NATT(t.cfg.Local); err != nil {
+			return err
+		}
+		t.natt = &sharedNATT{s}
+	}
 	t.shared = s
 	t.conn = sharedConn{s.esp}
 	return nil
@@ -64,6 +72,9 @@ func (t *Tunnel) attach() error {
 	s := t.shared
 	if !s.esp.AddPeer(t.remote, t) {
 		return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s", t.cfg.Path, t.remote, t.cfg.Local)
+	}
+	if s.natt != nil && !s.natt.AddPeer(t.remote, t) {
+		return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s port 4500", t.cfg.Path, t.remote, t.cfg.Local)
 	}
 	spis := s.socks.SPIs
 	t.sadb.Watch(func(spi uint32, present bool) {
@@ -81,7 +92,12 @@ func (t *Tunnel) attach() error {
 		}
 	}
 	if s.ike != nil {
-		if s.ikeC = s.ike.Join(t.remote, t.offerIKE, nil); s.ikeC == nil {
+		var offerNATT demux.Offer
+		var nat demux.NATSender
+		if s.natt != nil {
+			offerNATT, nat = t.offerNATT, s.natt.Conn
+		}
+		if s.ikeC = s.ike.Join(t.remote, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
 			return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
 		}
 	}
@@ -96,6 +112,9 @@ func (t *Tunnel) detach() {
 		s.ikeC.Leave()
 	}
 	s.esp.RemovePeer(t.remote, t)
+	if s.natt != nil {
+		s.natt.RemovePeer(t.remote, t)
+	}
 	s.socks.SPIs.RemoveAll(t)
 }
 
@@ -107,6 +126,31 @@ func (t *Tunnel) offerIKE(b []byte, from netip.AddrPort) {
 		t.shared.orphans.Add(1)
 	}
 }
+
+// offerNATT hands an IKE message that came on UDP 4500 to the running
+// engine.
+func (t *Tunnel) offerNATT(b []byte, from netip.AddrPort) {
+	if e := t.ike.Load(); e != nil {
+		e.OfferNATT(b, from)
+	} else {
+		t.shared.orphans.Add(1)
+	}
+}
+
+// sharedNATT is the tunnel's view of the daemon's UDP 4500 socket (its
+// natSocket): ESP in UDP written through the port, IKE through the
+// engine's IKE client (which learns its SPIs), read by the port.
+type sharedNATT struct{ s *shared }
+
+func (n *sharedNATT) ReadBatch([]rawip.Message) (int, error)    { return 0, net.ErrClosed }
+func (n *sharedNATT) WriteBatch(m []rawip.Message) (int, error) { return n.s.natt.WriteBatch(m) }
+func (n *sharedNATT) Close() error                              { return nil }
+func (n *sharedNATT) SendIKE(msg []byte, to netip.AddrPort) error {
+	return n.s.ikeC.SendIKE(msg, to)
+}
+func (n *sharedNATT) SendKeepalive(to netip.AddrPort) error { return n.s.ikeC.SendKeepalive(to) }
+func (n *sharedNATT) Stats() udpencap.Stats                 { return n.s.natt.Conn.Stats() }
+func (n *sharedNATT) Offloads() (gso, gro bool)             { return n.s.natt.Conn.Offloads() }
 
 // sharedConn is the tunnel's view of the shared ESP socket: it writes
 // through it; reading is the port's.

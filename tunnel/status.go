@@ -52,6 +52,7 @@ type IKEStatus struct {
 	Children       int                 `json:"children"`
 	ChildSAs       []ChildSAStatus     `json:"child_sas,omitempty"`
 	HalfOpen       int                 `json:"half_open"` // responder IKE SAs awaiting IKE_AUTH
+	NAT            ike.NATStatus       `json:"nat"`       // NAT traversal, as the engine sees it (ike/nat.go)
 	Counters       IKECounters         `json:"counters"`
 	Exchanges      []ike.ExchangeCount `json:"exchanges,omitempty"` // Counters.Exchanges, sorted
 }
@@ -192,7 +193,7 @@ func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 // none) reports a CHILD_SA's traffic, for the bytes left of its lifetime.
 func NewIKEStatus(is ike.Status, now time.Time, childBytes func(spiIn uint32) (in, out uint64)) *IKEStatus {
 	k := &IKEStatus{State: is.State, Suite: is.Suite, ESPSuite: is.ESPSuite, LastError: is.LastError, Children: len(is.Children),
-		HalfOpen: is.HalfOpen, Counters: is.Counters, Exchanges: is.Counters.ExchangeCounts()}
+		HalfOpen: is.HalfOpen, NAT: is.NAT, Counters: is.Counters, Exchanges: is.Counters.ExchangeCounts()}
 	if is.SPIi != 0 {
 		k.SPIi, k.SPIr = fmt.Sprintf("%016x", is.SPIi), fmt.Sprintf("%016x", is.SPIr)
 	}

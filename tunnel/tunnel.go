@@ -46,17 +46,27 @@ const (
 
 // Tunnel is one running GRE(-over-ESP) tunnel.
 type Tunnel struct {
-	cfg    *config.Config
-	log    *zap.Logger
-	dev    *tun.Device
-	conn   underlay
-	sadb   *esp.DB // nil for plain GRE
-	greOpt gre.Options
-	remote netip.Addr
-	mss4   uint16
-	mss6   uint16
-	greSeq uint32 // owned by the send pump
-	shape  shape  // the tunnel's shape, as the pumps use it (shape.go)
+	cfg  *config.Config
+	log  *zap.Logger
+	dev  *tun.Device
+	conn underlay
+	// natt is UDP 4500 for IKEv2 NAT traversal (nat.go; nil without);
+	// path is where the send pump writes, rawPath the raw socket's.
+	natt    natSocket
+	path    atomic.Pointer[sendPath]
+	rawPath sendPath
+	espPort atomic.Uint32 // the peer's UDP port ESP came from last (nat.go)
+	rxMu    sync.Mutex    // serialises the two receive pumps' reflections, when natt is open
+	sadb    *esp.DB       // nil for plain GRE
+	greOpt  gre.Options
+	remote  netip.Addr
+	mss4    uint16
+	mss6    uint16
+	// mssUDP4 and mssUDP6 clamp instead while IKE has floated ESP into
+	// UDP, whose 8-byte header the MTU (the raw path's) does not leave.
+	mssUDP4, mssUDP6 uint16
+	greSeq           uint32 // owned by the send pump
+	shape            shape  // the tunnel's shape, as the pumps use it (shape.go)
 
 	// Underlay addresses as arrays, to recognise keepalives cheaply.
 	local4, remote4   [4]byte
@@ -97,6 +107,7 @@ func NewShared(cfg *config.Config, log *zap.Logger, socks *demux.Sockets) (*Tunn
 		ikeCfg: ikeSettings{ike: cfg.IKE, replayWindow: cfg.ReplayWindow}}
 	if cfg.MSSClamp {
 		t.mss4, t.mss6 = uint16(cfg.MSS4()), uint16(cfg.MSS6())
+		t.mssUDP4, t.mssUDP6 = uint16(cfg.MSSInUDP4()), uint16(cfg.MSSInUDP6())
 	}
 	t.setUnderlay()
 	t.setShape()
@@ -129,12 +140,18 @@ func NewShared(cfg *config.Config, log *zap.Logger, socks *demux.Sockets) (*Tunn
 	} else {
 		t.conn = conn
 	}
+	t.rawPath = sendPath{conn: t.conn}
+	t.path.Store(&t.rawPath)
 	if cfg.Keying == config.KeyingIKEv2 && t.shared == nil {
 		// Bound now, with the other privileged sockets, so the daemon can
 		// drop its privileges before any peer is heard.
 		var err error
 		if t.ikeSock, err = listenIKE(cfg.Local); err != nil {
 			t.conn.Close()
+			return nil, err
+		}
+		if err := t.listenNATT(cfg); err != nil {
+			t.Close()
 			return nil, err
 		}
 	}
@@ -198,12 +215,16 @@ const batchSize = 128
 func (t *Tunnel) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
 	go func() { defer wg.Done(); errc <- t.receiveLoop(ctx) }()
 	go func() { defer wg.Done(); t.keepaliveLoop(ctx) }()
+	if t.natt != nil && t.shared == nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- t.receiveFrom(t.natt) }()
+	}
 	if t.cfg.Keying == config.KeyingIKEv2 {
 		wg.Add(1)
 		go func() {
@@ -254,6 +275,9 @@ func (t *Tunnel) Close() {
 	}
 	if t.ikeSock != nil {
 		t.ikeSock.close()
+	}
+	if t.natt != nil {
+		t.natt.Close()
 	}
 }
 

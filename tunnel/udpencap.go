@@ -1,6 +1,9 @@
 package tunnel
 
-import "github.com/gresec/gresec/udpencap"
+import (
+	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/udpencap"
+)
 
 // UDPEncapStatus describes ESP in UDP (RFC 3948) when the tunnel uses it.
 type UDPEncapStatus struct {
@@ -21,15 +24,31 @@ type UDPEncapStatus struct {
 	Dropped    uint64 `json:"dropped"`
 }
 
-// udpEncapStatus is nil unless the tunnel's socket is ESP in UDP.
+// udpEncapStatus is nil unless the tunnel has a socket for ESP in UDP:
+// static keys with udp_encap = "always", or IKE's NAT traversal socket
+// (whose remote port is the one ESP goes to now, 0 while it is raw).
 func (t *Tunnel) udpEncapStatus() *UDPEncapStatus {
-	c, ok := t.conn.(*udpencap.Conn)
+	var c interface {
+		Stats() udpencap.Stats
+		Offloads() (gso, gro bool)
+	}
+	own, ok := t.conn.(*udpencap.Conn)
+	if ok {
+		c = own
+	}
+	local, remote := t.cfg.UDPPort, t.cfg.UDPPort
+	if t.natt != nil {
+		c, ok, local, remote = t.natt, true, ike.NATTPort, 0
+		if p := t.path.Load(); p != nil && p.conn == underlay(t.natt) {
+			remote = int(p.port)
+		}
+	}
 	if !ok {
 		return nil
 	}
 	st := c.Stats()
 	gso, gro := c.Offloads()
-	return &UDPEncapStatus{LocalPort: t.cfg.UDPPort, RemotePort: t.cfg.UDPPort, GSO: gso, GRO: gro,
+	return &UDPEncapStatus{LocalPort: local, RemotePort: remote, GSO: gso, GRO: gro,
 		GSOSends: st.GSOBatches, GROReceives: st.GROBatches, Keepalives: st.Keepalives,
 		IKE: st.IKE, IKEDropped: st.IKEDropped, Dropped: st.Dropped}
 }

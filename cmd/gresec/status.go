@@ -13,6 +13,7 @@ import (
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/control"
+	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -192,6 +193,7 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 			fmt.Fprintf(w, "  rekey in %s", secs(k.RekeyInSeconds))
 		}
 		fmt.Fprintf(w, "  children %d\n", k.Children)
+		printNAT(w, &k.NAT)
 		for _, c := range k.ChildSAs {
 			fmt.Fprintf(w, "      child sa: spi in %s out %s  %s  age %s", c.SPIIn, c.SPIOut, c.Transform, secs(c.AgeSeconds))
 			if c.RekeyInSeconds > 0 || c.LifetimeBytes > 0 {
@@ -203,6 +205,11 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 		n := k.Counters
 		fmt.Fprintf(w, "      ike messages: %d received, %d sent, %d retransmits, %d dropped, %d auth failures, %d rekeys, %d dpd failures, %d invalid syntax\n",
 			n.Received, n.Sent, n.Retransmits, n.Dropped, n.AuthFailures, n.Rekeys, n.DPDFailures, n.InvalidSyntax)
+		if n.FragmentsSent+n.FragmentsReceived > 0 {
+			fmt.Fprintf(w, "      ike fragments (RFC 7383): %d sent, %d received, %d messages reassembled\n",
+				n.FragmentsSent, n.FragmentsReceived, n.FragmentsReassembled)
+		}
+		fmt.Fprintf(w, "      nat-t: %d keepalives sent, %d rebinds followed\n", n.NATKeepalives, n.NATRebinds)
 		if n.BadTransitions > 0 {
 			fmt.Fprintf(w, "      BUG: %d invalid SA state transitions (see the log)\n", n.BadTransitions)
 		}
@@ -289,4 +296,31 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// printNAT shows NAT traversal as strongSwan's "NAT-T" lines do: the
+// encapsulation, both IKE ports and the side a NAT was found on.
+func printNAT(w io.Writer, n *ike.NATStatus) {
+	if n.Encap == "" {
+		return
+	}
+	var where []string
+	if n.NATHere {
+		where = append(where, "in front of us")
+	}
+	if n.NATThere {
+		where = append(where, "in front of the peer")
+	}
+	if n.Faked {
+		where = append(where, "faked (udp_encap always)")
+	}
+	nat := "none"
+	if len(where) > 0 {
+		nat = strings.Join(where, ", ")
+	}
+	esp := "raw esp (ip protocol 50)"
+	if n.Encap == "udp" {
+		esp = "esp in udp"
+	}
+	fmt.Fprintf(w, "      nat-t: %s  udp_encap %s  ike port %d -> %s  nat: %s\n", esp, n.Mode, n.LocalPort, n.Peer, nat)
 }

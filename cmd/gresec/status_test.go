@@ -161,3 +161,28 @@ func TestEveryIKECounterIsRendered(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsNAT: the NAT-T line names the encapsulation, the ports
+// and the side the NAT is on, from the engine's one NAT status.
+func TestStatusShowsNAT(t *testing.T) {
+	for _, c := range []struct {
+		nat  ike.NATStatus
+		want string
+	}{
+		{ike.NATStatus{Encap: "udp", Mode: "auto", LocalPort: 4500, RemotePort: 40001, Peer: "198.18.0.1:40001", NATThere: true},
+			"nat-t: esp in udp  udp_encap auto  ike port 4500 -> 198.18.0.1:40001  nat: in front of the peer"},
+		{ike.NATStatus{Encap: "udp", Mode: "auto", LocalPort: 4500, RemotePort: 4500, Peer: "198.18.0.2:4500", NATHere: true},
+			"nat: in front of us"},
+		{ike.NATStatus{Encap: "udp", Mode: "always", LocalPort: 4500, RemotePort: 4500, Peer: "198.18.0.2:4500", NATThere: true, Faked: true},
+			"nat: in front of the peer, faked (udp_encap always)"},
+		{ike.NATStatus{Encap: "none", Mode: "auto", LocalPort: 500, RemotePort: 500, Peer: "198.18.0.2:500"},
+			"nat-t: raw esp (ip protocol 50)  udp_encap auto  ike port 500 -> 198.18.0.2:500  nat: none"},
+	} {
+		var b strings.Builder
+		st := tunnel.Status{Interface: "gre0", Keying: "ikev2", IKE: &tunnel.IKEStatus{State: ike.StateEstablished, NAT: c.nat}}
+		printStatus(&b, &st)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%+v: want %q in\n%s", c.nat, c.want, b.String())
+		}
+	}
+}
