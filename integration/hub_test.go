@@ -127,10 +127,16 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 		}
 	}
 	s := &spoke{n: n, keying: keying, ns: ns, cfg: filepath.Join(h.work, spokeName(n)+"-spoke.toml"), sock: filepath.Join(h.work, spokeName(n)+".sock")}
-	hubSide := fmt.Sprintf("[tunnel]\ninterface = \"hk%02d\"\nlocal = %q\nremote = %q\naddresses = [%q]\n[ipsec]\nkeying = %q\n",
-		n, h.hubAddr(), h.spokeAddr(n), hubInner(n), keying)
-	spokeSide := fmt.Sprintf("[tunnel]\ninterface = \"gre0\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = %q\n[control]\nsocket = %q\n",
-		h.spokeAddr(n), h.hubAddr(), spokeInner(n), keying, s.sock)
+	// "ikev2-udp": IKEv2 with ESP in UDP 4500 (udp_encap = "always"), on
+	// the hub's shared NAT traversal socket.
+	encap := ""
+	if keying == "ikev2-udp" {
+		keying, encap = "ikev2", "udp_encap = \"always\"\n"
+	}
+	hubSide := fmt.Sprintf("[tunnel]\ninterface = \"hk%02d\"\nlocal = %q\nremote = %q\naddresses = [%q]\n[ipsec]\nkeying = %q\n%s",
+		n, h.hubAddr(), h.spokeAddr(n), hubInner(n), keying, encap)
+	spokeSide := fmt.Sprintf("[tunnel]\ninterface = \"gre0\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = %q\n%s[control]\nsocket = %q\n",
+		h.spokeAddr(n), h.hubAddr(), spokeInner(n), keying, encap, s.sock)
 	switch keying {
 	case "static":
 		k1, k2 := newKey(t), newKey(t)
@@ -298,8 +304,9 @@ func (h *hub) countSockets(table string, port uint16) int {
 }
 
 // TestHubManyTunnels runs one hub daemon with 12 tunnels (6 static, 5
-// IKEv2 to gresec spokes, 1 IKEv2 to a strongSwan spoke) to 12 spoke sites
-// on one shared raw ESP socket and one UDP 500 socket; pings through all
+// IKEv2 to gresec spokes, two of them with ESP in UDP 4500, 1 IKEv2 to a
+// strongSwan spoke) to 12 spoke sites on one shared raw ESP socket, one
+// UDP 500 and one UDP 4500 socket; pings through all
 // gresec spokes (strongSwan moves no ESP on this kernel: its tunnel must
 // be established); reloads removing one tunnel and adding another while
 // the rest keep their SPIs; kills one spoke and checks that no other
@@ -312,7 +319,10 @@ func TestHubManyTunnels(t *testing.T) {
 	var all []int
 	for n := 1; n <= 12; n++ {
 		keying := "static"
-		if n%2 == 0 {
+		switch {
+		case n == 8 || n == 10:
+			keying = "ikev2-udp"
+		case n%2 == 0:
 			keying = "ikev2"
 		}
 		h.addSpoke(n, keying)
@@ -352,8 +362,15 @@ func TestHubManyTunnels(t *testing.T) {
 	if len(before.Tunnels) != 12 {
 		t.Fatalf("hub runs %d tunnels, want 12", len(before.Tunnels))
 	}
-	if raw, udp := h.countSockets("raw", 50), h.countSockets("udp", 500); raw != 1 || udp != 1 {
-		t.Errorf("hub namespace has %d raw ESP sockets and %d UDP 500 sockets, want one of each", raw, udp)
+	if raw, udp, natt := h.countSockets("raw", 50), h.countSockets("udp", 500), h.countSockets("udp", 4500); raw != 1 || udp != 1 || natt != 1 {
+		t.Errorf("hub namespace has %d raw ESP sockets, %d UDP 500 and %d UDP 4500 sockets, want one of each", raw, udp, natt)
+	}
+	// The ESP-in-UDP tunnels really carry ESP in UDP.
+	for _, st := range before.Tunnels {
+		floated := st.UDPEncap != nil && st.UDPEncap.RemotePort == 4500
+		if want := st.Name == "s08" || st.Name == "s10"; floated != want {
+			t.Errorf("%s: ESP in UDP to port 4500 = %v, want %v (%+v)", st.Name, floated, want, st.UDPEncap)
+		}
 	}
 	if failed := h.pingSpokes(pingable(all)); len(failed) > 0 {
 		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
