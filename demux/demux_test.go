@@ -245,6 +245,38 @@ func TestIKEDispatch(t *testing.T) {
 	}
 }
 
+type natSender struct{ ike, keepalives int }
+
+func (s *natSender) SendIKE([]byte, netip.AddrPort) error { s.ike++; return nil }
+func (s *natSender) SendKeepalive(netip.AddrPort) error   { s.keepalives++; return nil }
+
+// TestIKEDispatchNATT: IKE on 4500 reaches the engine's OfferNATT, by the
+// SPI it learned on 500 or on 4500, or by the address; an engine without
+// NAT traversal gets none.
+func TestIKEDispatchNATT(t *testing.T) {
+	p := NewIKEPort(nil)
+	var got []string
+	offer := func(name string) Offer {
+		return func(b []byte, from netip.AddrPort) { got = append(got, name) }
+	}
+	nat := &natSender{}
+	a := p.Join(netip.MustParseAddr("198.18.0.2"), offer("a500"), offer("a4500"), &nullSender{}, nat)
+	p.Join(netip.MustParseAddr("198.18.0.3"), offer("b500"), nil, &nullSender{}, nil)
+	a.WriteToUDPAddrPort(ikeHeader(0x11, 0xa1, ike.FlagResponse), netip.MustParseAddrPort("198.18.0.2:500"))
+	if err := a.SendIKE(ikeHeader(0xa2, 0, ike.FlagInitiator), netip.MustParseAddrPort("198.18.0.2:4500")); err != nil {
+		t.Fatal(err)
+	}
+	a.SendKeepalive(netip.MustParseAddrPort("198.18.0.2:4500"))
+	natted := netip.MustParseAddrPort("198.18.0.99:31000")           // the peer's NAT
+	p.DispatchNATT(ikeHeader(0x11, 0xa1, ike.FlagInitiator), natted) // learned on 500
+	p.DispatchNATT(ikeHeader(0xa2, 0x5, ike.FlagResponse), natted)   // learned on 4500
+	p.DispatchNATT(ikeHeader(0x77, 0, ike.FlagInitiator), netip.MustParseAddrPort("198.18.0.2:4500"))
+	p.DispatchNATT(ikeHeader(0x78, 0, ike.FlagInitiator), netip.MustParseAddrPort("198.18.0.3:4500")) // b: no NAT-T
+	if fmt.Sprint(got) != "[a4500 a4500 a4500]" || nat.ike != 1 || nat.keepalives != 1 || p.Unrouted.Load() != 1 {
+		t.Fatalf("dispatched %v, sent %d IKE and %d keepalives on 4500, %d unrouted", got, nat.ike, nat.keepalives, p.Unrouted.Load())
+	}
+}
+
 // nullSink counts packets.
 type nullSink struct{ n int }
 
