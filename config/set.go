@@ -19,6 +19,9 @@ import (
 // daemon-wide sections; it is not a tunnel.
 const DaemonFile = "gresec.toml"
 
+// natTPort is IKEv2's NAT traversal port (RFC 7296 §2.23).
+const natTPort = 4500
+
 // DefaultDaemonSocket is the control socket of a daemon of many tunnels.
 const DefaultDaemonSocket = "/run/gresec/gresec.sock"
 
@@ -191,6 +194,21 @@ func CheckSet(cs []*Config) error {
 			}
 			if a.Keying == KeyingStatic && b.Keying == KeyingStatic && a.Static.SPIIn == b.Static.SPIIn {
 				conflict(a, b, "both receive on static.spi_in 0x%08x", a.Static.SPIIn)
+			}
+			// Static ESP in UDP keeps a socket of its own: it cannot share
+			// its port with another such tunnel, nor take 4500 from the
+			// daemon's NAT traversal socket.
+			for _, x := range [][2]*Config{{a, b}, {b, a}} {
+				own, other := x[0], x[1]
+				if !own.ESPInUDP() || own.Local != other.Local {
+					continue
+				}
+				if other.ESPInUDP() && own.UDPPort == other.UDPPort && own == a {
+					conflict(a, b, "both need UDP port %d on %s for ESP in UDP", own.UDPPort, own.Local)
+				}
+				if other.NATTSocket() && own.UDPPort == natTPort {
+					conflict(a, b, "UDP port %d on %s: static ESP in UDP and IKEv2 NAT traversal cannot share it (set ipsec.udp_port, or udp_encap = \"never\" for the IKEv2 tunnel)", natTPort, own.Local)
+				}
 			}
 		}
 	}

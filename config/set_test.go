@@ -89,4 +89,10 @@ func TestCheckSetConflicts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "both receive on static.spi_in 0x00001001") {
 		t.Fatalf("same static spi_in: err = %v", err)
 	}
+	udp := parse("u.toml", strings.Replace(plainTunnel("gu", "198.18.1.3", "198.19.3.1/30"), `keying = "none"`, "keying = \"static\"\nudp_encap = \"always\"", 1)+
+		"[static]\nspi_in = 0x3001\nspi_out = 0x3002\nkey_in = \"0x"+strings.Repeat("11", 36)+"\"\nkey_out = \"0x"+strings.Repeat("22", 36)+"\"\n")
+	ikev2 := parse("i.toml", strings.Replace(plainTunnel("gi", "198.18.1.4", "198.19.4.1/30"), `keying = "none"`, `keying = "ikev2"`, 1)+"[ike]\npsk_file = \"/nonexistent\"\n")
+	if err := CheckSet([]*Config{udp, ikev2}); err == nil || !strings.Contains(err.Error(), "static ESP in UDP and IKEv2 NAT traversal cannot share it") {
+		t.Fatalf("static ESP in UDP on 4500 beside IKEv2: err = %v", err)
+	}
 }
