@@ -126,6 +126,11 @@ func TestHubScale(t *testing.T) {
 	}
 	t.Logf("%d tunnels: all established %.1f s after the peers started; hub RSS %d KiB with the tunnels up and idle (%d KiB before any SA); idle CPU %.2f%% of one core over 20 s",
 		n, established.Seconds(), rss, rssUp, idle)
+	// Before the reload below: its DELETEs from the peers' removed tunnels
+	// may reach the hub after it removed its own, and count as unrouted.
+	if st, err := h.status(); err == nil && (st.UnknownSPI != 0 || st.UnroutedIKE != 0) {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs, %d IKE datagrams from no tunnel's peer", st.UnknownSPI, st.UnroutedIKE)
+	}
 	if os.Getenv("GRESEC_SCALE_IPERF") == "1" && n > 1 {
 		// One tunnel's single stream with n-1 idle tunnels beside it, then
 		// with the others removed by a reload of both daemons: same run.
@@ -144,9 +149,6 @@ func TestHubScale(t *testing.T) {
 		one := iperfMedian(t, hubNS, peerNS, inner(0, 0))
 		t.Logf("single TCP stream through one tunnel: %.0f Mbit/s with %d idle tunnels beside it, %.0f Mbit/s alone: ratio %.3f (median of 3 runs of 5 s)",
 			many, n-1, one, many/one)
-	}
-	if st, err := h.status(); err == nil && (st.UnknownSPI != 0 || st.UnroutedIKE != 0) {
-		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs, %d IKE datagrams from no tunnel's peer", st.UnknownSPI, st.UnroutedIKE)
 	}
 }
 
