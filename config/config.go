@@ -497,6 +497,13 @@ func (v *validator) build(f *file) *Config {
 	}
 
 	c.ControlSocket = "/run/gresec/" + c.Interface + ".sock"
+	v.daemonWide(f, c)
+	return c
+}
+
+// daemonWide validates the daemon-wide sections ([control], [log],
+// [metrics], [daemon]) into c, over its defaults.
+func (v *validator) daemonWide(f *file, c *Config) {
 	if s := f.Control.Socket; s != nil {
 		if !strings.HasPrefix(*s, "/") {
 			v.fail("control.socket", "expected an absolute path, got %s", quote(*s))
@@ -524,7 +531,6 @@ func (v *validator) build(f *file) *Config {
 		}
 		c.User = *u
 	}
-	return c
 }
 
 // Keepalive limits, IOS's: `keepalive <1-32767> <1-255>`.

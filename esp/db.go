@@ -28,6 +28,25 @@ type DB struct {
 	inbound  atomic.Pointer[[]*SA] // live, then draining: what Lookup scans
 	out      atomic.Pointer[SA]
 	drops    dropCounters
+	// watch learns of every inbound SPI that appears or goes (Watch).
+	watch func(spi uint32, present bool)
+}
+
+// Watch makes the DB call f, under its lock, when an inbound SA appears
+// (present) or goes (removed, or its drain ended): a daemon that shares
+// one socket among tunnels keeps its SPI dispatch table with it. Call it
+// before the first AddInbound; f must not call the DB.
+func (db *DB) Watch(f func(spi uint32, present bool)) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.watch = f
+}
+
+// noteSPI tells the watcher; mu is held.
+func (db *DB) noteSPI(spi uint32, present bool) {
+	if db.watch != nil {
+		db.watch(spi, present)
+	}
 }
 
 // drainingSA is an inbound SA that its CHILD_SA's deletion retired but
@@ -74,6 +93,7 @@ func (db *DB) AddInbound(sa *SA) {
 	defer db.mu.Unlock()
 	db.remove(sa.spi)
 	db.live = append(db.live, sa)
+	db.noteSPI(sa.spi, true)
 	db.publish()
 }
 
@@ -144,6 +164,7 @@ func (db *DB) expire(sa *SA) {
 func (db *DB) remove(spi uint32) bool {
 	if i := slices.IndexFunc(db.live, func(o *SA) bool { return o.spi == spi }); i >= 0 {
 		db.fold(db.live[i])
+		db.noteSPI(db.live[i].spi, false)
 		db.live = slices.Delete(db.live, i, i+1)
 		return true
 	}
@@ -158,6 +179,7 @@ func (db *DB) remove(spi uint32) bool {
 func (db *DB) drop(i int) {
 	db.draining[i].timer.Stop()
 	db.fold(db.draining[i].sa)
+	db.noteSPI(db.draining[i].sa.spi, false)
 	db.draining = slices.Delete(db.draining, i, i+1)
 }
 

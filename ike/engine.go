@@ -119,6 +119,10 @@ type Config struct {
 	// Rand supplies SPIs, nonces, DH keys and timer jitter; nil is
 	// crypto/rand. Tests inject a deterministic reader.
 	Rand io.Reader
+	// ESPSPI, when set, allocates our inbound ESP SPIs instead of Rand: a
+	// daemon running many engines over one ESP socket keeps them unique
+	// among its tunnels (package demux).
+	ESPSPI func() uint32
 	// Retransmit is the first retransmission timeout (0: 2 s), multiplied
 	// by RetransmitBase (0: 2) on each try up to RetransmitTries (0: 5)
 	// tries, like strongSwan's retransmit_timeout/_base/_tries.
@@ -374,6 +378,9 @@ func (e *Engine) newIKESPI() uint64 {
 }
 
 func (e *Engine) newESPSPI() uint32 {
+	if e.cfg.ESPSPI != nil {
+		return e.cfg.ESPSPI()
+	}
 	for {
 		// 1..255 are reserved by IANA (RFC 4303 §2.1).
 		if v := binary.BigEndian.Uint32(e.randBytes(4)); v > 255 {

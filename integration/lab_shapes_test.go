@@ -30,3 +30,17 @@ func TestLabShapes(t *testing.T) {
 		t.Errorf("transport + none: %v\n%s", err, out)
 	}
 }
+
+// TestLabSpokes: `gresec lab -spokes N` runs a hub daemon with N tunnels
+// to N spoke sites, pings every spoke through its tunnel and lists the
+// hub's tunnels one line each.
+func TestLabSpokes(t *testing.T) {
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	out, err := exec.Command(gresecBin, "lab", "-spokes", "3").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "lab passed") || !strings.Contains(string(out), "3 of 3 spokes answered") {
+		t.Fatalf("gresec lab -spokes 3: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "ikev2 established"); n != 3 {
+		t.Errorf("%d tunnels listed established, want 3:\n%s", n, out)
+	}
+}

@@ -1,4 +1,4 @@
-// Package metrics serves a tunnel's counters to Prometheus.
+// Package metrics serves the counters of a daemon's tunnels to Prometheus.
 //
 // Nothing is counted twice: at each scrape the collector takes one
 // tunnel.Status snapshot, the same one `gresec status` prints, and turns it
@@ -28,6 +28,12 @@ const ns = "gresec"
 // Source is where the collector reads the tunnel's state.
 type Source func() tunnel.Status
 
+// Many is where the collector reads the state of a daemon's tunnels. Every
+// metric has a `tunnel` label (the status's Name, else its interface).
+type Many func() []tunnel.Status
+
+func one(src Source) Many { return func() []tunnel.Status { return []tunnel.Status{src()} } }
+
 type desc struct {
 	info, up, uptime                               *prometheus.Desc
 	packets, bytes, drops, readErrors              *prometheus.Desc
@@ -45,17 +51,20 @@ type desc struct {
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
+	return prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, append([]string{"tunnel"}, labels...), nil)
 }
 
 // collector turns one Status snapshot into metrics per scrape.
 type collector struct {
-	src Source
+	src Many
 	d   desc
 }
 
 // NewCollector returns a prometheus.Collector over src.
-func NewCollector(src Source) prometheus.Collector {
+func NewCollector(src Source) prometheus.Collector { return NewManyCollector(one(src)) }
+
+// NewManyCollector returns a prometheus.Collector over the tunnels of src.
+func NewManyCollector(src Many) prometheus.Collector {
 	return &collector{src: src, d: desc{
 		info:                newDesc("tunnel_info", "The tunnel's configuration; the value is always 1.", "interface", "local", "remote", "protocol", "keying"),
 		up:                  newDesc("tunnel_up", "1 when the tunnel can send: plain GRE, or an outbound ESP SA is installed.", "interface"),
@@ -103,14 +112,23 @@ func NewCollector(src Source) prometheus.Collector {
 func (c *collector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.src()
+	for _, s := range c.src() {
+		c.collect(ch, &s)
+	}
+}
+
+// collect sends one tunnel's metrics.
+func (c *collector) collect(ch chan<- prometheus.Metric, s *tunnel.Status) {
 	d := &c.d
-	i := s.Interface
+	name, i := s.Name, s.Interface
+	if name == "" {
+		name = i
+	}
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{i}, labels...)...)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{name, i}, labels...)...)
 	}
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), append([]string{i}, labels...)...)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), append([]string{name, i}, labels...)...)
 	}
 
 	gauge(d.info, 1, s.Local, s.Remote, s.Protocol, s.Keying)
@@ -209,9 +227,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // Handler is the /metrics handler: the tunnel's metrics plus the Go
 // runtime's and the process's own.
-func Handler(src Source) http.Handler {
+func Handler(src Source) http.Handler { return HandlerMany(one(src)) }
+
+// HandlerMany is Handler for the tunnels of a daemon.
+func HandlerMany(src Many) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(),
+	reg.MustRegister(NewManyCollector(src), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
@@ -220,12 +241,17 @@ func Handler(src Source) http.Handler {
 // is opened before Serve returns its first error, so a port in use is
 // reported at start-up, not lost in a goroutine.
 func Serve(ctx context.Context, addr netip.AddrPort, src Source) (wait func() error, err error) {
+	return ServeMany(ctx, addr, one(src))
+}
+
+// ServeMany is Serve for the tunnels of a daemon.
+func ServeMany(ctx context.Context, addr netip.AddrPort, src Many) (wait func() error, err error) {
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(src))
+	mux.Handle("/metrics", HandlerMany(src))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10}
 	done := make(chan error, 1)

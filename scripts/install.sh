@@ -24,6 +24,8 @@ Linux)
 	install -d -m 755 "$DESTDIR$UNITDIR"
 	sed "s|@SBINDIR@|$SBINDIR|g" dist/systemd/gresec@.service >"$DESTDIR$UNITDIR/gresec@.service"
 	chmod 644 "$DESTDIR$UNITDIR/gresec@.service"
+	sed "s|@SBINDIR@|$SBINDIR|g" dist/systemd/gresec.service >"$DESTDIR$UNITDIR/gresec.service"
+	chmod 644 "$DESTDIR$UNITDIR/gresec.service"
 	;;
 FreeBSD)
 	install -d -m 755 "$DESTDIR$PREFIX/etc/rc.d"

@@ -253,10 +253,18 @@ func childPolicy(c *config.Config, k *config.IKE) ike.ChildPolicy {
 // IKE settings (restartIKE) stops the engine, which deletes its SAs, and
 // starts one with the new settings.
 func (t *Tunnel) runIKE(ctx context.Context) error {
-	go t.ikeSock.read(t.ike.Load)
+	var sender ike.Sender = t.ikeSock
+	if t.shared != nil {
+		sender = t.shared.ikeC // the port's reader calls offerIKE
+	} else {
+		go t.ikeSock.read(t.ike.Load)
+	}
 	for {
 		t.ikeMu.Lock()
 		cfg := ikeConfig(t.cfg, t.ikeCfg)
+		if t.shared != nil {
+			cfg.ESPSPI = t.shared.socks.SPIs.Allocate
+		}
 		ectx, cancel := context.WithCancel(ctx)
 		e := ike.New(cfg, t, t.log)
 		if t.natt != nil {
@@ -266,7 +274,7 @@ func (t *Tunnel) runIKE(ctx context.Context) error {
 		t.ikeRestart = cancel
 		t.ikeMu.Unlock()
 
-		err := e.Serve(ectx, t.ikeSock, nil)
+		err := e.Serve(ectx, sender, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return nil

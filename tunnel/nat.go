@@ -22,6 +22,15 @@ import (
 
 var _ ike.ESPPeerMover = (*Tunnel)(nil)
 
+// natSocket is UDP 4500 as the tunnel uses it: its own *udpencap.Conn, or
+// its share of the daemon's (shared.go).
+type natSocket interface {
+	underlay
+	ike.NATSocket
+	Stats() udpencap.Stats
+	Offloads() (gso, gro bool)
+}
+
 // sendPath is where the send pump writes: the raw socket, or the UDP 4500
 // socket and the peer's port there (its NAT's mapping).
 type sendPath struct {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"encoding/binary"
 	"time"
 
@@ -12,8 +13,15 @@ import (
 
 // receiveLoop moves packets raw socket -> ESP -> GRE -> TUN, a batch at a
 // time, decrypting in place and handing the TUN writer slices of the
-// receive buffers.
-func (t *Tunnel) receiveLoop() error { return t.receiveFrom(t.conn) }
+// receive buffers. On the daemon's shared sockets, their readers call
+// Receive instead, and this waits for the end.
+func (t *Tunnel) receiveLoop(ctx context.Context) error {
+	if t.shared != nil {
+		<-ctx.Done()
+		return nil
+	}
+	return t.receiveFrom(t.conn)
+}
 
 // receiveFrom is receiveLoop on one socket: the raw one, or UDP 4500 for
 // ESP in UDP under IKE (nat.go), whose pump runs beside the raw one.
@@ -27,18 +35,6 @@ func (t *Tunnel) receiveFrom(conn underlay) error {
 		bases[i] = make([]byte, tunWriteOffset+recvBufSize)
 		msgs[i].Buf = bases[i][tunWriteOffset:]
 	}
-	out := make([][]byte, 0, batch)
-	two := t.natt != nil // two pumps share t.reflect and the TUN writer
-	if two {
-		t.rxMu.Lock()
-	}
-	if t.reflect == nil {
-		t.reflect = make([]rawip.Message, 0, batch)
-	}
-	if two {
-		t.rxMu.Unlock()
-	}
-
 	for {
 		n, err := conn.ReadBatch(msgs)
 		if err != nil && n == 0 {
@@ -51,29 +47,42 @@ func (t *Tunnel) receiveFrom(conn underlay) error {
 			t.log.Sugar().Warnw("raw socket read failed", "err", err)
 			continue
 		}
-		if two {
-			t.rxMu.Lock()
-		}
-		out = t.decapsulateBatch(out[:0], msgs[:n], bases)
-		if len(t.reflect) > 0 {
-			t.sendReflections()
-		}
-		err = nil
-		if len(out) > 0 {
-			_, err = t.dev.Write(out, tunWriteOffset)
-		}
-		if two {
-			t.rxMu.Unlock()
-		}
-		if err != nil {
-			if isClosed(err) {
-				return nil
-			}
-			// The TUN writer reports the sum of its failures, not which
-			// packets failed: count the batch once.
-			t.stats.drop(dropTUNWriteError)
+		if t.receive(msgs[:n], bases) {
+			return nil
 		}
 	}
+}
+
+// Receive takes a run of packets for this tunnel from the daemon's shared
+// socket (demux.Sink), on its reading goroutine.
+func (t *Tunnel) Receive(msgs []rawip.Message, bases [][]byte) { t.receive(msgs, bases) }
+
+// receive opens msgs, read into bases, and writes the inner packets to
+// the TUN device. It reports whether the device is closed. With UDP 4500
+// open, two readers (raw ESP, ESP in UDP) call it: they take turns, as
+// they share t.reflect, t.recvOut and the TUN writer.
+func (t *Tunnel) receive(msgs []rawip.Message, bases [][]byte) (closed bool) {
+	if t.natt != nil {
+		t.rxMu.Lock()
+		defer t.rxMu.Unlock()
+	}
+	out := t.decapsulateBatch(t.recvOut[:0], msgs, bases)
+	t.recvOut = out[:0]
+	if len(t.reflect) > 0 {
+		t.sendReflections()
+	}
+	if len(out) == 0 {
+		return false
+	}
+	if _, err := t.dev.Write(out, tunWriteOffset); err != nil {
+		if isClosed(err) {
+			return true
+		}
+		// The TUN writer reports the sum of its failures, not which
+		// packets failed: count the batch once.
+		t.stats.drop(dropTUNWriteError)
+	}
+	return false
 }
 
 // decapsulateBatch opens msgs (received into bases) and appends the inner

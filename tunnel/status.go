@@ -12,6 +12,9 @@ import (
 
 // Status is a snapshot of the tunnel for `gresec status`.
 type Status struct {
+	// Name is the tunnel's name in a daemon of many (its file's name
+	// without .toml); "" for a daemon of one.
+	Name          string            `json:"name,omitempty"`
 	Interface     string            `json:"interface"`
 	Local         string            `json:"local"`
 	Remote        string            `json:"remote"`
@@ -171,9 +174,14 @@ func saStatus(sa *esp.SA) SAStatus {
 
 func (t *Tunnel) ikeStatus(is ike.Status, now time.Time) *IKEStatus {
 	k := NewIKEStatus(is, now, t.ChildBytes)
-	if t.ikeSock != nil {
+	if t.ikeSock != nil || t.shared != nil {
 		// Read while no engine ran (start, reload): dropped before any.
-		n := t.ikeSock.orphans.Load()
+		var n uint64
+		if t.ikeSock != nil {
+			n = t.ikeSock.orphans.Load()
+		} else {
+			n = t.shared.orphans.Load()
+		}
 		k.Counters.Received += n
 		k.Counters.Dropped += n
 		if k.Counters.Drops == nil {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/demux"
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/gre"
 	"github.com/gresec/gresec/ike"
@@ -52,7 +53,7 @@ type Tunnel struct {
 	conn underlay
 	// natt is UDP 4500 for IKEv2 NAT traversal (nat.go; nil without);
 	// path is where the send pump writes, rawPath the raw socket's.
-	natt    *udpencap.Conn
+	natt    natSocket
 	path    atomic.Pointer[sendPath]
 	rawPath sendPath
 	espPort atomic.Uint32 // the peer's UDP port ESP came from last (nat.go)
@@ -77,6 +78,7 @@ type Tunnel struct {
 	sendMu  sync.Mutex
 	kaMsg   [1]rawip.Message // the keepalive goroutine's, under sendMu
 	reflect []rawip.Message  // the receive pump's keepalives to send back
+	recvOut [][]byte         // the receive pump's inner packets for the TUN writer
 
 	started time.Time
 	stats   stats
@@ -87,6 +89,7 @@ type Tunnel struct {
 	vtiOut     atomic.Pointer[[]*esp.SA]
 	drainGrace time.Duration              // a removed CHILD_SA's inbound half still accepts packets this long
 	ikeSock    *ikeSocket                 // UDP 500, for keying = "ikev2"
+	shared     *shared                    // the daemon's sockets, when it shares them (shared.go)
 	ike        atomic.Pointer[ike.Engine] // the running engine, nil before
 	ikeMu      sync.Mutex                 // guards ikeCfg and ikeRestart
 	ikeCfg     ikeSettings                // what the next engine starts with
@@ -101,7 +104,11 @@ type Tunnel struct {
 
 // New creates the TUN device and the raw socket and installs the static SAs.
 // It needs CAP_NET_ADMIN and CAP_NET_RAW.
-func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
+func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) { return NewShared(cfg, log, nil) }
+
+// NewShared is New for one of many tunnels of a daemon: its ESP and IKE
+// travel on socks, the daemon's sockets (nil: its own, as New).
+func NewShared(cfg *config.Config, log *zap.Logger, socks *demux.Sockets) (*Tunnel, error) {
 	t := &Tunnel{cfg: cfg, log: log, remote: cfg.Remote, started: time.Now(), drainGrace: DrainGrace,
 		ikeCfg: ikeSettings{ike: cfg.IKE, replayWindow: cfg.ReplayWindow}}
 	if cfg.MSSClamp {
@@ -130,18 +137,26 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 		t.static = newStaticKeys(cfg)
 	}
 
-	conn, err := listenUnderlay(cfg, proto)
-	if err != nil {
+	if socks != nil && sharesESP(cfg) {
+		if err := t.joinSockets(socks); err != nil {
+			return nil, err
+		}
+	} else if conn, err := listenUnderlay(cfg, proto); err != nil {
 		return nil, err
+	} else {
+		t.conn = conn
 	}
-	t.conn = conn
-	t.rawPath = sendPath{conn: conn}
+	t.rawPath = sendPath{conn: t.conn}
 	t.path.Store(&t.rawPath)
-	if cfg.Keying.IKE() {
+	// IKEv1 keeps a UDP 500 socket of its own even in a daemon that
+	// shares its sockets: the shared IKE port dispatches IKEv2 only
+	// (config.CheckSet refuses two IKE tunnels on one address then).
+	if cfg.Keying.IKE() && (t.shared == nil || cfg.Keying == config.KeyingIKEv1) {
 		// Bound now, with the other privileged sockets, so the daemon can
 		// drop its privileges before any peer is heard.
+		var err error
 		if t.ikeSock, err = listenIKE(cfg.Local); err != nil {
-			conn.Close()
+			t.conn.Close()
 			return nil, err
 		}
 		if err := t.listenNATT(cfg); err != nil {
@@ -149,6 +164,8 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 			return nil, err
 		}
 	}
+	t.reflect = make([]rawip.Message, 0, batchSize)
+	t.recvOut = make([][]byte, 0, batchSize)
 
 	dev, err := tun.Create(cfg.Interface, cfg.MTU)
 	if err != nil {
@@ -164,6 +181,12 @@ func New(cfg *config.Config, log *zap.Logger) (*Tunnel, error) {
 	if err := dev.Up(); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("bringing %s up: %w", cfg.Interface, err)
+	}
+	if t.shared != nil {
+		if err := t.attach(); err != nil {
+			t.Close()
+			return nil, err
+		}
 	}
 	return t, nil
 }
@@ -205,9 +228,9 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
-	go func() { defer wg.Done(); errc <- t.receiveLoop() }()
+	go func() { defer wg.Done(); errc <- t.receiveLoop(ctx) }()
 	go func() { defer wg.Done(); t.keepaliveLoop(ctx) }()
-	if t.natt != nil {
+	if t.natt != nil && t.shared == nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- t.receiveFrom(t.natt) }()
 	}
@@ -259,6 +282,9 @@ func (t *Tunnel) setUnderlay() {
 
 // Close removes the TUN device and closes the socket; safe to call twice.
 func (t *Tunnel) Close() {
+	if t.shared != nil {
+		t.detach()
+	}
 	if t.dev != nil {
 		t.dev.Close()
 	}

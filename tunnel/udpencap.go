@@ -28,7 +28,14 @@ type UDPEncapStatus struct {
 // static keys with udp_encap = "always", or IKE's NAT traversal socket
 // (whose remote port is the one ESP goes to now, 0 while it is raw).
 func (t *Tunnel) udpEncapStatus() *UDPEncapStatus {
-	c, ok := t.conn.(*udpencap.Conn)
+	var c interface {
+		Stats() udpencap.Stats
+		Offloads() (gso, gro bool)
+	}
+	own, ok := t.conn.(*udpencap.Conn)
+	if ok {
+		c = own
+	}
 	local, remote := t.cfg.UDPPort, t.cfg.UDPPort
 	if t.natt != nil {
 		c, ok, local, remote = t.natt, true, ike.NATTPort, 0

@@ -7,11 +7,24 @@ import (
 )
 
 func cmdCheck(args []string) error {
-	fs := newFlags("check", "-c FILE")
-	path := fs.String("c", "/etc/gresec/gresec.toml", "config `file`")
+	fs := newFlags("check", "[-c FILE]... | -d DIR")
+	var files fileList
+	fs.Var(&files, "c", "config `file` (default /etc/gresec/gresec.toml); repeat to check several as one daemon's")
+	dir := fs.String("d", "", "`directory` of tunnels, checked as one daemon's set")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	switch {
+	case *dir != "" && len(files) > 0:
+		return fmt.Errorf("-c and -d exclude each other")
+	case *dir != "":
+		return checkSet(tunnelSet{dir: *dir})
+	case len(files) > 1:
+		return checkSet(tunnelSet{files: files})
+	case len(files) == 0:
+		files = fileList{"/etc/gresec/gresec.toml"}
+	}
+	path := &files[0]
 	c, err := config.Load(*path)
 	if err != nil {
 		return err
@@ -62,4 +75,30 @@ func udpEncapNote(c *config.Config) string {
 		return fmt.Sprintf("%s: raw ESP (IP protocol 50); NAT traversal under IKEv1 (RFC 3947) is not implemented yet", c.UDPEncap)
 	}
 	return fmt.Sprintf("%s: raw ESP (IP protocol 50)", c.UDPEncap)
+}
+
+// checkSet validates a daemon's set of tunnels, conflicts included, and
+// lists them one line each.
+func checkSet(set tunnelSet) error {
+	d, cs, err := set.load()
+	if err != nil {
+		return err
+	}
+	from := d.Path
+	if from == "" {
+		from = "defaults"
+	}
+	fmt.Printf("%d tunnels: ok\n", len(cs))
+	fmt.Printf("daemon         control %s, log %s, metrics %s (%s)\n", d.ControlSocket, d.LogLevel, orOff(d.MetricsListen.String(), d.MetricsListen.IsValid()), from)
+	for _, c := range cs {
+		fmt.Printf("%-14s %s  %s -> %s  %s  %v\n", tunnelName(c.Path), c.Interface, c.Local, c.Remote, c.Keying, c.Addresses)
+	}
+	return nil
+}
+
+func orOff(s string, on bool) string {
+	if on {
+		return s
+	}
+	return "off"
 }

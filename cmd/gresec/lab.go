@@ -30,11 +30,12 @@ var labSites = [2]struct {
 }
 
 func cmdLab(args []string) error {
-	fs := newFlags("lab", "[-keying ikev2|static|none] [-mode transport|tunnel] [-encap gre|ipip|none] [-seconds N]")
+	fs := newFlags("lab", "[-keying ikev2|static|none] [-mode transport|tunnel] [-encap gre|ipip|none] [-seconds N] [-spokes N]")
 	keying := fs.String("keying", "ikev2", "`keying`: ikev2 (IKEv2 with a random PSK), static (ESP with random keys) or none (plain GRE)")
 	mode := fs.String("mode", "transport", "ESP `mode`: transport or tunnel ([ipsec] mode)")
 	encap := fs.String("encap", "gre", "`encap`sulation: gre, ipip or none (a VTI, with -mode tunnel) ([tunnel] encap)")
 	secs := fs.Int("seconds", 3, "length of the TCP test in `seconds`, when iperf3 is installed (0 skips it)")
+	spokes := fs.Int("spokes", 0, "instead of two sites: a hub daemon with this `many` tunnels to as many spoke sites (keying ikev2 or static)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +48,9 @@ func cmdLab(args []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	if *spokes > 0 {
+		return runHubLab(self, *keying, *spokes)
 	}
 	l := &lab{self: self, keying: *keying, mode: *mode, encap: *encap}
 	defer l.teardown()
@@ -288,3 +292,5 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

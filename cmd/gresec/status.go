@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -17,15 +18,16 @@ import (
 )
 
 func cmdStatus(args []string) error {
-	fs := newFlags("status", "[-c FILE | -s SOCKET | -i INTERFACE] [--json]")
+	fs := newFlags("status", "[-c FILE | -d DIR | -s SOCKET] [-i NAME] [--json]")
 	path := fs.String("c", "", "config `file` of the instance (finds its control socket)")
+	dir := fs.String("d", "", "tunnel `directory` of a daemon of many tunnels (finds its control socket)")
 	sock := fs.String("s", "", "control `socket` path")
-	iface := fs.String("i", "gre0", "`interface` name (socket /run/gresec/NAME.sock)")
+	iface := fs.String("i", "", "one tunnel: its `name` or interface (alone: the socket /run/gresec/NAME.sock, else the daemon's)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	socket, err := socketFor(*path, *sock, *iface)
+	socket, err := statusSocket(*path, *dir, *sock, *iface)
 	if err != nil {
 		return err
 	}
@@ -33,12 +35,14 @@ func cmdStatus(args []string) error {
 	if err != nil {
 		return err
 	}
+	var probe struct {
+		Tunnels json.RawMessage `json:"tunnels"`
+	}
+	if json.Unmarshal(raw, &probe) == nil && probe.Tunnels != nil {
+		return printDaemon(os.Stdout, raw, *iface, *asJSON)
+	}
 	if *asJSON {
-		var out bytes.Buffer
-		json.Indent(&out, raw, "", "  ")
-		out.WriteByte('\n')
-		_, err := out.WriteTo(os.Stdout)
-		return err
+		return printJSON(os.Stdout, raw)
 	}
 	var st tunnel.Status
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -46,6 +50,94 @@ func cmdStatus(args []string) error {
 	}
 	printStatus(os.Stdout, &st)
 	return nil
+}
+
+// statusSocket is socketFor, with a daemon of many tunnels as the fallback:
+// a tunnel of a daemon has no socket of its own.
+func statusSocket(path, dir, sock, iface string) (string, error) {
+	if dir != "" {
+		d, err := config.LoadDaemon(filepath.Join(dir, config.DaemonFile))
+		return d.ControlSocket, err
+	}
+	if path != "" || sock != "" {
+		return socketFor(path, sock, iface)
+	}
+	name := iface
+	if name == "" {
+		name = "gre0"
+	}
+	own, _ := socketFor("", "", name)
+	if _, err := os.Stat(own); err == nil {
+		return own, nil
+	}
+	if _, err := os.Stat(config.DefaultDaemonSocket); err == nil {
+		return config.DefaultDaemonSocket, nil
+	}
+	return own, nil
+}
+
+func printJSON(w io.Writer, raw []byte) error {
+	var out bytes.Buffer
+	json.Indent(&out, raw, "", "  ")
+	out.WriteByte('\n')
+	_, err := out.WriteTo(w)
+	return err
+}
+
+// printDaemon prints a daemon's tunnels one line each, as `swanctl
+// --list-sas` does, or one of them in full (-i).
+func printDaemon(w io.Writer, raw []byte, name string, asJSON bool) error {
+	var ds tunnel.DaemonStatus
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return fmt.Errorf("unexpected answer: %w", err)
+	}
+	if name != "" {
+		for i := range ds.Tunnels {
+			st := &ds.Tunnels[i]
+			if st.Name == name || st.Interface == name {
+				if asJSON {
+					b, _ := json.Marshal(st)
+					return printJSON(w, b)
+				}
+				fmt.Fprintf(w, "tunnel: %s\n", st.Name)
+				printStatus(w, st)
+				return nil
+			}
+		}
+		return fmt.Errorf("no tunnel %q in this daemon", name)
+	}
+	if asJSON {
+		return printJSON(w, raw)
+	}
+	fmt.Fprintf(w, "%d tunnels  (shared sockets dropped: esp malformed %d, esp unknown spi %d, ike from no peer %d)\n",
+		len(ds.Tunnels), ds.Malformed, ds.UnknownSPI, ds.UnroutedIKE)
+	for i := range ds.Tunnels {
+		fmt.Fprintln(w, tunnelLine(&ds.Tunnels[i]))
+	}
+	return nil
+}
+
+// tunnelLine is one tunnel in one line: name, interface, addresses, state
+// (the IKE SA's, or whether an outbound SA is installed), SPIs, traffic.
+func tunnelLine(st *tunnel.Status) string {
+	state := "up"
+	switch {
+	case st.IKE != nil:
+		state = st.IKE.State.String()
+	case st.Protocol == "esp" && st.Outbound == nil:
+		state = "no-sa"
+	}
+	spis := "-"
+	if st.Outbound != nil && len(st.Inbound) > 0 {
+		spis = st.Inbound[0].SPI + "_i " + st.Outbound.SPI + "_o"
+	}
+	var drops uint64
+	for _, n := range st.Drops {
+		drops += n
+	}
+	return fmt.Sprintf("%-12s %-10s %s === %s  %s %s  %s  rx %d/%dB tx %d/%dB drops %d  up %s",
+		st.Name, st.Interface, st.Local, st.Remote, st.Keying, state, spis,
+		st.Inner.RxPackets, st.Inner.RxBytes, st.Inner.TxPackets, st.Inner.TxBytes, drops, secs(st.UptimeSeconds))
 }
 
 // socketFor finds an instance's control socket from -c, -s or -i.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -18,11 +19,24 @@ import (
 )
 
 func cmdUp(args []string) error {
-	fs := newFlags("up", "-c FILE")
-	path := fs.String("c", "/etc/gresec/gresec.toml", "config `file`")
+	fs := newFlags("up", "[-c FILE]... | -d DIR")
+	var files fileList
+	fs.Var(&files, "c", "config `file` of a tunnel (default /etc/gresec/gresec.toml); repeat for several tunnels in one daemon")
+	dir := fs.String("d", "", "`directory` of tunnels: every *.toml but gresec.toml, which holds the daemon-wide sections")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	switch {
+	case *dir != "" && len(files) > 0:
+		return fmt.Errorf("-c and -d exclude each other")
+	case *dir != "":
+		return runDaemon(tunnelSet{dir: *dir})
+	case len(files) > 1:
+		return runDaemon(tunnelSet{files: files})
+	case len(files) == 0:
+		files = fileList{"/etc/gresec/gresec.toml"}
+	}
+	path := &files[0]
 	protectSecrets()
 	oneProcUnlessSet()
 
@@ -128,6 +142,12 @@ func cmdUp(args []string) error {
 	log.Info("stopped on signal; interface removed")
 	return nil
 }
+
+// fileList is a repeatable -c.
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 // keptCaps are the capabilities gresec keeps after daemon.user: only
 // CAP_NET_ADMIN, for a reload that changes the interface's addresses.

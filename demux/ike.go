@@ -1,0 +1,257 @@
+package demux
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gresec/gresec/ike"
+)
+
+// IKEPort is one UDP socket for IKE on port 500, shared by every tunnel on
+// its local address, and the dispatcher of the IKE messages that come
+// behind the non-ESP marker on the address's UDP 4500 socket
+// (DispatchNATT, the udpencap IKE handler): one SPI table for both, since
+// an IKE SA starts on 500 and may float to 4500.
+//
+// A datagram goes to an engine by our IKE SPI in it (the responder SPI of
+// a request from the original initiator, else the initiator SPI), when an
+// engine has that SPI; otherwise (a new IKE_SA_INIT, or an SA the port has
+// not seen yet) by the sender's address, the tunnel's remote. The port
+// learns each engine's SPIs from the messages it sends (IKEClient), so
+// the ike package needs no hook, and an SPI names its engine even where
+// the address does not (peers behind one NAT, a peer that moved).
+type IKEPort struct {
+	conn   *net.UDPConn // nil: a port that only dispatches (tests, 4500's handler)
+	mu     sync.Mutex
+	byPeer atomic.Pointer[map[netip.Addr]*IKEClient]
+	bySPI  atomic.Pointer[map[uint64]*IKEClient]
+	// Unrouted: datagrams with no SPI of ours from an address no tunnel
+	// has as its peer.
+	Unrouted atomic.Uint64
+}
+
+// spisPerClient bounds the IKE SPIs remembered per engine: the current
+// IKE SA, the one a rekey replaces, crossing IKE_SA_INITs. Older ones are
+// forgotten (their datagrams fall back to the address).
+const spisPerClient = 8
+
+// IKEClient is one engine's hold on the port: its ike.Sender, which
+// learns the engine's SPIs from what it sends.
+type IKEClient struct {
+	port      *IKEPort
+	peer      netip.Addr
+	offer     Offer
+	offerNATT Offer // for 4500 (nil: none)
+	out       Sender
+	nat       NATSender             // the 4500 socket (nil: none)
+	spis      [spisPerClient]uint64 // a ring, under port.mu
+	next      int
+	left      bool // under port.mu: learn no more
+}
+
+// Sender sends one datagram: *net.UDPConn, or a wrapper that adds
+// the non-ESP marker on port 4500.
+type Sender interface {
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+}
+
+// NATSender sends IKE behind the non-ESP marker, and NAT keepalives, on
+// UDP 4500 (*udpencap.Conn).
+type NATSender interface {
+	SendIKE(msg []byte, to netip.AddrPort) error
+	SendKeepalive(to netip.AddrPort) error
+}
+
+// ListenIKE opens UDP port on local.
+func ListenIKE(local netip.Addr, port uint16) (*IKEPort, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
+	if err != nil {
+		return nil, fmt.Errorf("IKE socket %s port %d: %w", local, port, err)
+	}
+	// Room for a burst while engines compute DH (best effort: the kernel
+	// caps it at net.core.rmem_max).
+	_ = conn.SetReadBuffer(4 << 20)
+	p := NewIKEPort(conn)
+	return p, nil
+}
+
+// NewIKEPort dispatches for conn (nil: Dispatch only, the caller reads).
+func NewIKEPort(conn *net.UDPConn) *IKEPort {
+	p := &IKEPort{conn: conn}
+	p.byPeer.Store(&map[netip.Addr]*IKEClient{})
+	p.bySPI.Store(&map[uint64]*IKEClient{})
+	return p
+}
+
+// Join routes datagrams from peer to offer (and those on 4500 to
+// offerNATT), and returns the engine's sender, which writes through out
+// (nil: the port's socket) and nat (4500; nil: none). It returns nil when
+// another tunnel has this peer on this port.
+func (p *IKEPort) Join(peer netip.Addr, offer, offerNATT Offer, out Sender, nat NATSender) *IKEClient {
+	peer = peer.Unmap()
+	if out == nil {
+		out = p.conn
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.byPeer.Load()
+	if _, ok := cur[peer]; ok {
+		return nil
+	}
+	c := &IKEClient{port: p, peer: peer, offer: offer, offerNATT: offerNATT, out: out, nat: nat}
+	next := make(map[netip.Addr]*IKEClient, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[peer] = c
+	p.byPeer.Store(&next)
+	return c
+}
+
+// Leave stops routing datagrams to the engine, by address and by SPI.
+// (Not Close: an engine closes a Sender that is an io.Closer when it
+// stops, and its successor in the tunnel goes on with this one.)
+func (c *IKEClient) Leave() {
+	p := c.port
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.left = true
+	cur := *p.byPeer.Load()
+	if cur[c.peer] == c {
+		next := make(map[netip.Addr]*IKEClient, len(cur))
+		for k, v := range cur {
+			if v != c {
+				next[k] = v
+			}
+		}
+		p.byPeer.Store(&next)
+	}
+	spis := *p.bySPI.Load()
+	next := make(map[uint64]*IKEClient, len(spis))
+	for k, v := range spis {
+		if v != c {
+			next[k] = v
+		}
+	}
+	p.bySPI.Store(&next)
+}
+
+// WriteToUDPAddrPort sends for the engine and learns its SPI from the
+// header: the initiator SPI of a message from the original initiator (us),
+// else the responder SPI.
+func (c *IKEClient) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if spi := ourSPI(b, true); spi != 0 {
+		c.learn(spi)
+	}
+	return c.out.WriteToUDPAddrPort(b, to)
+}
+
+// ourSPI is the IKE SPI we chose, in the header of a message we send
+// (sent) or receive: the initiator SPI when we are the SA's original
+// initiator, else the responder SPI. 0: shorter than a header, or not
+// chosen yet (the responder SPI of an IKE_SA_INIT request we receive).
+func ourSPI(b []byte, sent bool) uint64 {
+	if len(b) < ike.HeaderLen {
+		return 0
+	}
+	h := ike.Header(b)
+	fromInitiator := h.Flags()&ike.FlagInitiator != 0
+	// We are the original initiator of the SA when we send with the I
+	// flag, or receive without it.
+	if fromInitiator == sent {
+		return h.SPIi()
+	}
+	return h.SPIr()
+}
+
+// SendIKE sends on 4500 for the engine (ike.NATSocket), learning its SPI
+// as WriteToUDPAddrPort does.
+func (c *IKEClient) SendIKE(msg []byte, to netip.AddrPort) error {
+	if spi := ourSPI(msg, true); spi != 0 {
+		c.learn(spi)
+	}
+	return c.nat.SendIKE(msg, to)
+}
+
+// SendKeepalive sends a NAT keepalive on 4500 (ike.NATSocket).
+func (c *IKEClient) SendKeepalive(to netip.AddrPort) error { return c.nat.SendKeepalive(to) }
+
+func (c *IKEClient) learn(spi uint64) {
+	p := c.port
+	if (*p.bySPI.Load())[spi] == c {
+		return // the common case: no lock
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.bySPI.Load()
+	if cur[spi] == c || c.left {
+		return
+	}
+	next := make(map[uint64]*IKEClient, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	if old := c.spis[c.next]; old != 0 && next[old] == c {
+		delete(next, old)
+	}
+	c.spis[c.next] = spi
+	c.next = (c.next + 1) % spisPerClient
+	next[spi] = c
+	p.bySPI.Store(&next)
+}
+
+// Dispatch hands one datagram to the engine with our SPI in it, else to
+// the engine for its sender's address.
+func (p *IKEPort) Dispatch(b []byte, from netip.AddrPort) {
+	if c := p.route(b, from); c != nil {
+		c.offer(b, from)
+	}
+}
+
+// DispatchNATT is Dispatch for an IKE message that came on UDP 4500, its
+// non-ESP marker stripped (a udpencap.IKEHandler).
+func (p *IKEPort) DispatchNATT(b []byte, from netip.AddrPort) {
+	if c := p.route(b, from); c != nil {
+		if c.offerNATT == nil {
+			p.Unrouted.Add(1)
+			return
+		}
+		c.offerNATT(b, from)
+	}
+}
+
+// route finds the engine for a datagram, or counts it unrouted.
+func (p *IKEPort) route(b []byte, from netip.AddrPort) *IKEClient {
+	if spi := ourSPI(b, false); spi != 0 {
+		if c := (*p.bySPI.Load())[spi]; c != nil {
+			return c
+		}
+	}
+	if c := (*p.byPeer.Load())[from.Addr().Unmap()]; c != nil {
+		return c
+	}
+	p.Unrouted.Add(1)
+	return nil
+}
+
+// Run reads until the socket is closed.
+func (p *IKEPort) Run() {
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		p.Dispatch(buf[:n], from)
+	}
+}
+
+// Close closes the socket; Run returns.
+func (p *IKEPort) Close() error { return p.conn.Close() }
