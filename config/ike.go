@@ -13,7 +13,7 @@ import (
 	"github.com/gresec/gresec/ike"
 )
 
-// Defaults are seed 000's: iked/IOS with aes-256-gcm, prf hmac-sha2-384,
+// Defaults are the iked + IOS pair's: iked/IOS with aes-256-gcm, prf hmac-sha2-384,
 // ecp384, PFS ecp384, 86400 s / 3600 s / 500 MiB, DPD.
 var (
 	DefaultProposals     = []string{"aes256gcm16-prfsha384-ecp384"}

@@ -17,7 +17,7 @@ keying = "ikev2"
 psk_file = "PSK"
 `
 
-func TestIKEDefaultsAreSeed000(t *testing.T) {
+func TestIKEDefaultsAreTheIkedIOSPair(t *testing.T) {
 	c, err := Parse("g.toml", []byte(ikeBase))
 	if err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func BenchmarkDH(b *testing.B) {
 }
 
 // BenchmarkHandshake is a whole IKE_SA_INIT + IKE_AUTH between two engines
-// (seed 000 suite), both sides' work.
+// (the iked + IOS pair's suite), both sides' work.
 func BenchmarkHandshake(b *testing.B) {
 	t := &testing.T{}
 	b.ReportAllocs()

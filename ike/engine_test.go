@@ -90,7 +90,7 @@ type testPeer struct {
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func seed000(local, remote string, initiate bool, seed uint64) Config {
+func ikedIOS(local, remote string, initiate bool, seed uint64) Config {
 	return Config{
 		Local: netip.MustParseAddr(local), Remote: netip.MustParseAddr(remote), Initiate: initiate,
 		LocalPSK: Secret("ThisShouldBeAStrongPassword"), RemotePSK: Secret("ThisShouldBeAStrongPassword"),
@@ -103,7 +103,7 @@ func seed000(local, remote string, initiate bool, seed uint64) Config {
 }
 
 // newPair makes an initiator a (198.18.0.1) and a responder b (198.18.0.2)
-// configured like seed 000; mutate may change either config first.
+// configured like the iked + IOS pair; mutate may change either config first.
 func newPair(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
 	a, b = newPeers(t, mutate)
 	t.Cleanup(func() {
@@ -139,7 +139,7 @@ func (s secretSet) add(ks ...[]byte) {
 
 // newPeers is newPair without the log check at the end of the test.
 func newPeers(t *testing.T, mutate func(a, b *Config)) (a, b *testPeer) {
-	ca, cb := seed000("198.18.0.1", "198.18.0.2", true, 1), seed000("198.18.0.2", "198.18.0.1", false, 2)
+	ca, cb := ikedIOS("198.18.0.1", "198.18.0.2", true, 1), ikedIOS("198.18.0.2", "198.18.0.1", false, 2)
 	if mutate != nil {
 		mutate(&ca, &cb)
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestParseProposalsSeed000(t *testing.T) {
+func TestParseProposalsIkedIOS(t *testing.T) {
 	ike := MustParseProposals(ProtoIKE, "aes256gcm16-prfsha384-ecp384")
 	want := []Proposal{{Num: 1, Protocol: ProtoIKE, Transforms: []Transform{
 		{Type: TransformENCR, ID: ENCR_AES_GCM_16, Attributes: []Attribute{{Type: AttrKeyLength, TV: true, Value: 256}}},

@@ -70,7 +70,7 @@ func TestStrongSwanVector(t *testing.T) {
 	spii, spir := be64(h(v, "spi_i")), be64(h(v, "spi_r"))
 	initReq, initResp := h(v, "ike_sa_init_request"), h(v, "ike_sa_init_response")
 
-	// Our responder would accept strongSwan's IKE_SA_INIT as seed 000.
+	// Our responder would accept strongSwan's IKE_SA_INIT as from the iked + IOS pair's iked.
 	req, err := DecodeMessage(initReq)
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 // TestPeerConfigStrongSwanNegotiates generates the strongSwan end with
 // peerconf from a gresec config, loads it into a real charon with
 // swanctl --load-all, and checks that the two negotiate: IKE SA
-// ESTABLISHED with seed 000's suite, CHILD_SA INSTALLED in TRANSPORT mode
+// ESTABLISHED with the iked + IOS pair's suite, CHILD_SA INSTALLED in TRANSPORT mode
 // with GRE host selectors, SPIs matching crosswise. Once with gresec
 // initiating (the generated side answers, start_action = none) and with
 // separate local/remote PSK files; once with the generated side

@@ -181,7 +181,7 @@ socket = %q
 		if err := os.WriteFile(psk, []byte(key+"\n"), 0o600); err != nil {
 			p.t.Fatal(err)
 		}
-		// Both initiate, as seed 000's iked pair (`active`) does: the two
+		// Both initiate, as the iked + IOS pair (`active`) does: the two
 		// IKE SAs that cross at start-up are resolved to one.
 		c += fmt.Sprintf("[ike]\ninitiate = %t\npsk_file = %q\n%s", !(p.bResponds && s == p.b), psk, p.ikeExtra)
 	}

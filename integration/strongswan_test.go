@@ -81,8 +81,8 @@ func swanConf(conf swan.Conn) string {
 	return conf.SwanctlConf()
 }
 
-// startSwanPair brings up gresec (keying ikev2, seed 000 defaults) against
-// charon with seed 000's proposals, transport mode, GRE selectors.
+// startSwanPair brings up gresec (keying ikev2, the iked + IOS pair defaults) against
+// charon with the iked + IOS pair's proposals, transport mode, GRE selectors.
 func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
 	t.Helper()
 	return startSwanPairConn(t, gresecInitiates, gresecExtra, swan.Conn{ChildExtra: childExtra})
@@ -196,7 +196,7 @@ func TestStrongSwanInterop(t *testing.T) {
 			}
 			sas, _ := sp.charon.SAs()
 			if s := sas[0]; s.EncrAlg != "AES_GCM_16" || s.PRF != "PRF_HMAC_SHA2_384" || s.DHGroup != "ECP_384" {
-				t.Errorf("IKE SA %s/%s/%s, want seed 000's AES_GCM_16/PRF_HMAC_SHA2_384/ECP_384", s.EncrAlg, s.PRF, s.DHGroup)
+				t.Errorf("IKE SA %s/%s/%s, want the iked + IOS pair's AES_GCM_16/PRF_HMAC_SHA2_384/ECP_384", s.EncrAlg, s.PRF, s.DHGroup)
 			}
 			sp.checkKeysAgree(t, st.Outbound.SPI)
 

@@ -16,7 +16,7 @@ import (
 
 // TestScenario2StrongSwanKernel: gresec negotiates with strongSwan running
 // in the guest, where charon installs real kernel XFRM SAs and policies
-// (transport mode, GRE selectors, seed 000's proposals), and the guest
+// (transport mode, GRE selectors, the iked + IOS pair's proposals), and the guest
 // kernel's GRE device talks to gresec through them. Replies prove the two
 // sides derived the same keys; the kernel's SA counters prove ESP carried
 // them.
@@ -105,7 +105,7 @@ func TestScenario2GresecResponder(t *testing.T) {
 	l.checkNoPlainGRE()
 }
 
-// guestStrongSwan configures and starts charon in the guest with seed 000's
+// guestStrongSwan configures and starts charon in the guest with the iked + IOS pair's
 // proposals, transport mode and GRE selectors, and returns a fresh PSK. It
 // neither initiates nor waits for a peer: `start_action` is none.
 func (l *lab) guestStrongSwan() string {

@@ -13,7 +13,7 @@ import (
 // IOSConfig is the Cisco IOS section: configuration-mode lines.
 const IOSConfig = "running-config (configure terminal)"
 
-// Names are seed 000's, so that its configuration and ours compare
+// Names are the iked + IOS pair's, so that its configuration and ours compare
 // line by line.
 const (
 	iosProposal = "VPN-IKEv2-Proposal"
@@ -23,7 +23,7 @@ const (
 	iosIPsec    = "VPN-IKEv2-IPsec-Profile"
 )
 
-// cisco is the seed 000 Cisco IOS end: IKEv2 proposal, policy, keyring
+// cisco is the iked + IOS pair's Cisco IOS end: IKEv2 proposal, policy, keyring
 // and profile, an IPsec profile with a transport-mode transform set, and
 // Tunnel0 protected by it.
 func (m *mirror) cisco() error {
@@ -146,7 +146,7 @@ func (m *mirror) iosSASettings(b *strings.Builder, replay string, sets []string,
 	k := &m.c.IKE
 	fmt.Fprintf(b, " set security-association lifetime seconds %d\n", clampSeconds(b, "CHILD SA lifetime", k.ChildLifetime, 120, 86400))
 	if k.ChildLifetimeBytes > 0 {
-		// IOS counts in kilobytes of 1000 bytes, as seed 000's 524288 for
+		// IOS counts in kilobytes of 1000 bytes, as the iked + IOS pair's 524288 for
 		// iked's 524288000; rounding up keeps IOS from rekeying first.
 		fmt.Fprintf(b, " set security-association lifetime kilobytes %d\n", (k.ChildLifetimeBytes+999)/1000)
 	} else {
@@ -224,7 +224,7 @@ func (m *mirror) iosKeepalive(b *strings.Builder, protect bool) {
 	b.WriteString(" ! GRE with a crypto map on the WAN interface instead of tunnel protection.\n")
 }
 
-// iosACL are seed 000's entries for ACLs on the WAN interface.
+// iosACL are the iked + IOS pair's entries for ACLs on the WAN interface.
 func (m *mirror) iosACL(b *strings.Builder) {
 	b.WriteString("! If the WAN interface has access lists, they need these entries:\n")
 	kw := "ip access-list extended"
@@ -251,7 +251,7 @@ func v4Mask(bits int) string {
 }
 
 // iosHost is an address as IOS keyrings and identity matches take it:
-// IPv4 bare (seed 000), IPv6 with its /128.
+// IPv4 bare (the iked + IOS pair), IPv6 with its /128.
 func iosHost(a netip.Addr) string {
 	if a.Is6() {
 		return hostPrefix(a).String()

@@ -11,7 +11,7 @@ import (
 
 // CiscoIOSIKEv1 is IOS with IKEv1 (keying = "ikev1"): ISAKMP policies and
 // key, a transport-mode transform set, an IPsec profile and Tunnel0, the
-// crypto-map era configuration of seed 001.
+// crypto-map era configuration (IKEv1, as the IOS crypto-map sites use).
 const CiscoIOSIKEv1 Peer = "cisco-ios-ikev1"
 
 const iosIKEv1Profile = "GRESEC-IKEv1-IPsec-Profile"

@@ -17,7 +17,7 @@ func TestIKEv1Pairing(t *testing.T) {
 			t.Errorf("--for %s with keying ikev1: %v, want a refusal naming the keying", p, err)
 		}
 	}
-	v2 := parseTestdata(t, "seed000")
+	v2 := parseTestdata(t, "iked-ios")
 	if _, err := Generate(v2, Options{Peer: CiscoIOSIKEv1}); err == nil || !strings.Contains(err.Error(), `needs keying = "ikev1"`) {
 		t.Errorf("--for cisco-ios-ikev1 with keying ikev2: %v", err)
 	}

@@ -68,7 +68,7 @@ func FuzzGenerate(f *testing.F) {
 }
 
 func BenchmarkGenerate(b *testing.B) {
-	c := parseTestdata(b, "seed000")
+	c := parseTestdata(b, "iked-ios")
 	for _, p := range []Peer{StrongSwan, OpenBSD, CiscoIOS} {
 		b.Run(string(p), func(b *testing.B) {
 			b.ReportAllocs()

@@ -41,7 +41,7 @@ func render(t testing.TB, c *config.Config, o Options) string {
 	return b.String()
 }
 
-// goldenCases cover every --for value on seed 000's settings (with
+// goldenCases cover every --for value on the iked + IOS pair's settings (with
 // static keys for linux, whose kernel has no IKE), plain GRE, a responder
 // over IPv6 with everything non-default, and each family of transforms:
 // esp, when given, replaces the config's ESP proposals (config refuses
@@ -53,24 +53,24 @@ var goldenCases = []struct {
 	variant string
 	esp     []string
 }{
-	{"seed000", StrongSwan, "", nil},
+	{"iked-ios", StrongSwan, "", nil},
 	{"ikev1", CiscoIOSIKEv1, "", nil},
-	{"seed000", OpenBSD, "", nil},
-	{"seed000", CiscoIOS, "", nil},
-	{"seed000-static", Linux, "", nil},
-	{"seed000-none", Linux, "", nil},
-	{"seed000-none", OpenBSD, "", nil},
-	{"seed000-none", CiscoIOS, "", nil},
+	{"iked-ios", OpenBSD, "", nil},
+	{"iked-ios", CiscoIOS, "", nil},
+	{"iked-ios-static", Linux, "", nil},
+	{"iked-ios-none", Linux, "", nil},
+	{"iked-ios-none", OpenBSD, "", nil},
+	{"iked-ios-none", CiscoIOS, "", nil},
 	{"responder-v6", StrongSwan, "", nil},
 	{"responder-v6", CiscoIOS, "", nil},
 	// The appliance's `AES SHA 14`, IKE and ESP.
 	{"appliance", StrongSwan, "", []string{"aes128-sha1-modp2048"}},
 	{"appliance", OpenBSD, "", []string{"aes128-sha1-modp2048"}},
 	{"appliance", CiscoIOS, "", []string{"aes128-sha1-modp2048"}},
-	// Seed 000 with the child transform Linux iked can key.
-	{"seed000", OpenBSD, "child-cbc", []string{"aes256-sha256-ecp384"}},
-	{"seed000", CiscoIOS, "child-cbc", []string{"aes256-sha256-ecp384"}},
-	{"seed000", StrongSwan, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	// The iked + IOS pair with the child transform Linux iked can key.
+	{"iked-ios", OpenBSD, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	{"iked-ios", CiscoIOS, "child-cbc", []string{"aes256-sha256-ecp384"}},
+	{"iked-ios", StrongSwan, "child-cbc", []string{"aes256-sha256-ecp384"}},
 	// SHA-2 HMACs, MODP 3072/4096, several transform sets, ESN.
 	{"sha2-modp", CiscoIOS, "", []string{"aes256-aes128-sha512-sha1-modp3072", "aes192-sha384-modp4096-esn-noesn"}},
 	{"sha2-modp", OpenBSD, "", []string{"aes256-aes128-sha512-sha1-modp3072", "aes192-sha384-modp4096-esn-noesn"}},
@@ -89,8 +89,8 @@ var goldenCases = []struct {
 	{"tunnelgre", CiscoIOS, "", nil},
 	// FreeBSD: gif and gre with setkey, and plain GRE.
 	{"ipip-static", FreeBSD, "", nil},
-	{"seed000-static", FreeBSD, "", nil},
-	{"seed000-none", FreeBSD, "", nil},
+	{"iked-ios-static", FreeBSD, "", nil},
+	{"iked-ios-none", FreeBSD, "", nil},
 	// NAT traversal: ESP in UDP forced or off, and static keys in UDP.
 	{"nat-always", StrongSwan, "", nil},
 	{"nat-always", OpenBSD, "", nil},

@@ -49,21 +49,21 @@ func ikedCheck(t *testing.T, bin, text string, mode os.FileMode) (string, error)
 }
 
 // TestIkedAcceptsGeneratedConf has openiked's parser check every iked.conf
-// we write: seed 000 (placeholder and real key), an IPv6 responder with
+// we write: the iked + IOS pair (placeholder and real key), an IPv6 responder with
 // name identities and several proposals, ESN, and a key that needs hex.
 func TestIkedAcceptsGeneratedConf(t *testing.T) {
 	bin := iked(t)
-	seed := parseTestdata(t, "seed000")
-	seedKey := parseTestdata(t, "seed000")
+	seed := parseTestdata(t, "iked-ios")
+	seedKey := parseTestdata(t, "iked-ios")
 	seedKey.IKE.LocalPSK, seedKey.IKE.RemotePSK = ike.Secret(testPSK), ike.Secret(testPSK)
 	v6 := parseTestdata(t, "responder-v6")
 	v6.IKE.RemotePSKFile = v6.IKE.LocalPSKFile // iked takes one key
 	esn := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\ndpd = \"0\"\n", map[string]string{"psk": testPSK}), "aes128gcm16-esn", "aes256gcm16-esn-noesn")
 	binKey := loadIKE(t, "psk_file = \"DIR/psk\"\n", map[string]string{"psk": binPSK})
-	// The appliance's `AES SHA 14` both ways; seed 000 with the child
+	// The appliance's `AES SHA 14` both ways; the iked + IOS pair with the child
 	// Linux iked can key; SHA-2 HMACs with MODP 3072/4096 and ESN.
 	appliance := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\nproposals = [\"aes128-sha1-modp2048\"]\n", map[string]string{"psk": testPSK}), "aes128-sha1-modp2048")
-	childCBC := withESP(t, parseTestdata(t, "seed000"), "aes256-sha256-ecp384")
+	childCBC := withESP(t, parseTestdata(t, "iked-ios"), "aes256-sha256-ecp384")
 	sha2 := withESP(t, loadIKE(t, "psk_file = \"DIR/psk\"\nproposals = [\"aes256-sha512-prfsha384-modp4096\", \"aes192-sha384-modp3072\"]\n", map[string]string{"psk": testPSK}),
 		"aes192-sha384-modp3072-esn", "aes256-aes128-sha256-sha1")
 
@@ -73,15 +73,15 @@ func TestIkedAcceptsGeneratedConf(t *testing.T) {
 		secret bool
 		expect []string // in iked's printout of the policy it parsed
 	}{
-		{"seed000", seed, false, []string{"ikev2 \"gresec\" passive transport esp proto { gre } inet from 198.18.0.2 to 198.18.0.1 local 198.18.0.2 peer 198.18.0.1",
+		{"iked-ios", seed, false, []string{"ikev2 \"gresec\" passive transport esp proto { gre } inet from 198.18.0.2 to 198.18.0.1 local 198.18.0.2 peer 198.18.0.1",
 			"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384", "srcid 198.18.0.2 dstid 198.18.0.1", "ikelifetime 86400 lifetime 3600 bytes 524288000"}},
-		{"seed000-with-key", seedKey, true, []string{"psk 0x" + hex.EncodeToString([]byte(testPSK))}},
+		{"iked-ios-with-key", seedKey, true, []string{"psk 0x" + hex.EncodeToString([]byte(testPSK))}},
 		{"responder-v6", v6, false, []string{"active transport esp proto { gre } inet6 from 2001:db8:18::2 to 2001:db8:18::1",
 			"ikesa enc aes-128-gcm prf hmac-sha2-256 group ecp256 group modp2048", "srcid peer@example.net dstid gresec.example", "ikelifetime 28800 lifetime 1800 "}},
 		{"esn", esn, false, []string{"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384"}},
 		{"hex-key", binKey, true, []string{"psk 0x" + hex.EncodeToString([]byte(binPSK))}},
 		{"appliance", appliance, false, []string{"ikesa enc aes-128 prf hmac-sha1 auth hmac-sha1 group modp2048 childsa enc aes-128 auth hmac-sha1 group modp2048 noesn"}},
-		{"seed000-child-cbc", childCBC, false, []string{"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384 childsa enc aes-256 auth hmac-sha2-256 group ecp384 noesn"}},
+		{"iked-ios-child-cbc", childCBC, false, []string{"ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384 childsa enc aes-256 auth hmac-sha2-256 group ecp384 noesn"}},
 		{"sha2-modp", sha2, false, []string{"ikesa enc aes-256 prf hmac-sha2-384 auth hmac-sha2-512 group modp4096",
 			"ikesa enc aes-192 prf hmac-sha2-384 auth hmac-sha2-384 group modp3072",
 			"childsa enc aes-192 auth hmac-sha2-384 group modp3072 esn",
@@ -113,7 +113,7 @@ func TestIkedAcceptsGeneratedConf(t *testing.T) {
 // world-readable file are both refused, so the test above can fail.
 func TestIkedChecksWhatWeThinkItChecks(t *testing.T) {
 	bin := iked(t)
-	out, err := Generate(parseTestdata(t, "seed000"), Options{Peer: OpenBSD})
+	out, err := Generate(parseTestdata(t, "iked-ios"), Options{Peer: OpenBSD})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ const (
 	RcConfLocal  = "/etc/rc.conf.local (add)"
 )
 
-// openbsd is the seed 000 OpenBSD end: iked(8) with gre(4), pf and the
+// openbsd is the iked + IOS pair's OpenBSD end: iked(8) with gre(4), pf and the
 // sysctls, for IKEv2 keying; gre(4) alone for keying "none".
 func (m *mirror) openbsd() error {
 	if m.c.Keying == config.KeyingStatic {
@@ -39,7 +39,7 @@ func (m *mirror) openbsd() error {
 	if esp {
 		s.WriteString("net.inet.esp.enable=1\n")
 	}
-	s.WriteString("# To route networks across the tunnel (as in seed 000):\n")
+	s.WriteString("# To route networks across the tunnel:\n")
 	s.WriteString("net.inet.ip.forwarding=1\nnet.inet6.ip6.forwarding=1\n")
 	m.add(SysctlConf, 0, s.String())
 	if esp {
@@ -64,7 +64,7 @@ func (m *mirror) openbsd() error {
 	return nil
 }
 
-// iked writes iked.conf: seed 000's one-line policy with our settings.
+// iked writes iked.conf: the iked + IOS pair's one-line policy with our settings.
 func (m *mirror) iked() error {
 	k := &m.c.IKE
 	if m.asymmetricPSK() {
@@ -173,7 +173,7 @@ func ikedBytes(n uint64) string {
 func (m *mirror) hostnameGRE() {
 	var b strings.Builder
 	m.innerComments(&b, "#")
-	b.WriteString("# Not seed 000's \"inet <this end> <other end>\": netstart reads a second word as the netmask.\n")
+	b.WriteString("# Not \"inet <this end> <other end>\", as often written: netstart reads a second word as the netmask.\n")
 	for _, a := range m.inner {
 		addr := a.placeholder()
 		if a.theirs.IsValid() {
@@ -195,8 +195,8 @@ func (m *mirror) hostnameGRE() {
 	m.add(HostnameGRE0, 0, b.String())
 }
 
-// pf writes seed 000's rules: MSS scrub on gre0, IKE and ESP on egress,
-// GRE on enc0 (where decrypted traffic appears). Seed 000 also passes
+// pf writes the iked + IOS pair's rules: MSS scrub on gre0, IKE and ESP on egress,
+// GRE on enc0 (where decrypted traffic appears). The iked + IOS pair also passes
 // ipencap, which only tunnel mode uses.
 func (m *mirror) pf(esp bool) {
 	var b strings.Builder

@@ -70,7 +70,7 @@ func TestSecretNeverPrintedWithoutIncludeSecret(t *testing.T) {
 	sym := loadIKE(t, "psk_file = \"DIR/psk\"\n", map[string]string{"psk": testPSK})
 	asym := loadIKE(t, "local_psk_file = \"DIR/l.psk\"\nremote_psk_file = \"DIR/r.psk\"\n",
 		map[string]string{"l.psk": testLocalPSK, "r.psk": testRemotePSK})
-	static := parseTestdata(t, "seed000-static")
+	static := parseTestdata(t, "iked-ios-static")
 	staticKeys := []string{hex.EncodeToString(static.Static.KeyOut), hex.EncodeToString(static.Static.KeyIn)}
 
 	for _, tc := range []struct {
@@ -144,7 +144,7 @@ func TestPlaceholdersNameOurFiles(t *testing.T) {
 			t.Errorf("IOS output lacks %q", want)
 		}
 	}
-	st := render(t, parseTestdata(t, "seed000-static"), Options{Peer: Linux})
+	st := render(t, parseTestdata(t, "iked-ios-static"), Options{Peer: Linux})
 	for _, want := range []string{"0x<key_out of [static] in /etc/gresec/gresec.toml>", "0x<key_in of [static] in /etc/gresec/gresec.toml>"} {
 		if !strings.Contains(st, want) {
 			t.Errorf("linux output lacks %q", want)
@@ -153,7 +153,7 @@ func TestPlaceholdersNameOurFiles(t *testing.T) {
 }
 
 func TestStaticSAsMirrored(t *testing.T) {
-	c := parseTestdata(t, "seed000-static")
+	c := parseTestdata(t, "iked-ios-static")
 	out := render(t, c, Options{Peer: Linux, IncludeSecret: true})
 	// The peer receives what we send (spi_out, key_out) and sends what we receive.
 	in := fmt.Sprintf("ip xfrm state add src 198.18.0.1 dst 198.18.0.2 proto esp spi 0x00001001 mode transport replay-window 1024 aead 'rfc4106(gcm(aes))' 0x%x 128", []byte(c.Static.KeyOut))
@@ -201,11 +201,11 @@ func TestAddressesToFillIn(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	seed := parseTestdata(t, "seed000")
-	static := parseTestdata(t, "seed000-static")
-	none := parseTestdata(t, "seed000-none")
+	seed := parseTestdata(t, "iked-ios")
+	static := parseTestdata(t, "iked-ios-static")
+	none := parseTestdata(t, "iked-ios-none")
 	asym := parseTestdata(t, "responder-v6")
-	keyID := parseTestdata(t, "seed000")
+	keyID := parseTestdata(t, "iked-ios")
 	keyID.IKE.LocalIDText = "@#0102"
 	badPSK := loadIKE(t, "psk_file = \"DIR/psk\"\n", map[string]string{"psk": "has a space and a ? in it"})
 	x25519 := loadIKE(t, "psk_file = \"DIR/psk\"\nproposals = [\"aes256gcm16-prfsha384-curve25519\"]\n", map[string]string{"psk": testPSK})
@@ -267,7 +267,7 @@ func TestParsePeer(t *testing.T) {
 }
 
 func TestSectionsHaveModes(t *testing.T) {
-	out, err := Generate(parseTestdata(t, "seed000"), Options{Peer: OpenBSD})
+	out, err := Generate(parseTestdata(t, "iked-ios"), Options{Peer: OpenBSD})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestSectionsHaveModes(t *testing.T) {
 	if !ok || s.Mode != 0o600 {
 		t.Errorf("iked.conf section %v mode %#o, want 0600 (iked refuses readable files)", ok, s.Mode)
 	}
-	out, err = Generate(parseTestdata(t, "seed000"), Options{Peer: StrongSwan})
+	out, err = Generate(parseTestdata(t, "iked-ios"), Options{Peer: StrongSwan})
 	if err != nil {
 		t.Fatal(err)
 	}

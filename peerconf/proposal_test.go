@@ -17,7 +17,7 @@ func TestProposalTranslation(t *testing.T) {
 		ours                 string
 		swan, iked, iosProps string // IOS: IKE encryption/integrity/prf/group, ESP transform sets/pfs group
 	}{
-		// Seed 000.
+		// The iked + IOS pair.
 		{ike.ProtoIKE, "aes256gcm16-prfsha384-ecp384",
 			"aes256gcm16-prfsha384-ecp384", "ikesa enc aes-256-gcm prf hmac-sha2-384 group ecp384", "aes-gcm-256//sha384/20"},
 		{ike.ProtoESP, "aes256gcm16-ecp384",
@@ -48,7 +48,7 @@ func TestProposalTranslation(t *testing.T) {
 			"aes128-sha1-prfsha1-modp2048", "ikesa enc aes-128 auth hmac-sha1 prf hmac-sha1 group modp2048", "aes-cbc-128/sha1/sha1/14"},
 		{ike.ProtoESP, "aes128-sha1-modp2048",
 			"aes128-sha1-modp2048", "childsa enc aes-128 auth hmac-sha1 group modp2048 noesn", "esp-aes esp-sha-hmac/pfs 14"},
-		// iked's child on Linux (seed 000's line, child transform changed).
+		// iked's child on Linux (the iked + IOS pair's line, child transform changed).
 		{ike.ProtoESP, "aes256-sha256-ecp384",
 			"aes256-sha256-ecp384", "childsa enc aes-256 auth hmac-sha2-256 group ecp384 noesn", "esp-aes 256 esp-sha256-hmac/pfs 20"},
 		{ike.ProtoIKE, "aes256-sha256-ecp384",

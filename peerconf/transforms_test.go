@@ -79,7 +79,7 @@ func TestTransformErrors(t *testing.T) {
 	}{
 		{"iked chacha20 IKE SA", chacha, OpenBSD, `IKE proposal "chacha20poly1305-prfsha256-curve25519": OpenBSD iked cannot express chacha20poly1305 for the IKE SA`},
 		{"ios chacha20 IKE SA", chacha, CiscoIOS, `IKE proposal "chacha20poly1305-prfsha256-curve25519": Cisco IOS cannot express chacha20poly1305`},
-		{"ios chacha20 ESP", withESP(t, parseTestdata(t, "seed000"), "chacha20poly1305-ecp384"), CiscoIOS,
+		{"ios chacha20 ESP", withESP(t, parseTestdata(t, "iked-ios"), "chacha20poly1305-ecp384"), CiscoIOS,
 			`ESP proposal "chacha20poly1305-ecp384": Cisco IOS cannot express chacha20poly1305`},
 		{"ios esn", withESP(t, parseTestdata(t, "appliance"), "aes128-sha1-modp2048-esn"), CiscoIOS,
 			`ESP proposal "aes128-sha1-modp2048-esn": Cisco IOS cannot express extended sequence numbers`},
@@ -99,18 +99,18 @@ func TestTransformErrors(t *testing.T) {
 // a plain GRE tunnel; under tunnel protection, where IOS's answers would
 // leave unencrypted, a warning instead of a line that cannot work.
 func TestIOSKeepalive(t *testing.T) {
-	none := parseTestdata(t, "seed000-none")
+	none := parseTestdata(t, "iked-ios-none")
 	none.Keepalive, none.KeepaliveRetries = 10*time.Second, 3
 	if out := render(t, none, Options{Peer: CiscoIOS}); !strings.Contains(out, " tunnel path-mtu-discovery\n keepalive 10 3\n") {
 		t.Errorf("plain GRE: no keepalive 10 3 on Tunnel0:\n%s", out)
 	}
-	ikev2 := parseTestdata(t, "seed000")
+	ikev2 := parseTestdata(t, "iked-ios")
 	ikev2.Keepalive, ikev2.KeepaliveRetries = 5*time.Second, 4
 	out := render(t, ikev2, Options{Peer: CiscoIOS})
 	if strings.Contains(out, " keepalive 5") || !strings.Contains(out, "under tunnel protection IOS\n ! answers them unencrypted") {
 		t.Errorf("tunnel protection: want a warning, not a keepalive line:\n%s", out)
 	}
-	if out := render(t, parseTestdata(t, "seed000-none"), Options{Peer: CiscoIOS}); strings.Contains(out, "keepalive") {
+	if out := render(t, parseTestdata(t, "iked-ios-none"), Options{Peer: CiscoIOS}); strings.Contains(out, "keepalive") {
 		t.Errorf("keepalive written although gresec sends none")
 	}
 }

@@ -182,7 +182,7 @@ def case(name, group, prfalg, keybits):
     }
 
 cases = [
-    case("seed000 ecp384 prfsha384 aes256", 20, 6, 256),
+    case("iked-ios ecp384 prfsha384 aes256", 20, 6, 256),
     case("ecp256 prfsha256 aes128", 19, 5, 128),
     case("ecp521 prfsha512 aes256", 21, 7, 256),
     case("curve25519 prfsha256 aes256", 31, 5, 256),

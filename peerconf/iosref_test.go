@@ -7,11 +7,11 @@ import (
 	"github.com/gresec/gresec/ike"
 )
 
-// seed000IOS is the Cisco IOS configuration of shared/seeds/000 (config
+// ikedIOSConfig is the Cisco IOS configuration of the iked + IOS pair's post (config
 // block and the ACL entries after it), placeholders filled in: OpenBSD
 // (gresec) 198.18.0.1, Cisco 198.18.0.2, tunnel 198.19.0.0/31 and
 // 2001:db8:19::/127.
-const seed000IOS = `crypto ikev2 proposal VPN-IKEv2-Proposal
+const ikedIOSConfig = `crypto ikev2 proposal VPN-IKEv2-Proposal
  encryption aes-gcm-256
  prf sha384
  group 20
@@ -57,7 +57,7 @@ ip access-list extended Outbound
  permit esp host 198.18.0.2 host 198.18.0.1
 `
 
-// TestIOSMatchesSeed000 compares our IOS output for seed 000's settings
+// TestIOSMatchesIkedIOSPair compares our IOS output for the iked + IOS pair's settings
 // with the seed's working Cisco configuration line by line. Every seed
 // line must appear in ours, in the same order, except these, which
 // differ on purpose:
@@ -73,8 +73,8 @@ ip access-list extended Outbound
 // extra: the IKE lifetime (IOS default 86400), the CHILD SA lifetime in
 // seconds (IOS default 3600), the replay window in the profile as well as
 // globally, and the tunnel MTU (the seed relies on path MTU discovery).
-func TestIOSMatchesSeed000(t *testing.T) {
-	c := parseTestdata(t, "seed000")
+func TestIOSMatchesIkedIOSPair(t *testing.T) {
+	c := parseTestdata(t, "iked-ios")
 	c.IKE.LocalPSK, c.IKE.RemotePSK = ike.Secret("ThisShouldBeAStrongPassword"), ike.Secret("ThisShouldBeAStrongPassword")
 	out, err := Generate(c, Options{Peer: CiscoIOS, IncludeSecret: true})
 	if err != nil {
@@ -106,7 +106,7 @@ func TestIOSMatchesSeed000(t *testing.T) {
 			ours = append(ours, l)
 		}
 	}
-	seed := strings.Split(strings.TrimRight(seed000IOS, "\n"), "\n")
+	seed := strings.Split(strings.TrimRight(ikedIOSConfig, "\n"), "\n")
 
 	// Walk both in order: each seed line (or its documented replacement)
 	// must come next in ours, skipping only documented extra lines.
@@ -123,7 +123,7 @@ func TestIOSMatchesSeed000(t *testing.T) {
 			if i < len(ours) {
 				got = ours[i]
 			}
-			t.Fatalf("seed 000 line %q: ours has %q at line %d\nours:\n%s", want, got, i+1, strings.Join(ours, "\n"))
+			t.Fatalf("iked + IOS pair IOS line %q: ours has %q at line %d\nours:\n%s", want, got, i+1, strings.Join(ours, "\n"))
 		}
 		i++
 	}
