@@ -49,8 +49,10 @@ func TestStrongSwanFragmentation(t *testing.T) {
 			})
 			sp := &swanPair{pair: p, charon: ch}
 
+			// Port 4500 too: charon at its default mobike = yes moves IKE there
+			// from IKE_AUTH on when it initiates, NAT or not.
 			pcap := filepath.Join(t.TempDir(), "ike.pcap")
-			dump, err := p.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "udp port 500 or (ip[6:2] & 0x3fff != 0)")
+			dump, err := p.b.ns.Start("tcpdump", "-n", "--immediate-mode", "-Z", "root", "-i", "veth-b", "-w", pcap, "udp port 500 or udp port 4500 or (ip[6:2] & 0x3fff != 0)")
 			if err != nil {
 				t.Fatal(err)
 			}
