@@ -164,7 +164,7 @@ type Engine struct {
 	sas []*ikeSA
 	// half are responder SAs awaiting IKE_AUTH (halfopen.go).
 	half halfOpenTable
-	// loadKeys are the DH keys answered with under load (task_init.go).
+	// loadKeys are the DH keys answered with under load (ike_init.go).
 	loadKeys map[DHGroup]loadKeyEntry
 	// seq numbers events (SA creation, installs) so that "before" and
 	// "newest" do not depend on the clock, which tests hold still.
@@ -441,62 +441,6 @@ func (e *Engine) nextRequest(now time.Time, sa *ikeSA) {
 		next := sa.queue[0]
 		sa.queue = sa.queue[1:]
 		next(now)
-	}
-}
-
-// tick runs timers: retransmission, DPD, rekeying, reconnecting.
-func (e *Engine) tick(now time.Time) {
-	defer e.publish()
-	for _, sa := range slices.Clone(e.sas) {
-		r := sa.req
-		if sa.gone() || r == nil || now.Before(r.deadline) {
-			continue
-		}
-		if u := r.unprotected; u != nil {
-			// No real answer came after the error one: believe it.
-			e.finishRequest(now, sa, r, u, r.unprotectedRaw, u.Payloads)
-			continue
-		}
-		if r.tries+1 >= e.cfg.RetransmitTries {
-			e.log.Warn("peer does not answer, giving up", e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
-			sa.req, sa.queue = nil, nil
-			e.countExchange(r.exchange, true, "timeout")
-			if r.onFail != nil {
-				r.onFail(now)
-			} else {
-				e.fail(now, sa, r.exchange.String()+": no response")
-			}
-			continue
-		}
-		r.tries++
-		r.timeout = time.Duration(float64(r.timeout) * e.cfg.RetransmitBase)
-		r.deadline = now.Add(r.timeout)
-		e.counters.Retransmits++
-		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
-		e.writeAll(r.packets) // every fragment (RFC 7383 §2.6)
-	}
-	for _, sa := range slices.Clone(e.sas) {
-		switch {
-		case sa.gone():
-		case sa.state == saRedundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
-			// The peer should have deleted it by now; it may not follow
-			// our collision rule, so we do.
-			e.log.Info("peer did not delete the redundant IKE SA; deleting it", e.saFields(sa, nil)...)
-			e.deleteIKESA(now, sa)
-		case sa.usable():
-			e.timers(now, sa)
-		}
-	}
-	e.natKeepalive(now)
-	if e.in.cookieMode.Load() {
-		e.cookiesRequired(now) // turns Offer's cookie demands off once the flood has passed
-	}
-	for _, sa := range e.half.expired(now) {
-		e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
-		e.removeSA(sa)
-	}
-	if len(e.sas) == 0 && e.cfg.Initiate && !e.retryAt.IsZero() && !now.Before(e.retryAt) {
-		e.initiate(now)
 	}
 }
 

@@ -1,8 +1,11 @@
+// Creating a CHILD_SA, shared by IKE_AUTH, CREATE_CHILD_SA rekeys and a
+// VTI's extra children: the request's child payloads (childRequest), the
+// responder's side (acceptChild), the initiator's (completeChild), and
+// handing the keys to the data plane (installChild).
+
 package ike
 
 import (
-	"crypto/subtle"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,32 +14,6 @@ import (
 // gre is IP protocol 47: what our CHILD_SAs carry unless Config.Child
 // says otherwise.
 const gre = 47
-
-// sendAuth sends the initiator's IKE_AUTH request with the first CHILD_SA
-// (§1.2): IDi, [IDr], AUTH, [INITIAL_CONTACT], USE_TRANSPORT_MODE, SA,
-// TSi, TSr. The child proposal carries no DH group (there is no KE here),
-// as strongSwan sends it.
-func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
-	sa.childSPI = e.newESPSPI()
-	idi := e.localID()
-	auth := PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initReq, sa.nr, sa.keys.SKpi, idi)
-	inner := Payloads{&IDi{idi}}
-	if e.cfg.RemoteID.Type != 0 {
-		inner = append(inner, &IDr{e.cfg.RemoteID})
-	}
-	inner = append(inner, &Auth{Method: AuthPSK, Data: auth})
-	if len(e.sas) == 1 || sa.afterHint {
-		// INITIAL_CONTACT tells the peer to forget IKE SAs it has with us
-		// (§2.4); only when we have no other one, in any state, so that
-		// simultaneous initiation is resolved by the nonce rule instead;
-		// and after a hint that the peer lost the others (hint.go).
-		inner = append(inner, &Notify{Kind: INITIAL_CONTACT})
-	}
-	inner = append(inner, e.childRequest(WithoutDH(e.cfg.ESPProposals), sa.childSPI)...)
-	e.sendRequest(now, sa, IKE_AUTH, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
-		e.authResponse(now, sa, m, ps)
-	}, func(now time.Time) { e.fail(now, sa, "IKE_AUTH: no response") })
-}
 
 // childRequest is the CHILD_SA part of a request: the mode (transport
 // unless Config.Child says tunnel), our proposals with our inbound SPI,
@@ -53,134 +30,6 @@ func (e *Engine) childRequest(props []Proposal, spi uint32) Payloads {
 		&TSi{TrafficSelectors{local}},
 		&TSr{TrafficSelectors{remote}},
 	)
-}
-
-func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads) {
-	if n := ps.Notify(AUTHENTICATION_FAILED); n != nil {
-		e.counters.AuthFailures++
-		e.log.Warn("peer rejects our authentication", append(e.saFields(sa, m),
-			zap.Stringer("local_id", e.localID()), zap.String("remote_id", e.remoteIDString()))...)
-		e.fail(now, sa, "IKE_AUTH: peer says AUTHENTICATION_FAILED")
-		return
-	}
-	idr, _ := ps.Get(PayloadIDr).(*IDr)
-	auth, _ := ps.Get(PayloadAUTH).(*Auth)
-	if idr == nil || auth == nil {
-		if n := ps.FirstError(); n != nil {
-			e.fail(now, sa, "IKE_AUTH: peer sent "+n.Kind.String())
-		} else {
-			e.fail(now, sa, "IKE_AUTH: response lacks IDr or AUTH")
-		}
-		return
-	}
-	if !e.authentic(sa, idr.ID, auth, sa.initResp, sa.ni, sa.keys.SKpr) {
-		e.result = AUTHENTICATION_FAILED.String()
-		e.fail(now, sa, "IKE_AUTH: peer failed authentication")
-		return
-	}
-	e.established(now, sa)
-	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idr.ID))...)
-	c, err := e.completeChild(now, sa, ps, e.cfg.ESPProposals, sa.childSPI, sa.ni, sa.nr, nil, false, true)
-	if err != nil {
-		// An IKE SA without its one CHILD_SA is of no use to us.
-		e.log.Warn("CHILD_SA not established", append(e.saFields(sa, m), zap.Error(err))...)
-		if n := ps.FirstError(); n != nil {
-			e.result = n.Kind.String()
-		}
-		e.deleteIKEOnce(sa)
-		e.fail(now, sa, "CHILD_SA: "+err.Error())
-		return
-	}
-	sa.children = append(sa.children, c)
-	if sa.afterHint {
-		e.forgetOthers(sa)
-	}
-	e.checkDuplicates(now, sa)
-	e.addFamilyChildren(now, sa, c) // child_family.go
-}
-
-// established marks sa authenticated and schedules its rekeying.
-func (e *Engine) established(now time.Time, sa *ikeSA) {
-	e.setState(sa, saEstablished)
-	sa.establishedAt, sa.lastRecv, sa.estSeq = now, now, e.nextSeq()
-	sa.rekeyAt = e.rekeyTime(sa, now, e.cfg.Lifetime)
-}
-
-func (e *Engine) remoteIDString() string {
-	if e.cfg.RemoteID.Type == 0 {
-		return "any"
-	}
-	return e.cfg.RemoteID.String()
-}
-
-// authentic checks an identity and its PSK AUTH payload (§2.15).
-func (e *Engine) authentic(sa *ikeSA, id ID, auth *Auth, realMessage, nonce []byte, skp Secret) bool {
-	fields := func(why string) []zap.Field {
-		return append(e.saFields(sa, nil), zap.Stringer("id", id), zap.String("want", e.remoteIDString()),
-			zap.Stringer("local_id", e.localID()), zap.String("reason", why))
-	}
-	if e.cfg.RemoteID.Type != 0 && !id.Equal(e.cfg.RemoteID) {
-		e.counters.AuthFailures++
-		e.log.Warn("peer identity mismatch", fields("identity not the configured one")...)
-		return false
-	}
-	if auth.Method != AuthPSK {
-		e.counters.AuthFailures++
-		e.log.Warn("peer authentication failed", fields("AUTH method "+itoa(int(auth.Method))+", we use PSK (2)")...)
-		return false
-	}
-	want := PSKAuth(sa.suite.PRF, e.cfg.RemotePSK, realMessage, nonce, skp, id)
-	if subtle.ConstantTimeCompare(want, auth.Data) != 1 {
-		e.counters.AuthFailures++
-		e.log.Warn("peer authentication failed", fields("AUTH payload does not match the PSK")...)
-		return false
-	}
-	return true
-}
-
-// respondAuth answers IKE_AUTH on a half-open SA.
-func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) Payloads {
-	if sa.initiator || sa.state != saConnecting {
-		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
-	}
-	idi, _ := ps.Get(PayloadIDi).(*IDi)
-	auth, _ := ps.Get(PayloadAUTH).(*Auth)
-	if idi == nil || auth == nil {
-		sa.deleteAfterResponse = true
-		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
-	}
-	if !e.authentic(sa, idi.ID, auth, sa.initReq, sa.nr, sa.keys.SKpi) {
-		sa.deleteAfterResponse = true
-		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}
-	}
-	idr := e.localID()
-	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
-	e.clearPending(sa.spiI)
-	e.half.remove(sa)
-	e.sas = append(e.sas, sa)
-	e.keyGen++
-	e.established(now, sa)
-	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
-	_, child, notify := e.acceptChild(now, sa, ps, WithoutDH(e.cfg.ESPProposals), sa.ni, sa.nr, nil, false, false)
-	if ps.Notify(INITIAL_CONTACT) != nil {
-		// The peer has no other IKE SA with us (it restarted, or lost
-		// one): those we had before its IKE_SA_INIT arrived are dead.
-		// Later ones are a simultaneous initiation, which the nonce rule
-		// resolves. (After the new child is in: sending moves to it.)
-		for _, old := range slices.Clone(e.sas) {
-			if old != sa && old.state != saConnecting && old.estSeq < sa.seq {
-				e.log.Info("INITIAL_CONTACT: forgetting an IKE SA the peer has lost", e.saFields(old, nil)...)
-				e.removeSA(old)
-			}
-		}
-	}
-	if notify != nil {
-		return append(out, notify)
-	}
-	// After the response is out, so the peer has this SA before it hears
-	// of a collision.
-	e.deferred = append(e.deferred, func(now time.Time) { e.checkDuplicates(now, sa) })
-	return append(out, child...)
 }
 
 // acceptChild is the responder's side of creating a CHILD_SA: it checks
@@ -242,7 +91,7 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 	keys.LocalTS, keys.RemoteTS = narrowR, narrowI
 	if _, ok := e.dp.(OutboundSwitcher); ok && (rekey || e.outSPI != 0) {
 		// Keep sending on the SA the peer has until it has this one
-		// (task_info.go: switchOutbound waits for the proof).
+		// (outbound.go: switchOutbound waits for the proof).
 		keys.KeepOutbound = true
 	}
 	c, err := e.installChild(now, sa, keys, ni, nr)
@@ -257,28 +106,6 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		&TSi{TrafficSelectors{narrowI}}, // narrowed to ours (§2.9)
 		&TSr{TrafficSelectors{narrowR}},
 	), nil
-}
-
-// installChild hands keys to the data plane, whose outbound SA is then
-// this child's, and schedules its rekeying.
-func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr []byte) (*childSA, error) {
-	keys.UDPPeer = e.udpPeer(sa)
-	if err := e.dp.InstallChild(keys); err != nil {
-		return nil, err
-	}
-	if !keys.KeepOutbound || e.outSPI == 0 {
-		e.outSPI = keys.SPIIn
-	}
-	e.keyGen++
-	c := &childSA{keys: keys, installed: now, seq: e.nextSeq(), ni: ni, nr: nr}
-	c.rekeyAt = e.rekeyTime(sa, now, e.cfg.ChildLifetime)
-	c.rekeyBytes = e.rekeyBytes(sa, e.cfg.ChildLifetimeBytes)
-	if e.cfg.ChildLifetime > 0 {
-		c.expiresAt = now.Add(e.cfg.ChildLifetime)
-	}
-	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut),
-		zap.String("transform", keys.Transform), zap.Bool("esp_in_udp", keys.UDPPeer.IsValid()))...)
-	return c, nil
 }
 
 // completeChild is the initiator's side: it checks the responder's choice
@@ -343,6 +170,28 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		c.peerHas = true // it answered: it has installed its side
 	}
 	return c, err
+}
+
+// installChild hands keys to the data plane, whose outbound SA is then
+// this child's, and schedules its rekeying.
+func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr []byte) (*childSA, error) {
+	keys.UDPPeer = e.udpPeer(sa)
+	if err := e.dp.InstallChild(keys); err != nil {
+		return nil, err
+	}
+	if !keys.KeepOutbound || e.outSPI == 0 {
+		e.outSPI = keys.SPIIn
+	}
+	e.keyGen++
+	c := &childSA{keys: keys, installed: now, seq: e.nextSeq(), ni: ni, nr: nr}
+	c.rekeyAt = e.rekeyTime(sa, now, e.cfg.ChildLifetime)
+	c.rekeyBytes = e.rekeyBytes(sa, e.cfg.ChildLifetimeBytes)
+	if e.cfg.ChildLifetime > 0 {
+		c.expiresAt = now.Add(e.cfg.ChildLifetime)
+	}
+	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut),
+		zap.String("transform", keys.Transform), zap.Bool("esp_in_udp", keys.UDPPeer.IsValid()))...)
+	return c, nil
 }
 
 func (e *Engine) childKeys(spiIn, spiOut uint32, keyIn, keyOut Secret, s Suite) ChildKeys {

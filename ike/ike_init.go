@@ -1,3 +1,9 @@
+// IKE_SA_INIT (RFC 7296 §1.2), both roles. Initiator: initiate, sendInit,
+// initResponse, with bounded COOKIE and INVALID_KE_PAYLOAD retries.
+// Responder: respondInit runs its checks cheapest first and computes nothing
+// secret, nor keeps any state, before all pass (cookieDemand, answerInit;
+// loadKey under load).
+
 package ike
 
 import (
@@ -17,13 +23,6 @@ const nonceLen = 32
 // maxInitRetries bounds COOKIE and INVALID_KE_PAYLOAD round trips so that a
 // hostile responder cannot keep us looping.
 const maxInitRetries = 4
-
-func (e *Engine) localID() ID {
-	if e.cfg.LocalID.Type != 0 {
-		return e.cfg.LocalID
-	}
-	return AddrID(e.cfg.Local)
-}
 
 // initiate starts IKE_SA_INIT with the first DH group we propose.
 func (e *Engine) initiate(now time.Time) {
