@@ -6,6 +6,7 @@
 package ike
 
 import (
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,9 +110,8 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 }
 
 // completeChild is the initiator's side: it checks the responder's choice
-// and installs the CHILD_SA. initiator says whether we initiated this
-// exchange (which decides the key order, §2.17).
-func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, spiIn uint32, ni, nr []byte, shared Secret, withDH, initiator bool) (*childSA, error) {
+// and installs the CHILD_SA.
+func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, spiIn uint32, ni, nr []byte, shared Secret, withDH bool) (*childSA, error) {
 	if n := ps.FirstError(); n != nil {
 		switch n.Kind {
 		case NO_PROPOSAL_CHOSEN:
@@ -158,13 +158,8 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 	if err != nil {
 		return nil, err
 	}
-	keys := e.childKeys(spiIn, be32(saP.Proposals[0].SPI), r2i, i2r, suite)
+	keys := e.childKeys(spiIn, be32(saP.Proposals[0].SPI), r2i, i2r, suite) // we initiated: r->i is inbound (§2.17)
 	keys.LocalTS, keys.RemoteTS = gotI, gotR
-	if initiator {
-		keys.KeyIn, keys.KeyOut = r2i, i2r
-	} else {
-		keys.KeyIn, keys.KeyOut = i2r, r2i
-	}
 	c, err := e.installChild(now, sa, keys, ni, nr)
 	if c != nil {
 		c.peerHas = true // it answered: it has installed its side
@@ -192,6 +187,29 @@ func (e *Engine) installChild(now time.Time, sa *ikeSA, keys ChildKeys, ni, nr [
 	e.log.Info("CHILD_SA installed", append(e.saFields(sa, nil), zap.Uint32("spi_in", keys.SPIIn), zap.Uint32("spi_out", keys.SPIOut),
 		zap.String("transform", keys.Transform), zap.Bool("esp_in_udp", keys.UDPPeer.IsValid()))...)
 	return c, nil
+}
+
+// childExchangeKeys reads what a CREATE_CHILD_SA response to our request
+// for a CHILD_SA brings besides the child payloads: the responder's nonce
+// and, if we sent a KE with dh (PFS, group), the shared secret (nil
+// without PFS; the caller wipes it). On failure it returns the result to
+// count for the exchange and why.
+func (e *Engine) childExchangeKeys(ps Payloads, dh *DHKey, group DHGroup) (nr []byte, shared Secret, result string, err error) {
+	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
+	if nonce == nil {
+		return nil, nil, INVALID_SYNTAX.String(), errors.New("no nonce in response")
+	}
+	if dh == nil {
+		return nonce.Data, nil, "", nil
+	}
+	ke, _ := ps.Get(PayloadKE).(*KE)
+	if ke == nil || DHGroup(ke.Group) != group {
+		return nil, nil, INVALID_KE_PAYLOAD.String(), errors.New("response without our PFS group")
+	}
+	if shared, err = dh.Shared(ke.Data); err != nil {
+		return nil, nil, INVALID_SYNTAX.String(), err
+	}
+	return nonce.Data, shared, "", nil
 }
 
 func (e *Engine) childKeys(spiIn, spiOut uint32, keyIn, keyOut Secret, s Suite) ChildKeys {

@@ -14,12 +14,25 @@ import (
 func (e *Engine) deleteChild(now time.Time, sa *ikeSA, c *childSA) {
 	e.setChildState(c, childDeleting)
 	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoESP, SPIs: []uint32{c.keys.SPIIn}}},
-		func(now time.Time, m *Message, raw []byte, ps Payloads) {
-			if owner := e.ownerOf(c); owner != nil {
-				e.retireChild(owner, c)
-			}
-		},
-		func(now time.Time) { e.fail(now, sa, "no answer to CHILD_SA delete") })
+		&childDelete{sa: sa, c: c})
+}
+
+// childDelete is our Delete of c, sent on sa.
+type childDelete struct {
+	sa *ikeSA
+	c  *childSA
+}
+
+func (t *childDelete) process(e *Engine, _ time.Time, _ *Message, _ []byte, _ Payloads) string {
+	// An IKE rekey may have moved c to another IKE SA meanwhile.
+	if owner := e.ownerOf(t.c); owner != nil {
+		e.retireChild(owner, t.c)
+	}
+	return ""
+}
+
+func (t *childDelete) timeout(e *Engine, now time.Time) {
+	e.fail(now, t.sa, "no answer to CHILD_SA delete")
 }
 
 // retireChild removes c from sa and from the data plane, first moving

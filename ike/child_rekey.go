@@ -26,15 +26,14 @@ const (
 // group, when set, is the one the peer asked for with INVALID_KE_PAYLOAD.
 func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup, tries int) {
 	e.setChildState(c, childRekeying)
-	groups := DHGroups(e.cfg.ESPProposals)
-	if group == DHNone && len(groups) > 0 {
-		group = groups[0]
+	if group == DHNone {
+		if groups := DHGroups(e.cfg.ESPProposals); len(groups) > 0 {
+			group = groups[0]
+		}
 	}
-	var dh *DHKey
-	ni := e.randBytes(nonceLen)
-	spiIn := e.newESPSPI()
+	t := &childRekey{sa: sa, c: c, group: group, tries: tries, ni: e.randBytes(nonceLen), spiIn: e.newESPSPI()}
 	inner := Payloads{&Notify{Protocol: ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, c.keys.SPIIn), Kind: REKEY_SA}}
-	child := e.childRequest(e.cfg.ESPProposals, spiIn)
+	child := e.childRequest(e.cfg.ESPProposals, t.spiIn)
 	// child is [USE_TRANSPORT_MODE,] SA, TSi, TSr (tunnel mode has no
 	// mode notify): the nonce and KE go between the SA and the TS.
 	ts := len(child) - 2
@@ -44,98 +43,114 @@ func (e *Engine) rekeyChild(now time.Time, sa *ikeSA, c *childSA, group DHGroup,
 		child[ts], child[ts+1] = &TSi{TrafficSelectors{c.keys.LocalTS}}, &TSr{TrafficSelectors{c.keys.RemoteTS}}
 	}
 	inner = append(inner, child[:ts]...)
-	inner = append(inner, &Nonce{Data: ni})
+	inner = append(inner, &Nonce{Data: t.ni})
 	if group != DHNone {
 		var err error
-		if dh, err = GenerateDH(group, e.rand); err != nil {
-			e.endRekey(c)
+		if t.dh, err = GenerateDH(group, e.rand); err != nil {
+			t.retryLater(e, now, "no DH key: "+err.Error())
 			return
 		}
-		inner = append(inner, &KE{Group: uint16(group), Data: dh.Public()})
+		inner = append(inner, &KE{Group: uint16(group), Data: t.dh.Public()})
 	}
 	inner = append(inner, child[ts:]...)
 	e.log.Info("rekeying CHILD_SA", append(e.saFields(sa, nil), zap.Uint32("spi_in", c.keys.SPIIn), zap.Stringer("pfs", group))...)
-	retryLater := func(now time.Time, why string) {
-		e.endRekey(c)
-		c.peerRekey = nil
-		if c.replacedBy != nil || c.state == childGone {
-			// The peer's rekey of it won or it is gone: nothing to retry.
-			e.log.Info("CHILD_SA rekey not needed any more", append(e.saFields(sa, nil), zap.String("reason", why))...)
-			return
-		}
-		c.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
-		e.log.Warn("CHILD_SA rekey failed", append(e.saFields(sa, nil), zap.String("reason", why), zap.Time("retry_at", c.retryRekey))...)
+	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, t)
+}
+
+// childRekey is our CREATE_CHILD_SA rekeying c on sa: our nonce, inbound
+// SPI and, with PFS, DH key of group; tries counts INVALID_KE_PAYLOAD
+// round trips before it.
+type childRekey struct {
+	sa    *ikeSA
+	c     *childSA
+	group DHGroup
+	tries int
+	ni    []byte
+	spiIn uint32
+	dh    *DHKey
+}
+
+func (t *childRekey) process(e *Engine, now time.Time, m *Message, _ []byte, ps Payloads) string {
+	if want, ok := t.otherGroup(e, ps); ok {
+		e.rekeyChild(now, t.sa, t.c, want, t.tries+1)
+		return ""
 	}
-	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
-		if n := ps.Notify(INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 && tries < maxInitRetries {
-			want := DHGroup(binary.BigEndian.Uint16(n.Data))
-			if want != group && slices.Contains(groups, want) && c.state != childGone {
-				e.rekeyChild(now, sa, c, want, tries+1)
-				return
-			}
+	if ps.Notify(CHILD_SA_NOT_FOUND) != nil {
+		t.notFound(e, now, m)
+		return ""
+	}
+	if n := ps.FirstError(); n != nil {
+		// TEMPORARY_FAILURE is a collision (§2.25); anything else, too,
+		// is worth another try later.
+		if n.Kind == NO_PROPOSAL_CHOSEN {
+			e.log.Warn("peer accepts none of our ESP proposals for the rekey", append(e.saFields(t.sa, m),
+				zap.String("ours", FormatProposals(e.cfg.ESPProposals)), zap.String("theirs", "unknown (the responder does not say)"))...)
 		}
-		if n := ps.Notify(CHILD_SA_NOT_FOUND); n != nil {
-			// §2.25: the peer has no such CHILD_SA. Unless a rekey or a
-			// delete crossed ours, our state is out of step with the
-			// peer's: start over.
-			e.endRekey(c)
-			if c.replacedBy == nil && c.peerRekey == nil && c.state != childGone {
-				e.log.Warn("peer does not know the CHILD_SA we rekey", append(e.saFields(sa, m), zap.Uint32("spi_in", c.keys.SPIIn))...)
-				e.deleteIKEOnce(sa)
-				e.fail(now, sa, "CREATE_CHILD_SA: CHILD_SA_NOT_FOUND")
-			}
-			return
-		}
-		if n := ps.FirstError(); n != nil {
-			// TEMPORARY_FAILURE is a collision (§2.25); anything else, too,
-			// is worth another try later.
-			if n.Kind == NO_PROPOSAL_CHOSEN {
-				e.log.Warn("peer accepts none of our ESP proposals for the rekey", append(e.saFields(sa, m),
-					zap.String("ours", FormatProposals(e.cfg.ESPProposals)), zap.String("theirs", "unknown (the responder does not say)"))...)
-			}
-			retryLater(now, n.Kind.String())
-			return
-		}
-		nonce, _ := ps.Get(PayloadNonce).(*Nonce)
-		if nonce == nil {
-			e.result = INVALID_SYNTAX.String()
-			retryLater(now, "no nonce in response")
-			return
-		}
-		var shared Secret
-		if dh != nil {
-			ke, _ := ps.Get(PayloadKE).(*KE)
-			if ke == nil || DHGroup(ke.Group) != group {
-				e.result = INVALID_KE_PAYLOAD.String()
-				retryLater(now, "response without our PFS group")
-				return
-			}
-			var err error
-			if shared, err = dh.Shared(ke.Data); err != nil {
-				e.result = INVALID_SYNTAX.String()
-				retryLater(now, err.Error())
-				return
-			}
-			defer shared.Wipe()
-		}
-		ours := e.cfg.ESPProposals
-		if dh == nil {
-			ours = WithoutDH(ours)
-		}
-		owner := e.ownerOf(c)
-		if owner == nil {
-			owner = sa
-		}
-		nc, err := e.completeChild(now, owner, ps, ours, spiIn, ni, nonce.Data, shared, dh != nil, true)
-		if err != nil {
-			e.result = NO_PROPOSAL_CHOSEN.String()
-			retryLater(now, err.Error())
-			return
-		}
-		owner.children = append(owner.children, nc)
-		e.counters.Rekeys++
-		e.resolveChildRekey(now, owner, c, nc)
-	}, func(now time.Time) { e.fail(now, sa, "CREATE_CHILD_SA: no response") })
+		t.retryLater(e, now, n.Kind.String())
+		return ""
+	}
+	nr, shared, result, err := e.childExchangeKeys(ps, t.dh, t.group)
+	if err != nil {
+		t.retryLater(e, now, err.Error())
+		return result
+	}
+	defer shared.Wipe()
+	owner := e.ownerOf(t.c) // an IKE rekey may have moved c
+	if owner == nil {
+		owner = t.sa
+	}
+	nc, err := e.completeChild(now, owner, ps, e.cfg.ESPProposals, t.spiIn, t.ni, nr, shared, t.dh != nil)
+	if err != nil {
+		t.retryLater(e, now, err.Error())
+		return NO_PROPOSAL_CHOSEN.String()
+	}
+	owner.children = append(owner.children, nc)
+	e.counters.Rekeys++
+	e.resolveChildRekey(now, owner, t.c, nc)
+	return ""
+}
+
+func (t *childRekey) timeout(e *Engine, now time.Time) {
+	e.fail(now, t.sa, "CREATE_CHILD_SA: no response")
+}
+
+// otherGroup is the DH group the peer asks for with INVALID_KE_PAYLOAD,
+// if we propose it and may try again.
+func (t *childRekey) otherGroup(e *Engine, ps Payloads) (DHGroup, bool) {
+	n := ps.Notify(INVALID_KE_PAYLOAD)
+	if n == nil || len(n.Data) != 2 || t.tries >= maxInitRetries {
+		return DHNone, false
+	}
+	want := DHGroup(binary.BigEndian.Uint16(n.Data))
+	ok := want != t.group && slices.Contains(DHGroups(e.cfg.ESPProposals), want) && t.c.state != childGone
+	return want, ok
+}
+
+// notFound handles CHILD_SA_NOT_FOUND (§2.25): the peer has no such
+// CHILD_SA. Unless a rekey or a delete crossed ours, our state is out of
+// step with the peer's: start over.
+func (t *childRekey) notFound(e *Engine, now time.Time, m *Message) {
+	c := t.c
+	e.endRekey(c)
+	if c.replacedBy == nil && c.peerRekey == nil && c.state != childGone {
+		e.log.Warn("peer does not know the CHILD_SA we rekey", append(e.saFields(t.sa, m), zap.Uint32("spi_in", c.keys.SPIIn))...)
+		e.deleteIKEOnce(t.sa)
+		e.fail(now, t.sa, "CREATE_CHILD_SA: CHILD_SA_NOT_FOUND")
+	}
+}
+
+// retryLater ends a failed rekey of c: it is tried again after a random
+// delay, unless the peer's rekey replaced c or c is gone.
+func (t *childRekey) retryLater(e *Engine, now time.Time, why string) {
+	c := t.c
+	e.endRekey(c)
+	c.peerRekey = nil
+	if c.replacedBy != nil || c.state == childGone {
+		e.log.Info("CHILD_SA rekey not needed any more", append(e.saFields(t.sa, nil), zap.String("reason", why))...)
+		return
+	}
+	c.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
+	e.log.Warn("CHILD_SA rekey failed", append(e.saFields(t.sa, nil), zap.String("reason", why), zap.Time("retry_at", c.retryRekey))...)
 }
 
 // resolveChildRekey finishes our rekey of old, which created ours. If the

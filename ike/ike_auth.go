@@ -47,18 +47,27 @@ func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 		inner = append(inner, &Notify{Kind: INITIAL_CONTACT})
 	}
 	inner = append(inner, e.childRequest(WithoutDH(e.cfg.ESPProposals), sa.childSPI)...)
-	e.sendRequest(now, sa, IKE_AUTH, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
-		e.authResponse(now, sa, m, ps)
-	}, func(now time.Time) { e.fail(now, sa, "IKE_AUTH: no response") })
+	e.sendRequest(now, sa, IKE_AUTH, inner, &ikeAuth{sa: sa})
 }
 
-func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads) {
+// ikeAuth is our IKE_AUTH request on sa, with its first CHILD_SA.
+type ikeAuth struct{ sa *ikeSA }
+
+func (t *ikeAuth) process(e *Engine, now time.Time, m *Message, _ []byte, inner Payloads) string {
+	return e.authResponse(now, t.sa, m, inner)
+}
+
+func (t *ikeAuth) timeout(e *Engine, now time.Time) { e.fail(now, t.sa, "IKE_AUTH: no response") }
+
+// authResponse processes the answer to our IKE_AUTH and returns a failure
+// it found that the answer does not name ("": as the answer says).
+func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads) string {
 	if n := ps.Notify(AUTHENTICATION_FAILED); n != nil {
 		e.counters.AuthFailures++
 		e.log.Warn("peer rejects our authentication", append(e.saFields(sa, m),
 			zap.Stringer("local_id", e.localID()), zap.String("remote_id", e.remoteIDString()))...)
 		e.fail(now, sa, "IKE_AUTH: peer says AUTHENTICATION_FAILED")
-		return
+		return ""
 	}
 	idr, _ := ps.Get(PayloadIDr).(*IDr)
 	auth, _ := ps.Get(PayloadAUTH).(*Auth)
@@ -68,25 +77,21 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 		} else {
 			e.fail(now, sa, "IKE_AUTH: response lacks IDr or AUTH")
 		}
-		return
+		return ""
 	}
 	if !e.authentic(sa, idr.ID, auth, sa.initResp, sa.ni, sa.keys.SKpr) {
-		e.result = AUTHENTICATION_FAILED.String()
 		e.fail(now, sa, "IKE_AUTH: peer failed authentication")
-		return
+		return AUTHENTICATION_FAILED.String()
 	}
 	e.established(now, sa)
 	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idr.ID))...)
-	c, err := e.completeChild(now, sa, ps, e.cfg.ESPProposals, sa.childSPI, sa.ni, sa.nr, nil, false, true)
+	c, err := e.completeChild(now, sa, ps, e.cfg.ESPProposals, sa.childSPI, sa.ni, sa.nr, nil, false)
 	if err != nil {
 		// An IKE SA without its one CHILD_SA is of no use to us.
 		e.log.Warn("CHILD_SA not established", append(e.saFields(sa, m), zap.Error(err))...)
-		if n := ps.FirstError(); n != nil {
-			e.result = n.Kind.String()
-		}
 		e.deleteIKEOnce(sa)
 		e.fail(now, sa, "CHILD_SA: "+err.Error())
-		return
+		return "" // counted as the answer says (resultOf)
 	}
 	sa.children = append(sa.children, c)
 	if sa.afterHint {
@@ -94,6 +99,7 @@ func (e *Engine) authResponse(now time.Time, sa *ikeSA, m *Message, ps Payloads)
 	}
 	e.checkDuplicates(now, sa)
 	e.addFamilyChildren(now, sa, c) // child_family.go
+	return ""
 }
 
 // established marks sa authenticated and schedules its rekeying.
@@ -128,20 +134,23 @@ func (e *Engine) authentic(sa *ikeSA, id ID, auth *Auth, realMessage, nonce []by
 	return true
 }
 
-// respondAuth answers IKE_AUTH on a half-open SA.
-func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) Payloads {
+// respondAuth answers IKE_AUTH on a half-open SA. established: sa
+// authenticated with its CHILD_SA; once the answer is out, the caller
+// checks for duplicate IKE SAs (checkDuplicates), so that the peer has sa
+// before it hears of a collision.
+func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) (resp Payloads, established bool) {
 	if sa.initiator || sa.state != saConnecting {
-		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
+		return Payloads{&Notify{Kind: INVALID_SYNTAX}}, false
 	}
 	idi, _ := ps.Get(PayloadIDi).(*IDi)
 	auth, _ := ps.Get(PayloadAUTH).(*Auth)
 	if idi == nil || auth == nil {
 		sa.deleteAfterResponse = true
-		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
+		return Payloads{&Notify{Kind: INVALID_SYNTAX}}, false
 	}
 	if !e.authentic(sa, idi.ID, auth, sa.initReq, sa.nr, sa.keys.SKpi) {
 		sa.deleteAfterResponse = true
-		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}
+		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}, false
 	}
 	idr := e.localID()
 	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
@@ -165,12 +174,9 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 		}
 	}
 	if notify != nil {
-		return append(out, notify)
+		return append(out, notify), false
 	}
-	// After the response is out, so the peer has this SA before it hears
-	// of a collision.
-	e.deferred = append(e.deferred, func(now time.Time) { e.checkDuplicates(now, sa) })
-	return append(out, child...)
+	return append(out, child...), true
 }
 
 // checkDuplicates runs when n has authenticated: another established IKE

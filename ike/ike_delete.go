@@ -25,7 +25,15 @@ func (e *Engine) deleteIKESA(now time.Time, sa *ikeSA) {
 	}
 	e.setState(sa, saDeleting)
 	e.log.Info("deleting IKE SA", e.saFields(sa, nil)...)
-	done := func(now time.Time) { e.dropSA(now, sa, "deleted") }
-	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoIKE}},
-		func(now time.Time, _ *Message, _ []byte, _ Payloads) { done(now) }, done)
+	e.sendRequest(now, sa, INFORMATIONAL, Payloads{&Delete{Protocol: ProtoIKE}}, &ikeDelete{sa: sa})
 }
+
+// ikeDelete is our Delete of sa: answered or not, sa goes.
+type ikeDelete struct{ sa *ikeSA }
+
+func (t *ikeDelete) process(e *Engine, now time.Time, _ *Message, _ []byte, _ Payloads) string {
+	e.dropSA(now, t.sa, "deleted")
+	return ""
+}
+
+func (t *ikeDelete) timeout(e *Engine, now time.Time) { e.dropSA(now, t.sa, "deleted") }

@@ -10,9 +10,16 @@ import "time"
 func (e *Engine) sendLivenessCheck(now time.Time, sa *ikeSA) {
 	e.log.Debug("liveness check", e.saFields(sa, nil)...)
 	sa.lastRecv = now // one check per interval
-	e.sendRequest(now, sa, INFORMATIONAL, nil, func(time.Time, *Message, []byte, Payloads) {},
-		func(now time.Time) {
-			e.counters.DPDFailures++
-			e.fail(now, sa, "peer is dead (no answer to liveness check)")
-		})
+	e.sendRequest(now, sa, INFORMATIONAL, nil, &livenessCheck{sa: sa})
+}
+
+// livenessCheck is our empty INFORMATIONAL request on sa: any answer will
+// do.
+type livenessCheck struct{ sa *ikeSA }
+
+func (t *livenessCheck) process(*Engine, time.Time, *Message, []byte, Payloads) string { return "" }
+
+func (t *livenessCheck) timeout(e *Engine, now time.Time) {
+	e.counters.DPDFailures++
+	e.fail(now, t.sa, "peer is dead (no answer to liveness check)")
 }

@@ -63,12 +63,23 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA, group DHGroup, tries int) {
 	}
 	sa.initReq = raw
 	e.noteInitiating() // before the answer can arrive (inbox.go)
-	e.sendRaw(now, sa, IKE_SA_INIT, 0, raw,
-		func(now time.Time, m *Message, raw []byte, ps Payloads) {
-			e.initResponse(now, sa, group, tries, m, raw)
-		},
-		func(now time.Time) { e.fail(now, sa, "IKE_SA_INIT: no response") })
+	e.sendRaw(now, sa, IKE_SA_INIT, 0, raw, &ikeInit{sa: sa, group: group, tries: tries})
 }
+
+// ikeInit is our IKE_SA_INIT request on sa with DH group group; tries
+// counts the COOKIE and INVALID_KE_PAYLOAD round trips before it.
+type ikeInit struct {
+	sa    *ikeSA
+	group DHGroup
+	tries int
+}
+
+func (t *ikeInit) process(e *Engine, now time.Time, m *Message, raw []byte, _ Payloads) string {
+	e.initResponse(now, t.sa, t.group, t.tries, m, raw)
+	return ""
+}
+
+func (t *ikeInit) timeout(e *Engine, now time.Time) { e.fail(now, t.sa, "IKE_SA_INIT: no response") }
 
 func (e *Engine) initResponse(now time.Time, sa *ikeSA, group DHGroup, tries int, m *Message, raw []byte) {
 	ps := m.Payloads

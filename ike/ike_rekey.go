@@ -6,6 +6,7 @@ package ike
 
 import (
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,66 +15,90 @@ import (
 // rekeyIKE replaces sa with a new IKE SA (§1.3.2, §2.18); the children move
 // over and the old SA is deleted.
 func (e *Engine) rekeyIKE(now time.Time, sa *ikeSA) {
-	ni := e.randBytes(nonceLen)
-	spiI := e.newIKESPI()
-	dh, err := GenerateDH(sa.suite.DH, e.rand)
-	if err != nil {
+	t := &ikeRekey{sa: sa, ni: e.randBytes(nonceLen), spiI: e.newIKESPI()}
+	var err error
+	if t.dh, err = GenerateDH(sa.suite.DH, e.rand); err != nil {
+		sa.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
+		e.log.Error("IKE SA rekey: no DH key", append(e.saFields(sa, nil), zap.Error(err), zap.Time("retry_at", sa.retryRekey))...)
 		return
 	}
 	sa.ikeRekeying = true
 	props := make([]Proposal, len(e.cfg.Proposals))
 	for i, p := range e.cfg.Proposals {
-		p.SPI = binary.BigEndian.AppendUint64(nil, spiI)
+		p.SPI = binary.BigEndian.AppendUint64(nil, t.spiI)
 		props[i] = p
 	}
-	retryLater := func(now time.Time, why string) {
-		sa.ikeRekeying = false
-		if p := sa.peerRekey; p != nil {
-			// The peer's rekey of sa, which crossed ours, stands alone.
-			sa.peerRekey = nil
-			e.completeIKERekey(now, sa, p, false)
-			return
-		}
-		sa.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
-		e.log.Warn("IKE SA rekey failed", append(e.saFields(sa, nil), zap.String("reason", why), zap.Time("retry_at", sa.retryRekey))...)
-	}
 	e.log.Info("rekeying IKE SA", e.saFields(sa, nil)...)
-	inner := Payloads{&SA{Proposals: props}, &Nonce{Data: ni}, &KE{Group: uint16(sa.suite.DH), Data: dh.Public()}}
-	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
-		if n := ps.FirstError(); n != nil {
-			retryLater(now, n.Kind.String())
-			return
-		}
-		saP, _ := ps.Get(PayloadSA).(*SA)
-		nonce, _ := ps.Get(PayloadNonce).(*Nonce)
-		ke, _ := ps.Get(PayloadKE).(*KE)
-		if saP == nil || nonce == nil || ke == nil || len(saP.Proposals) != 1 || len(saP.Proposals[0].SPI) != 8 {
-			e.result = INVALID_SYNTAX.String()
-			retryLater(now, "incomplete response")
-			return
-		}
-		suite, err := e.acceptedSuite(e.cfg.Proposals, saP.Proposals[0], true)
-		if err != nil || suite.DH != sa.suite.DH || DHGroup(ke.Group) != sa.suite.DH {
-			e.logProposalMismatch(sa, m, e.cfg.Proposals, saP.Proposals)
-			e.result = NO_PROPOSAL_CHOSEN.String()
-			retryLater(now, "unacceptable proposal")
-			return
-		}
-		shared, err := dh.Shared(ke.Data)
-		if err != nil {
-			e.result = INVALID_SYNTAX.String()
-			retryLater(now, err.Error())
-			return
-		}
-		nsa := &ikeSA{spiI: spiI, spiR: binary.BigEndian.Uint64(saP.Proposals[0].SPI), initiator: true,
-			suite: suite, ni: ni, nr: nonce.Data}
-		if err := e.deriveRekeyed(now, sa, nsa, shared); err != nil {
-			retryLater(now, err.Error())
-			return
-		}
-		sa.ikeRekeying = false
-		e.resolveIKERekey(now, sa, nsa)
-	}, func(now time.Time) { e.fail(now, sa, "CREATE_CHILD_SA (IKE rekey): no response") })
+	inner := Payloads{&SA{Proposals: props}, &Nonce{Data: t.ni}, &KE{Group: uint16(sa.suite.DH), Data: t.dh.Public()}}
+	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, t)
+}
+
+// ikeRekey is our CREATE_CHILD_SA rekeying sa: the new SA's nonce, our
+// SPI of it and our DH key (of sa's group).
+type ikeRekey struct {
+	sa   *ikeSA
+	ni   []byte
+	spiI uint64
+	dh   *DHKey
+}
+
+func (t *ikeRekey) process(e *Engine, now time.Time, m *Message, _ []byte, ps Payloads) string {
+	if n := ps.FirstError(); n != nil {
+		t.retryLater(e, now, n.Kind.String())
+		return ""
+	}
+	nsa, shared, result, err := t.accept(e, m, ps)
+	if err == nil {
+		err = e.deriveRekeyed(now, t.sa, nsa, shared)
+	}
+	if err != nil {
+		t.retryLater(e, now, err.Error())
+		return result
+	}
+	t.sa.ikeRekeying = false
+	e.resolveIKERekey(now, t.sa, nsa)
+	return ""
+}
+func (t *ikeRekey) timeout(e *Engine, now time.Time) {
+	e.fail(now, t.sa, "CREATE_CHILD_SA (IKE rekey): no response")
+}
+
+// accept checks the responder's answer and makes the new IKE SA from it,
+// with the DH shared secret its keys come from; on failure it returns the
+// result to count for the exchange and why.
+func (t *ikeRekey) accept(e *Engine, m *Message, ps Payloads) (nsa *ikeSA, shared Secret, result string, err error) {
+	sa := t.sa
+	saP, _ := ps.Get(PayloadSA).(*SA)
+	nonce, _ := ps.Get(PayloadNonce).(*Nonce)
+	ke, _ := ps.Get(PayloadKE).(*KE)
+	if saP == nil || nonce == nil || ke == nil || len(saP.Proposals) != 1 || len(saP.Proposals[0].SPI) != 8 {
+		return nil, nil, INVALID_SYNTAX.String(), errors.New("incomplete response")
+	}
+	suite, err := e.acceptedSuite(e.cfg.Proposals, saP.Proposals[0], true)
+	if err != nil || suite.DH != sa.suite.DH || DHGroup(ke.Group) != sa.suite.DH {
+		e.logProposalMismatch(sa, m, e.cfg.Proposals, saP.Proposals)
+		return nil, nil, NO_PROPOSAL_CHOSEN.String(), errors.New("unacceptable proposal")
+	}
+	if shared, err = t.dh.Shared(ke.Data); err != nil {
+		return nil, nil, INVALID_SYNTAX.String(), err
+	}
+	nsa = &ikeSA{spiI: t.spiI, spiR: binary.BigEndian.Uint64(saP.Proposals[0].SPI), initiator: true,
+		suite: suite, ni: t.ni, nr: nonce.Data}
+	return nsa, shared, "", nil
+}
+
+// retryLater ends a failed rekey of sa: a rekey of sa by the peer that
+// crossed ours stands alone; otherwise we try again after a random delay.
+func (t *ikeRekey) retryLater(e *Engine, now time.Time, why string) {
+	sa := t.sa
+	sa.ikeRekeying = false
+	if p := sa.peerRekey; p != nil {
+		sa.peerRekey = nil
+		e.completeIKERekey(now, sa, p, false)
+		return
+	}
+	sa.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
+	e.log.Warn("IKE SA rekey failed", append(e.saFields(sa, nil), zap.String("reason", why), zap.Time("retry_at", sa.retryRekey))...)
 }
 
 // deriveRekeyed derives a new IKE SA's keys from the old SK_d (§2.18) and

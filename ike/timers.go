@@ -8,40 +8,13 @@ package ike
 import (
 	"slices"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // tick runs timers: retransmission, DPD, rekeying, reconnecting.
 func (e *Engine) tick(now time.Time) {
 	defer e.publish()
 	for _, sa := range slices.Clone(e.sas) {
-		r := sa.req
-		if sa.gone() || r == nil || now.Before(r.deadline) {
-			continue
-		}
-		if u := r.unprotected; u != nil {
-			// No real answer came after the error one: believe it.
-			e.finishRequest(now, sa, r, u, r.unprotectedRaw, u.Payloads)
-			continue
-		}
-		if r.tries+1 >= e.cfg.RetransmitTries {
-			e.log.Warn("peer does not answer, giving up", e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
-			sa.req, sa.queue = nil, nil
-			e.countExchange(r.exchange, true, "timeout")
-			if r.onFail != nil {
-				r.onFail(now)
-			} else {
-				e.fail(now, sa, r.exchange.String()+": no response")
-			}
-			continue
-		}
-		r.tries++
-		r.timeout = time.Duration(float64(r.timeout) * e.cfg.RetransmitBase)
-		r.deadline = now.Add(r.timeout)
-		e.counters.Retransmits++
-		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
-		e.writeAll(r.packets) // every fragment (RFC 7383 §2.6)
+		e.retransmit(now, sa) // task.go
 	}
 	for _, sa := range slices.Clone(e.sas) {
 		switch {
