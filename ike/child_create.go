@@ -37,16 +37,7 @@ func (e *Engine) childRequest(props []Proposal, spi uint32) Payloads {
 // mode, proposal and selectors, derives and installs the keys, and returns
 // the new child and the payloads of the answer, or an error notify.
 func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Proposal, ni, nr []byte, shared Secret, withDH, rekey bool) (*childSA, Payloads, *Notify) {
-	if transport := ps.Notify(USE_TRANSPORT_MODE) != nil; transport == e.cfg.Child.TunnelMode {
-		// The data plane builds one mode: an SA of the other is one it
-		// cannot carry. (A tunnel-mode responder could answer a transport
-		// request in tunnel mode, §1.3.1, but the initiator asked for
-		// what it builds, and would delete the SA.)
-		if transport {
-			e.log.Warn("peer proposes a transport-mode CHILD_SA; we need tunnel mode", e.saFields(sa, nil)...)
-		} else {
-			e.log.Warn("peer proposes a tunnel-mode CHILD_SA; we need transport mode", e.saFields(sa, nil)...)
-		}
+	if !e.modeAcceptable(sa, ps) {
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
 	saP, _ := ps.Get(PayloadSA).(*SA)
@@ -65,22 +56,8 @@ func (e *Engine) acceptChild(now time.Time, sa *ikeSA, ps Payloads, ours []Propo
 		e.logProposalMismatch(sa, nil, ours, saP.Proposals)
 		return nil, nil, &Notify{Kind: NO_PROPOSAL_CHOSEN}
 	}
-	local, remote := e.selectors()
-	// Behind a NAT the peer names its own private address, or ours as
-	// its NAT shows it: substituted (nat.go), and answered as it was sent.
-	subI, natI := e.natSelectors(tsi.Selectors, remote, sa.nat.there)
-	subR, natR := e.natSelectors(tsr.Selectors, local, sa.nat.here)
-	narrowI, narrowR := e.narrowTS(subI, remote), e.narrowTS(subR, local)
-	if natI && len(narrowI) > 0 {
-		narrowI = tsi.Selectors
-	}
-	if natR && len(narrowR) > 0 {
-		narrowR = tsr.Selectors
-	}
+	narrowI, narrowR := e.narrowedSelectors(sa, tsi, tsr)
 	if len(narrowI) == 0 || len(narrowR) == 0 {
-		e.log.Warn("traffic selectors unacceptable", append(e.saFields(sa, nil),
-			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
-			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
 		return nil, nil, &Notify{Kind: TS_UNACCEPTABLE}
 	}
 	spiIn := e.newESPSPI()
@@ -165,6 +142,47 @@ func (e *Engine) completeChild(now time.Time, sa *ikeSA, ps Payloads, ours []Pro
 		c.peerHas = true // it answered: it has installed its side
 	}
 	return c, err
+}
+
+// modeAcceptable reports whether a CHILD_SA request asks for the mode we
+// build. The data plane builds one mode: an SA of the other is one it
+// cannot carry. (A tunnel-mode responder could answer a transport request
+// in tunnel mode, §1.3.1, but the initiator asked for what it builds, and
+// would delete the SA.)
+func (e *Engine) modeAcceptable(sa *ikeSA, ps Payloads) bool {
+	transport := ps.Notify(USE_TRANSPORT_MODE) != nil
+	if transport != e.cfg.Child.TunnelMode {
+		return true
+	}
+	if transport {
+		e.log.Warn("peer proposes a transport-mode CHILD_SA; we need tunnel mode", e.saFields(sa, nil)...)
+	} else {
+		e.log.Warn("peer proposes a tunnel-mode CHILD_SA; we need transport mode", e.saFields(sa, nil)...)
+	}
+	return false
+}
+
+// narrowedSelectors narrows the initiator's TSi and TSr to ours (§2.9);
+// an empty result (logged) means they are unacceptable. Behind a NAT the
+// peer names its own private address, or ours as its NAT shows it:
+// substituted (nat.go), and answered as it was sent.
+func (e *Engine) narrowedSelectors(sa *ikeSA, tsi *TSi, tsr *TSr) (narrowI, narrowR []TrafficSelector) {
+	local, remote := e.selectors()
+	subI, natI := e.natSelectors(tsi.Selectors, remote, sa.nat.there)
+	subR, natR := e.natSelectors(tsr.Selectors, local, sa.nat.here)
+	narrowI, narrowR = e.narrowTS(subI, remote), e.narrowTS(subR, local)
+	if natI && len(narrowI) > 0 {
+		narrowI = tsi.Selectors
+	}
+	if natR && len(narrowR) > 0 {
+		narrowR = tsr.Selectors
+	}
+	if len(narrowI) == 0 || len(narrowR) == 0 {
+		e.log.Warn("traffic selectors unacceptable", append(e.saFields(sa, nil),
+			zap.String("ours_local", FormatSelectors(local)), zap.String("ours_remote", FormatSelectors(remote)),
+			zap.String("their_tsi", FormatSelectors(tsi.Selectors)), zap.String("their_tsr", FormatSelectors(tsr.Selectors)))...)
+	}
+	return narrowI, narrowR
 }
 
 // installChild hands keys to the data plane, whose outbound SA is then

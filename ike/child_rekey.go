@@ -208,64 +208,22 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 		return Payloads{&Notify{Kind: INVALID_SYNTAX}}
 	}
 	if saP.Proposals[0].Protocol == ProtoIKE {
-		return e.respondRekeyIKE(now, sa, saP, nonce, ke)
+		return e.respondRekeyIKE(now, sa, saP, nonce, ke) // ike_rekey.go
 	}
-	rk := ps.Notify(REKEY_SA)
-	var old *childSA
-	switch {
-	case rk == nil && !e.cfg.Child.Narrow:
-		return Payloads{&Notify{Kind: NO_ADDITIONAL_SAS}}
-	case rk == nil:
-		// A VTI carries whatever selectors its CHILD_SAs hold: a peer
-		// with one child per family (strongSwan's children of 0.0.0.0/0
-		// and ::/0) creates the second one here. The data plane sends
-		// each packet on the SA whose selectors cover it.
-		if sa.ikeRekeying {
-			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
-		}
-	default:
-		if len(rk.SPI) != 4 {
-			return Payloads{&Notify{Kind: INVALID_SYNTAX}}
-		}
-		if old = sa.childByOut(be32(rk.SPI)); old == nil {
-			return Payloads{&Notify{Protocol: ProtoESP, SPI: rk.SPI, Kind: CHILD_SA_NOT_FOUND}}
-		}
-		if sa.ikeRekeying || old.state == childDeleting || old.replacedBy != nil {
-			// We are rekeying the IKE SA, or closing (or have replaced)
-			// this child: the peer retries later, on the new IKE SA (§2.25).
-			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
-		}
+	old, refuse := e.childToRekey(sa, ps)
+	if refuse != nil {
+		return Payloads{refuse}
 	}
-	chosen, ok := SelectProposal(e.cfg.ESPProposals, saP.Proposals, true)
-	if !ok {
-		e.logProposalMismatch(sa, nil, e.cfg.ESPProposals, saP.Proposals)
-		return Payloads{&Notify{Kind: NO_PROPOSAL_CHOSEN}}
+	suite, refuse := e.chosenESP(sa, saP)
+	if refuse != nil {
+		return Payloads{refuse}
 	}
-	suite, err := SuiteOf(chosen)
-	if err != nil {
-		e.logProposalMismatch(sa, nil, e.cfg.ESPProposals, saP.Proposals)
-		return Payloads{&Notify{Kind: NO_PROPOSAL_CHOSEN}}
+	nr := e.randBytes(nonceLen) // before the DH key: the order tests' random sources expect
+	shared, kePayload, refuse := e.responderPFS(suite.DH, ke)
+	if refuse != nil {
+		return Payloads{refuse}
 	}
-	nr := e.randBytes(nonceLen)
-	var shared Secret
-	var kePayload Payload
-	if suite.DH != DHNone {
-		if ke == nil || DHGroup(ke.Group) != suite.DH {
-			return Payloads{&Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(suite.DH))}}
-		}
-		if ValidatePublic(suite.DH, ke.Data) != nil {
-			return Payloads{&Notify{Kind: INVALID_SYNTAX}} // RFC 6989, before any key of ours
-		}
-		dh, err := GenerateDH(suite.DH, e.rand)
-		if err != nil {
-			return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
-		}
-		if shared, err = dh.Shared(ke.Data); err != nil {
-			return Payloads{&Notify{Kind: INVALID_SYNTAX}}
-		}
-		defer shared.Wipe()
-		kePayload = &KE{Group: uint16(suite.DH), Data: dh.Public()}
-	}
+	defer shared.Wipe()
 	ours := e.cfg.ESPProposals
 	if suite.DH == DHNone {
 		ours = WithoutDH(ours)
@@ -287,9 +245,87 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 		e.log.Info("additional CHILD_SA created by the peer", append(e.saFields(sa, nil), zap.Uint32("spi_in", nc.keys.SPIIn))...)
 		return out
 	}
-	// The old child stays until the initiator deletes it (§2.8). If we
-	// are rekeying it too, the collision is resolved when our exchange
-	// completes (§2.8.1).
+	e.peerRekeyedChild(sa, old, nc)
+	return out
+}
+
+// childToRekey is the CHILD_SA a CREATE_CHILD_SA request rekeys (nil: it
+// asks for an additional one), or the notify that refuses the request.
+func (e *Engine) childToRekey(sa *ikeSA, ps Payloads) (*childSA, *Notify) {
+	rk := ps.Notify(REKEY_SA)
+	switch {
+	case rk == nil && !e.cfg.Child.Narrow:
+		return nil, &Notify{Kind: NO_ADDITIONAL_SAS}
+	case rk == nil:
+		// A VTI carries whatever selectors its CHILD_SAs hold: a peer
+		// with one child per family (strongSwan's children of 0.0.0.0/0
+		// and ::/0) creates the second one here. The data plane sends
+		// each packet on the SA whose selectors cover it.
+		if sa.ikeRekeying {
+			return nil, &Notify{Kind: TEMPORARY_FAILURE}
+		}
+		return nil, nil
+	case len(rk.SPI) != 4:
+		return nil, &Notify{Kind: INVALID_SYNTAX}
+	}
+	old := sa.childByOut(be32(rk.SPI))
+	if old == nil {
+		return nil, &Notify{Protocol: ProtoESP, SPI: rk.SPI, Kind: CHILD_SA_NOT_FOUND}
+	}
+	if sa.ikeRekeying || old.state == childDeleting || old.replacedBy != nil {
+		// We are rekeying the IKE SA, or closing (or have replaced)
+		// this child: the peer retries later, on the new IKE SA (§2.25).
+		return nil, &Notify{Kind: TEMPORARY_FAILURE}
+	}
+	return old, nil
+}
+
+// chosenESP is the suite of the ESP proposal we take from saP, or
+// NO_PROPOSAL_CHOSEN.
+func (e *Engine) chosenESP(sa *ikeSA, saP *SA) (Suite, *Notify) {
+	chosen, ok := SelectProposal(e.cfg.ESPProposals, saP.Proposals, true)
+	var suite Suite
+	var err error
+	if ok {
+		suite, err = SuiteOf(chosen)
+	}
+	if !ok || err != nil {
+		e.logProposalMismatch(sa, nil, e.cfg.ESPProposals, saP.Proposals)
+		return Suite{}, &Notify{Kind: NO_PROPOSAL_CHOSEN}
+	}
+	return suite, nil
+}
+
+// responderPFS makes our half of the PFS exchange of a CREATE_CHILD_SA we
+// answer with DH group g (DHNone: no PFS): the shared secret (the caller
+// wipes it) and our KE payload, or the notify that refuses the request.
+func (e *Engine) responderPFS(g DHGroup, ke *KE) (Secret, Payload, *Notify) {
+	if g == DHNone {
+		return nil, nil, nil
+	}
+	if ke == nil || DHGroup(ke.Group) != g {
+		return nil, nil, &Notify{Kind: INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(g))}
+	}
+	if ValidatePublic(g, ke.Data) != nil {
+		return nil, nil, &Notify{Kind: INVALID_SYNTAX} // RFC 6989, before any key of ours
+	}
+	dh, err := GenerateDH(g, e.rand)
+	if err != nil {
+		e.log.Error("cannot make a DH key to answer CREATE_CHILD_SA", zap.Stringer("group", g), zap.Error(err))
+		return nil, nil, &Notify{Kind: TEMPORARY_FAILURE}
+	}
+	shared, err := dh.Shared(ke.Data)
+	if err != nil {
+		return nil, nil, &Notify{Kind: INVALID_SYNTAX}
+	}
+	return shared, &KE{Group: uint16(g), Data: dh.Public()}, nil
+}
+
+// peerRekeyedChild records that the peer's rekey of old created nc. The
+// old child stays until the initiator deletes it (§2.8). If we are
+// rekeying it too, the collision is resolved when our exchange completes
+// (§2.8.1).
+func (e *Engine) peerRekeyedChild(sa *ikeSA, old, nc *childSA) {
 	old.replacedBy = nc
 	if old.state != childRekeying {
 		e.setChildState(old, childRekeyed)
@@ -299,5 +335,4 @@ func (e *Engine) respondCreateChild(now time.Time, sa *ikeSA, ps Payloads) Paylo
 			append(e.saFields(sa, nil), zap.Uint32("spi_in", old.keys.SPIIn))...)
 	}
 	e.counters.Rekeys++
-	return out
 }

@@ -203,6 +203,7 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce
 	}
 	dh, err := GenerateDH(suite.DH, e.rand)
 	if err != nil {
+		e.log.Error("cannot make a DH key to answer the IKE SA rekey", append(e.saFields(sa, nil), zap.Error(err))...)
 		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
 	}
 	shared, err := dh.Shared(ke.Data)
@@ -212,6 +213,7 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce
 	nsa := &ikeSA{spiI: binary.BigEndian.Uint64(chosen.SPI), spiR: e.newIKESPI(), initiator: false,
 		suite: suite, ni: nonce.Data, nr: e.randBytes(nonceLen)}
 	if err := e.deriveRekeyed(now, sa, nsa, shared); err != nil {
+		e.log.Error("cannot derive the keys of the peer's rekeyed IKE SA", append(e.saFields(sa, nil), zap.Error(err))...)
 		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
 	}
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, nsa.spiR)
