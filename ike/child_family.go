@@ -41,68 +41,69 @@ func ofType(ts []TrafficSelector, t TSType) []TrafficSelector {
 // and remote, with PFS when our ESP proposals name a group. A refusal is
 // logged, not retried: the peer decides what it carries.
 func (e *Engine) createFamilyChild(now time.Time, sa *ikeSA, local, remote []TrafficSelector) {
-	var group DHGroup
+	t := &familyChild{sa: sa}
 	if groups := DHGroups(e.cfg.ESPProposals); len(groups) > 0 {
-		group = groups[0]
+		t.group = groups[0]
 	}
-	var dh *DHKey
-	ni := e.randBytes(nonceLen)
-	spiIn := e.newESPSPI()
-	child := e.childRequest(e.cfg.ESPProposals, spiIn)
+	t.ni, t.spiIn = e.randBytes(nonceLen), e.newESPSPI()
+	child := e.childRequest(e.cfg.ESPProposals, t.spiIn)
 	ts := len(child) - 2
 	inner := append(Payloads{}, child[:ts]...)
-	inner = append(inner, &Nonce{Data: ni})
-	if group != DHNone {
+	inner = append(inner, &Nonce{Data: t.ni})
+	t.fields = append(e.saFields(sa, nil), zap.String("local_ts", FormatSelectors(local)), zap.String("remote_ts", FormatSelectors(remote)))
+	if t.group != DHNone {
 		var err error
-		if dh, err = GenerateDH(group, e.rand); err != nil {
+		if t.dh, err = GenerateDH(t.group, e.rand); err != nil {
+			t.failed(e, "no DH key: "+err.Error())
 			return
 		}
-		inner = append(inner, &KE{Group: uint16(group), Data: dh.Public()})
+		inner = append(inner, &KE{Group: uint16(t.group), Data: t.dh.Public()})
 	}
 	inner = append(inner, &TSi{TrafficSelectors{local}}, &TSr{TrafficSelectors{remote}})
-	fields := append(e.saFields(sa, nil), zap.String("local_ts", FormatSelectors(local)), zap.String("remote_ts", FormatSelectors(remote)))
-	e.log.Info("responder narrowed a family away: asking for it in another CHILD_SA", fields...)
-	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, func(now time.Time, m *Message, raw []byte, ps Payloads) {
-		fail := func(why string) {
-			// Info, not a warning: a peer that carries one family only
-			// says so here every time.
-			e.log.Info("additional CHILD_SA not established", append(fields, zap.String("reason", why))...)
-		}
-		if n := ps.FirstError(); n != nil {
-			fail(n.Kind.String())
-			return
-		}
-		nonce, _ := ps.Get(PayloadNonce).(*Nonce)
-		if nonce == nil {
-			fail("no nonce in response")
-			return
-		}
-		var shared Secret
-		if dh != nil {
-			ke, _ := ps.Get(PayloadKE).(*KE)
-			if ke == nil || DHGroup(ke.Group) != group {
-				fail("response without our PFS group")
-				return
-			}
-			var err error
-			if shared, err = dh.Shared(ke.Data); err != nil {
-				fail(err.Error())
-				return
-			}
-			defer shared.Wipe()
-		}
-		ours := e.cfg.ESPProposals
-		if dh == nil {
-			ours = WithoutDH(ours)
-		}
-		if sa.gone() {
-			return
-		}
-		nc, err := e.completeChild(now, sa, ps, ours, spiIn, ni, nonce.Data, shared, dh != nil, true)
-		if err != nil {
-			fail(err.Error())
-			return
-		}
-		sa.children = append(sa.children, nc)
-	}, func(now time.Time) { e.fail(now, sa, "CREATE_CHILD_SA: no response") })
+	e.log.Info("responder narrowed a family away: asking for it in another CHILD_SA", t.fields...)
+	e.sendRequest(now, sa, CREATE_CHILD_SA, inner, t)
+}
+
+// familyChild is our CREATE_CHILD_SA for a family the first CHILD_SA on
+// sa lost: our nonce, inbound SPI and, with PFS, DH key of group.
+type familyChild struct {
+	sa     *ikeSA
+	group  DHGroup
+	ni     []byte
+	spiIn  uint32
+	dh     *DHKey
+	fields []zap.Field // the SA and the selectors asked for
+}
+
+func (t *familyChild) process(e *Engine, now time.Time, _ *Message, _ []byte, ps Payloads) string {
+	if n := ps.FirstError(); n != nil {
+		t.failed(e, n.Kind.String())
+		return ""
+	}
+	nr, shared, result, err := e.childExchangeKeys(ps, t.dh, t.group)
+	if err != nil {
+		t.failed(e, err.Error())
+		return result
+	}
+	defer shared.Wipe()
+	if t.sa.gone() {
+		return ""
+	}
+	nc, err := e.completeChild(now, t.sa, ps, e.cfg.ESPProposals, t.spiIn, t.ni, nr, shared, t.dh != nil)
+	if err != nil {
+		t.failed(e, err.Error())
+		return ""
+	}
+	t.sa.children = append(t.sa.children, nc)
+	return ""
+}
+
+func (t *familyChild) timeout(e *Engine, now time.Time) {
+	e.fail(now, t.sa, "CREATE_CHILD_SA: no response")
+}
+
+// failed logs why the peer did not give us the CHILD_SA; Info, not a
+// warning: a peer that carries one family only says so every time.
+func (t *familyChild) failed(e *Engine, why string) {
+	e.log.Info("additional CHILD_SA not established", append(t.fields, zap.String("reason", why))...)
 }

@@ -168,7 +168,7 @@ type Engine struct {
 	sas []*ikeSA
 	// half are responder SAs awaiting IKE_AUTH (halfopen.go).
 	half halfOpenTable
-	// loadKeys are the DH keys answered with under load (task_init.go).
+	// loadKeys are the DH keys answered with under load (ike_init.go).
 	loadKeys map[DHGroup]loadKeyEntry
 	// seq numbers events (SA creation, installs) so that "before" and
 	// "newest" do not depend on the clock, which tests hold still.
@@ -188,33 +188,12 @@ type Engine struct {
 	counters                Counters
 	cookies                 cookieJar
 	pending                 []pendingInit // answered IKE_SA_INIT requests, for CookieThreshold
-	// deferred runs after the response to the current request is sent.
-	deferred []func(time.Time)
-	// result overrides the counted result of the exchange whose response
-	// is being processed (a failure we detect, not one the peer reports).
-	result string
-	keyGen uint64 // bumped when keys come or go
+	keyGen                  uint64        // bumped when keys come or go
 
 	mu      sync.Mutex
 	status  Status
 	keys    ExportedKeys
 	keysGen uint64
-}
-
-// request is our one outstanding request on an IKE SA (window size 1, §2.3).
-type request struct {
-	exchange ExchangeType
-	id       uint32
-	packets  [][]byte // the message as sent: one datagram, or its fragments (fragment.go)
-	deadline time.Time
-	timeout  time.Duration
-	tries    int
-	onResp   func(now time.Time, m *Message, raw []byte, inner Payloads)
-	onFail   func(now time.Time)
-	// unprotected is an error answer to IKE_SA_INIT, held until the
-	// request is due for retransmission (see handleResponse).
-	unprotected    *Message
-	unprotectedRaw []byte
 }
 
 // New makes an engine; it does nothing until Run.
@@ -409,104 +388,6 @@ func resultOf(ps Payloads) string {
 	return "ok"
 }
 
-// sendRequest sends a request on sa now, or queues it behind the one in
-// flight there.
-func (e *Engine) sendRequest(now time.Time, sa *ikeSA, exch ExchangeType, inner Payloads,
-	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	if sa.gone() {
-		return
-	}
-	if sa.req != nil {
-		sa.queue = append(sa.queue, func(now time.Time) { e.sendRequest(now, sa, exch, inner, onResp, onFail) })
-		return
-	}
-	m := &Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: exch, Flags: sa.flags(false), MessageID: sa.nextReqID}
-	packets, err := e.seal(sa, m, inner)
-	if err != nil {
-		e.log.Error("cannot build request", append(e.saFields(sa, m), zap.Error(err))...)
-		return
-	}
-	sa.nextReqID++
-	sa.req = &request{exchange: exch, id: m.MessageID, packets: packets, timeout: e.cfg.Retransmit,
-		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
-	e.log.Debug("request", e.saFields(sa, m)...)
-	e.writeAll(packets)
-}
-
-// sendRaw puts a ready-made request in flight (IKE_SA_INIT, which is not
-// encrypted and whose bytes the AUTH payload covers).
-func (e *Engine) sendRaw(now time.Time, sa *ikeSA, exch ExchangeType, id uint32, raw []byte,
-	onResp func(time.Time, *Message, []byte, Payloads), onFail func(time.Time)) {
-	sa.req = &request{exchange: exch, id: id, packets: [][]byte{raw}, timeout: e.cfg.Retransmit,
-		deadline: now.Add(e.cfg.Retransmit), onResp: onResp, onFail: onFail}
-	e.write(raw)
-}
-
-// nextRequest sends what is queued on sa, if its window is free.
-func (e *Engine) nextRequest(now time.Time, sa *ikeSA) {
-	for sa.req == nil && !sa.gone() && len(sa.queue) > 0 {
-		next := sa.queue[0]
-		sa.queue = sa.queue[1:]
-		next(now)
-	}
-}
-
-// tick runs timers: retransmission, DPD, rekeying, reconnecting.
-func (e *Engine) tick(now time.Time) {
-	defer e.publish()
-	for _, sa := range slices.Clone(e.sas) {
-		r := sa.req
-		if sa.gone() || r == nil || now.Before(r.deadline) {
-			continue
-		}
-		if u := r.unprotected; u != nil {
-			// No real answer came after the error one: believe it.
-			e.finishRequest(now, sa, r, u, r.unprotectedRaw, u.Payloads)
-			continue
-		}
-		if r.tries+1 >= e.cfg.RetransmitTries {
-			e.log.Warn("peer does not answer, giving up", e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange})...)
-			sa.req, sa.queue = nil, nil
-			e.countExchange(r.exchange, true, "timeout")
-			if r.onFail != nil {
-				r.onFail(now)
-			} else {
-				e.fail(now, sa, r.exchange.String()+": no response")
-			}
-			continue
-		}
-		r.tries++
-		r.timeout = time.Duration(float64(r.timeout) * e.cfg.RetransmitBase)
-		r.deadline = now.Add(r.timeout)
-		e.counters.Retransmits++
-		e.log.Debug("retransmit", append(e.saFields(sa, &Message{MessageID: r.id, Exchange: r.exchange}), zap.Int("try", r.tries))...)
-		e.writeAll(r.packets) // every fragment (RFC 7383 §2.6)
-	}
-	for _, sa := range slices.Clone(e.sas) {
-		switch {
-		case sa.gone():
-		case sa.state == saRedundant && !sa.initiator && now.Sub(sa.redundantSince) >= redundantGrace:
-			// The peer should have deleted it by now; it may not follow
-			// our collision rule, so we do.
-			e.log.Info("peer did not delete the redundant IKE SA; deleting it", e.saFields(sa, nil)...)
-			e.deleteIKESA(now, sa)
-		case sa.usable():
-			e.timers(now, sa)
-		}
-	}
-	e.natKeepalive(now)
-	if e.in.cookieMode.Load() {
-		e.cookiesRequired(now) // turns Offer's cookie demands off once the flood has passed
-	}
-	for _, sa := range e.half.expired(now) {
-		e.log.Debug("half-open IKE SA expired", e.saFields(sa, nil)...)
-		e.removeSA(sa)
-	}
-	if len(e.sas) == 0 && e.cfg.Initiate && !e.retryAt.IsZero() && !now.Before(e.retryAt) {
-		e.initiate(now)
-	}
-}
-
 // fail tears sa down locally (its children too) and, if it was our last
 // IKE SA and we initiate, schedules a reconnect.
 func (e *Engine) fail(now time.Time, sa *ikeSA, reason string) {
@@ -647,6 +528,7 @@ func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte)
 // identifies its retransmissions.
 func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Payloads, err error, digest [sha256.Size]byte) {
 	var resp Payloads
+	established := false // IKE_AUTH: sa authenticated (respondAuth)
 	switch {
 	case errors.Is(err, ErrInnerSyntax):
 		// Authentic (the ICV verified) but unparseable: the peer is owed
@@ -672,7 +554,7 @@ func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Paylo
 		}
 		switch m.Exchange {
 		case IKE_AUTH:
-			resp = e.respondAuth(now, sa, m, inner)
+			resp, established = e.respondAuth(now, sa, m, inner)
 		case CREATE_CHILD_SA:
 			resp = e.respondCreateChild(now, sa, inner)
 		case INFORMATIONAL:
@@ -683,7 +565,6 @@ func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Paylo
 	rawResp, err := e.seal(sa, out, resp)
 	if err != nil {
 		e.log.Error("cannot build response", append(e.saFields(sa, out), zap.Error(err))...)
-		e.deferred = nil
 		return
 	}
 	sa.expectReqID++
@@ -697,20 +578,16 @@ func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Paylo
 		}
 		e.dropSA(now, sa, reason)
 	}
-	e.runDeferred(now)
+	if established {
+		// Now that the peer has sa (our answer is out), it may hear of a
+		// collision.
+		e.checkDuplicates(now, sa)
+	}
 }
 
 // requestDigest identifies a request for retransmission checks, as
 // strongSwan does with a hash of the whole message.
 func requestDigest(raw []byte) [sha256.Size]byte { return sha256.Sum256(raw) }
-
-func (e *Engine) runDeferred(now time.Time) {
-	for len(e.deferred) > 0 {
-		f := e.deferred[0]
-		e.deferred = e.deferred[1:]
-		f(now)
-	}
-}
 
 func (e *Engine) findSA(spiI, spiR uint64) *ikeSA {
 	for _, sa := range e.sas {
@@ -742,77 +619,4 @@ func (e *Engine) dropSA(now time.Time, sa *ikeSA, reason string) {
 	if len(e.sas) == 0 && e.cfg.Initiate {
 		e.retryAt = now.Add(reconnectDelay)
 	}
-}
-
-func (e *Engine) handleResponse(now time.Time, m *Message, raw []byte) {
-	var sa *ikeSA
-	for _, x := range e.sas {
-		if x.initiatorOfReq(m) {
-			sa = x
-			break
-		}
-	}
-	if sa == nil || sa.req == nil || sa.req.id != m.MessageID || sa.req.exchange != m.Exchange {
-		e.drop(DropUnexpected)
-		return
-	}
-	r := sa.req
-	if m.Exchange == IKE_SA_INIT {
-		if n := m.Payloads.Notify(COOKIE); n != nil && (len(n.Data) < 1 || len(n.Data) > 64) {
-			// §2.6 allows 1..64 bytes; anything else is not from a real
-			// responder. Keep waiting for one.
-			e.drop(DropMalformed)
-			return
-		}
-		if n := m.Payloads.FirstError(); n != nil && n.Kind != INVALID_KE_PAYLOAD && m.Payloads.Get(PayloadSA) == nil {
-			// §2.21.1: an error answer to IKE_SA_INIT is not
-			// authenticated; anyone who saw our request could forge one
-			// to end the exchange. Keep waiting for the real answer until
-			// the request is due again; only then believe the error.
-			if r.unprotected == nil {
-				r.unprotected, r.unprotectedRaw = m, raw
-				e.log.Info("IKE_SA_INIT answered with an error; waiting for a real answer before believing it",
-					append(e.saFields(sa, m), zap.Stringer("notify", n.Kind))...)
-			} else {
-				e.drop(DropUnexpected)
-			}
-			return
-		}
-		e.finishRequest(now, sa, r, m, raw, m.Payloads)
-		return
-	}
-	inner, err := sa.unprotect(m, raw)
-	e.answered(now, sa, r, m, raw, inner, err)
-}
-
-// answered finishes our request r with its response m, whose SK payload
-// (or reassembled fragments) opened to inner or failed with err.
-func (e *Engine) answered(now time.Time, sa *ikeSA, r *request, m *Message, raw []byte, inner Payloads, err error) {
-	switch {
-	case errors.Is(err, ErrInnerSyntax):
-		// Authentic but unparseable: the exchange failed; nothing would
-		// come of waiting for a retransmission of the same bytes.
-		e.counters.InvalidSyntax++
-		e.log.Warn("response decrypted but its payloads do not parse",
-			append(e.saFields(sa, m), zap.String("reason", err.Error()))...)
-		inner = Payloads{&Notify{Kind: INVALID_SYNTAX}}
-	case err != nil:
-		e.drop(DropIntegrity)
-		return
-	}
-	sa.lastRecv = now
-	e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
-	e.finishRequest(now, sa, r, m, raw, inner)
-}
-
-func (e *Engine) finishRequest(now time.Time, sa *ikeSA, r *request, m *Message, raw []byte, inner Payloads) {
-	sa.req = nil
-	e.result = ""
-	r.onResp(now, m, raw, inner)
-	result := e.result
-	if result == "" {
-		result = resultOf(inner)
-	}
-	e.countExchange(r.exchange, true, result)
-	e.nextRequest(now, sa)
 }

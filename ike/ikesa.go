@@ -38,7 +38,7 @@ type ikeSA struct {
 	// answered with lastResp again.
 	lastReqDigest [32]byte
 	req           *request
-	queue         []func(now time.Time)
+	queue         []queuedRequest // task.go
 
 	children            []*childSA
 	childSPI            uint32 // inbound SPI offered in IKE_AUTH

@@ -377,11 +377,11 @@ func TestNATMobikeNotifies(t *testing.T) {
 	cookie2 := bytes.Repeat([]byte{0xc2}, 16)
 	now := t0.Add(time.Second)
 	a.e.sendRequest(now, a.e.primary(), INFORMATIONAL, Payloads{&Notify{Kind: UPDATE_SA_ADDRESSES}, &Notify{Kind: COOKIE2, Data: cookie2},
-		&Notify{Kind: NO_NATS_ALLOWED, Data: make([]byte, 12)}}, func(_ time.Time, _ *Message, _ []byte, ps Payloads) {
+		&Notify{Kind: NO_NATS_ALLOWED, Data: make([]byte, 12)}}, &testTask{sa: a.e.primary(), onResp: func(ps Payloads) {
 		if n := ps.Notify(COOKIE2); n == nil || !bytes.Equal(n.Data, cookie2) || len(ps) != 1 {
 			t.Errorf("answer %v; want COOKIE2 copied, nothing else", ps)
 		}
-	}, nil)
+	}})
 	moved := netip.AddrPortFrom(aPublic, 45001)
 	a.pass(t, b, moved, b4500, true, now)
 	b.pass(t, a, b4500, moved, true, now)

@@ -286,79 +286,107 @@ var (
 		"ecp256": ECP256, "ecp384": ECP384, "ecp521": ECP521, "curve25519": Curve25519, "x25519": Curve25519}
 )
 
+// parseProposal reads one proposal for protocol proto in strongSwan's
+// syntax ("aes256gcm16-prfsha384-ecp384").
 func parseProposal(proto ProtocolID, s string) (Proposal, error) {
 	p := Proposal{Protocol: proto}
-	var encr, integ, prf, dh, esn []Transform
+	l, err := proposalTokens(proto, s)
+	if err != nil {
+		return p, err
+	}
+	if err := l.settleIntegrity(proto, s); err != nil {
+		return p, err
+	}
+	if proto == ProtoIKE && (len(l.prf) == 0 || len(l.dh) == 0) {
+		return p, fmt.Errorf("ike: IKE proposal %q needs a PRF and a DH group", s)
+	}
+	if proto == ProtoESP && len(l.esn) == 0 {
+		l.esn = []Transform{{Type: TransformESN, ID: ESN_NONE}}
+	}
+	// RFC 7296 §3.3.3 lists transforms by type; peers do not care about the
+	// order, but a fixed one keeps our messages comparable to strongSwan's.
+	p.Transforms = slices.Concat(l.encr, l.integ, l.prf, l.dh, l.esn)
+	return p, nil
+}
+
+// transformLists are a proposal's transforms by type, as parsed.
+type transformLists struct {
+	encr, integ, prf, dh, esn []Transform
+}
+
+// proposalTokens reads the "-"-separated algorithm names of the proposal
+// s for protocol proto.
+func proposalTokens(proto ProtocolID, s string) (transformLists, error) {
+	var l transformLists
 	for _, tok := range strings.Split(strings.ToLower(s), "-") {
 		if t, ok := encrTokens[tok]; ok {
-			encr = append(encr, t)
+			l.encr = append(l.encr, t)
 			continue
 		}
 		if id, ok := integTokens[tok]; ok {
-			integ = append(integ, Transform{Type: TransformINTEG, ID: id})
+			l.integ = append(l.integ, Transform{Type: TransformINTEG, ID: id})
 			continue
 		}
 		if f, ok := prfTokens[tok]; ok {
 			if proto != ProtoIKE {
-				return p, fmt.Errorf("ike: %q in an ESP proposal", tok)
+				return l, fmt.Errorf("ike: %q in an ESP proposal", tok)
 			}
-			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(f)})
+			l.prf = append(l.prf, Transform{Type: TransformPRF, ID: uint16(f)})
 			continue
 		}
 		if g, ok := dhTokens[tok]; ok {
-			dh = append(dh, Transform{Type: TransformDH, ID: uint16(g)})
+			l.dh = append(l.dh, Transform{Type: TransformDH, ID: uint16(g)})
 			continue
 		}
 		switch tok {
 		case "esn", "noesn":
 			if proto != ProtoESP {
-				return p, fmt.Errorf("ike: %q in an IKE proposal", tok)
+				return l, fmt.Errorf("ike: %q in an IKE proposal", tok)
 			}
 			id := ESN_NONE
 			if tok == "esn" {
 				id = ESN_ON
 			}
-			esn = append(esn, Transform{Type: TransformESN, ID: id})
+			l.esn = append(l.esn, Transform{Type: TransformESN, ID: id})
 		default:
-			return p, fmt.Errorf("ike: unknown or unsupported algorithm %q in %q", tok, s)
+			return l, fmt.Errorf("ike: unknown or unsupported algorithm %q in %q", tok, s)
 		}
 	}
-	if len(encr) == 0 {
-		return p, fmt.Errorf("ike: proposal %q has no encryption algorithm", s)
+	if len(l.encr) == 0 {
+		return l, fmt.Errorf("ike: proposal %q has no encryption algorithm", s)
 	}
-	aead := encr[0].ID != ENCR_AES_CBC
-	for _, t := range encr {
+	return l, nil
+}
+
+// settleIntegrity checks the ciphers against the integrity algorithms: an
+// AEAD takes none (in an IKE proposal "sha384" then names the PRF), the
+// others need one; an IKE proposal without a PRF takes the integrity
+// algorithms' PRFs.
+func (l *transformLists) settleIntegrity(proto ProtocolID, s string) error {
+	aead := l.encr[0].ID != ENCR_AES_CBC
+	for _, t := range l.encr {
 		if (t.ID != ENCR_AES_CBC) != aead {
 			// strongSwan would split it in two; say so instead.
-			return p, fmt.Errorf("ike: proposal %q mixes AEAD and non-AEAD ciphers: write them as two proposals", s)
+			return fmt.Errorf("ike: proposal %q mixes AEAD and non-AEAD ciphers: write them as two proposals", s)
 		}
 	}
 	switch {
 	case aead && proto == ProtoIKE:
 		// No integrity with an AEAD: "sha384" names the PRF.
-		for _, t := range integ {
-			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
+		for _, t := range l.integ {
+			l.prf = append(l.prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
 		}
-		integ = nil
-	case aead && len(integ) > 0:
-		return p, fmt.Errorf("ike: proposal %q gives an integrity algorithm to an AEAD cipher", s)
-	case !aead && len(integ) == 0:
-		return p, fmt.Errorf("ike: proposal %q needs an integrity algorithm (e.g. sha256) for %s", s, s[:strings.IndexByte(s+"-", '-')])
-	case !aead && proto == ProtoIKE && len(prf) == 0:
-		for _, t := range integ {
-			prf = append(prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
+		l.integ = nil
+	case aead && len(l.integ) > 0:
+		return fmt.Errorf("ike: proposal %q gives an integrity algorithm to an AEAD cipher", s)
+	case !aead && len(l.integ) == 0:
+		return fmt.Errorf("ike: proposal %q needs an integrity algorithm (e.g. sha256) for %s", s, s[:strings.IndexByte(s+"-", '-')])
+	case !aead && proto == ProtoIKE && len(l.prf) == 0:
+		for _, t := range l.integ {
+			l.prf = append(l.prf, Transform{Type: TransformPRF, ID: uint16(integAlgs[t.ID].prf)})
 		}
 	}
-	if proto == ProtoIKE && (len(prf) == 0 || len(dh) == 0) {
-		return p, fmt.Errorf("ike: IKE proposal %q needs a PRF and a DH group", s)
-	}
-	if proto == ProtoESP && len(esn) == 0 {
-		esn = []Transform{{Type: TransformESN, ID: ESN_NONE}}
-	}
-	// RFC 7296 §3.3.3 lists transforms by type; peers do not care about the
-	// order, but a fixed one keeps our messages comparable to strongSwan's.
-	p.Transforms = slices.Concat(encr, integ, prf, dh, esn)
-	return p, nil
+	return nil
 }
 
 // WithoutDH returns proposals with their DH transforms removed: the form a
