@@ -15,6 +15,8 @@ type Status struct {
 	// Received counts datagrams offered; Drops those dropped, by reason.
 	Received uint64            `json:"received"`
 	Drops    map[string]uint64 `json:"drops"`
+	// NAT is NAT traversal with the peer (RFC 3947).
+	NAT *NATStatus `json:"nat,omitempty"`
 }
 
 // Phase1Status is one ISAKMP SA.
@@ -93,6 +95,7 @@ func (e *Engine) publish(now time.Time) {
 	for _, c := range e.children {
 		keys.Children = append(keys.Children, c.keys)
 	}
+	s.NAT = e.natStatus()
 	e.mu.Lock()
 	e.status = s
 	e.keys = keys
