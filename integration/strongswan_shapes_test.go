@@ -21,7 +21,7 @@ func startSwanShape(t *testing.T, gresecInitiates bool, mode, encap, gresecExtra
 	t.Helper()
 	p := newSwanSites(t, "gresec-swsh", "gresec-swan-"+newKey(t)[2:34])
 	conf.Local, conf.Remote, conf.PSK = "198.18.0.2", "198.18.0.1", swan.Key(p.psk)
-	ch := startCharon(t, p.b.ns.Name, conf.SwanctlConf())
+	ch := startCharon(t, p.b.ns.Name, swanConf(conf))
 
 	psk := filepath.Join(p.dir, "a.psk")
 	if err := os.WriteFile(psk, []byte(p.psk+"\n"), 0o600); err != nil {

@@ -74,6 +74,13 @@ func startCharon(t *testing.T, ns, conf string) *swan.Charon {
 	return ch
 }
 
+// swanConf renders charon's swanctl.conf, at strongSwan's defaults
+// unless the test says otherwise: with mobike = yes charon moves IKE to
+// UDP 4500 after IKE_SA_INIT, and gresec follows (NAT traversal).
+func swanConf(conf swan.Conn) string {
+	return conf.SwanctlConf()
+}
+
 // startSwanPair brings up gresec (keying ikev2, seed 000 defaults) against
 // charon with seed 000's proposals, transport mode, GRE selectors.
 func startSwanPair(t *testing.T, gresecInitiates bool, gresecExtra, childExtra string) *swanPair {
@@ -87,7 +94,7 @@ func startSwanPairConn(t *testing.T, gresecInitiates bool, gresecExtra string, c
 	t.Helper()
 	p := newSwanSites(t, "gresec-swan", "gresec-swan-"+newKey(t)[2:34])
 	conf.Local, conf.Remote, conf.PSK = "198.18.0.2", "198.18.0.1", swan.Key(p.psk)
-	ch := startCharon(t, p.b.ns.Name, conf.SwanctlConf())
+	ch := startCharon(t, p.b.ns.Name, swanConf(conf))
 
 	psk := filepath.Join(p.dir, "a.psk")
 	if err := os.WriteFile(psk, []byte(p.psk+"\n"), 0o600); err != nil {

@@ -80,7 +80,7 @@ func TestScenario2Delete(t *testing.T) {
 		pols = l.guestRun(policies)
 		return strings.TrimSpace(sas+spis+pols) == ""
 	}) {
-		t.Fatalf("guest after gresec's shutdown: swanctl --list-sas:\n%s\nip xfrm state:\n%s\nip xfrm policy:\n%s", sas, spis, pols)
+		t.Fatalf("guest after gresec's shutdown: swanctl --list-sas:\n%s\nip xfrm state:\n%s\nip xfrm policy:\n%s", sas, redactKeys(spis), pols)
 	}
 	if clog := l.guestRun("cat /tmp/charon.log"); !strings.Contains(clog, "received DELETE for IKE_SA gre") {
 		t.Errorf("strongSwan did not log gresec's Delete:\n%s", lastLines(clog, 25))

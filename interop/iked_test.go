@@ -111,7 +111,7 @@ func (l *lab) checkIked(st tunnel.Status, ikedInitiated bool) {
 	state := l.guestRun("ip xfrm state")
 	for _, want := range []string{"mode transport", "enc cbc(aes)", ikedChild.xfrm} {
 		if strings.Count(state, want) != 2 {
-			t.Errorf("guest kernel SAs: want %q on both:\n%s", want, state)
+			t.Errorf("guest kernel SAs: want %q on both:\n%s", want, redactKeys(state))
 		}
 	}
 	pol := l.guestRun("ip xfrm policy")
@@ -218,7 +218,7 @@ func TestIkedLinuxRefusesSHA256(t *testing.T) {
 	// Nothing keyed reached the kernel: at most the SPI iked reserved
 	// (SADB_GETSPI), without algorithms.
 	if state := l.guestRun("ip xfrm state"); strings.Contains(state, "auth") || strings.Contains(state, "enc ") {
-		t.Errorf("the guest kernel holds a keyed SA:\n%s", state)
+		t.Errorf("the guest kernel holds a keyed SA:\n%s", redactKeys(state))
 	}
 	t.Logf("iked: %s", refusal)
 }

@@ -116,6 +116,14 @@ func (l *lab) guestStrongSwan() string {
 // guestStrongSwanChild is guestStrongSwan with the child's mode and
 // selector lines given.
 func (l *lab) guestStrongSwanChild(child string) string {
+	l.t.Helper()
+	return l.guestStrongSwanConn(child, "")
+}
+
+// guestStrongSwanConn is guestStrongSwanChild with more connection lines
+// (encap = yes). MOBIKE stays at strongSwan's default (yes): initiating,
+// charon moves IKE to UDP 4500 after IKE_SA_INIT, and gresec follows.
+func (l *lab) guestStrongSwanConn(child, conn string) string {
 	t := l.t
 	t.Helper()
 	g, h := guestUnder[0].Addr(), hostUnder[0].Addr()
@@ -129,7 +137,7 @@ connections {
 		local_addrs = %[1]s
 		remote_addrs = %[2]s
 		proposals = aes256gcm16-prfsha384-ecp384
-		mobike = no
+		%[5]s
 		local { auth = psk
 			id = %[1]s }
 		remote { auth = psk
@@ -167,7 +175,7 @@ charon {
 CONF
 (/usr/lib/ipsec/charon > /tmp/charon.stderr 2>&1 &)
 for i in $(seq 50); do swanctl --stats >/dev/null 2>&1 && break; sleep 0.2; done
-swanctl --load-all`, g, h, psk, child))
+swanctl --load-all`, g, h, psk, child, conn))
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := l.g.Run("swanctl --list-sas 2>/dev/null; tail -n 80 /tmp/charon.log | sed 's/secret.*/secret [redacted]/'")

@@ -101,7 +101,7 @@ func TestScenario1StaticKeysESPInUDP(t *testing.T) {
 		t.Errorf("guest XFRM error counters moved:\n%s", stats)
 	}
 	if xs := l.guestRun("ip xfrm state"); strings.Count(xs, "encap type espinudp sport 4500 dport 4500") != 2 {
-		t.Errorf("guest SAs are not both ESP in UDP 4500:\n%s", xs)
+		t.Errorf("guest SAs are not both ESP in UDP 4500:\n%s", redactKeys(xs))
 	}
 	gs := l.mustStatus()
 	if gs.Outbound == nil || gs.Outbound.Packets < in.packets {

@@ -107,6 +107,7 @@ func (m *mirror) cisco() error {
 		fmt.Fprintf(&b, " dpd %d 10 on-demand\n", clampSeconds(&b, "DPD interval", k.DPD, 10, 3600))
 	}
 	b.WriteString("crypto isakmp aggressive-mode disable\n")
+	m.iosEncap(&b)
 	replay := iosReplay(m.c.ReplayWindow)
 	fmt.Fprintf(&b, "crypto ipsec security-association replay %s\n", replay)
 	var sets []string

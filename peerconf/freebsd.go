@@ -25,6 +25,9 @@ func (m *mirror) freebsd() error {
 		// (kernel-pfkey), and its swanctl.conf is --for strongswan's.
 		return fmt.Errorf("peerconf: %s uses ipsec.keying = \"ikev2\": --for freebsd writes %s with setkey for static keys (keying = \"static\") or without ESP (keying = \"none\"); for IKEv2 run strongSwan on FreeBSD and take its swanctl.conf from --for strongswan (the interface lines there are Linux's: use %s as --for freebsd writes it)", m.c.Path, what, what)
 	case config.KeyingStatic:
+		if err := m.refuseStaticEncap("freebsd"); err != nil {
+			return err
+		}
 		var notes []string
 		if !m.o.IncludeSecret {
 			notes = append(notes, "ESP keys are placeholders: paste them from the [static] section named (or run again with --include-secret).")

@@ -91,6 +91,13 @@ var goldenCases = []struct {
 	{"ipip-static", FreeBSD, "", nil},
 	{"seed000-static", FreeBSD, "", nil},
 	{"seed000-none", FreeBSD, "", nil},
+	// NAT traversal: ESP in UDP forced or off, and static keys in UDP.
+	{"nat-always", StrongSwan, "", nil},
+	{"nat-always", OpenBSD, "", nil},
+	{"nat-always", CiscoIOS, "", nil},
+	{"nat-never", StrongSwan, "", nil},
+	{"nat-never", CiscoIOS, "", nil},
+	{"udp-static", Linux, "", nil},
 }
 
 func TestGolden(t *testing.T) {

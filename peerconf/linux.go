@@ -67,12 +67,13 @@ func (m *mirror) xfrmLines(b *strings.Builder) error {
 		b.WriteString("# Inbound (from gresec): gresec's spi_out and key_out; anti-replay off as in gresec (replay_window = 0).\n")
 	}
 	mode, flags := m.xfrmMode()
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s replay-window %d%s %s\n",
-		m.remote, m.local, s.SPIOut, mode, m.c.ReplayWindow, flags, keyOut)
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s replay-window %d%s %s%s\n",
+		m.remote, m.local, s.SPIOut, mode, m.c.ReplayWindow, flags, keyOut, m.xfrmEncap())
 	b.WriteString("# Outbound (to gresec): gresec's spi_in and key_in.\n")
-	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s%s %s\n",
-		m.local, m.remote, s.SPIIn, mode, flags, keyIn)
+	fmt.Fprintf(b, "ip xfrm state add src %s dst %s proto esp spi 0x%08x mode %s%s %s%s\n",
+		m.local, m.remote, s.SPIIn, mode, flags, keyIn, m.xfrmEncap())
 	m.xfrmPolicies(b)
+	m.xfrmEncapSocket(b)
 	return nil
 }
 

@@ -106,6 +106,7 @@ func (m *mirror) iked() error {
 		mode = "active"
 		b.WriteString("# gresec waits (initiate = false), so this end initiates: active.\n")
 	}
+	m.ikedEncap(&b)
 	b.WriteString("# Replay window: iked.conf has no setting; iked asks the kernel for a 64-packet window.\n")
 	fmt.Fprintf(&b, "# gresec's window (%d) covers what gresec receives.\n", m.c.ReplayWindow)
 	if k.ChildLifetimeBytes == 0 {

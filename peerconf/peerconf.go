@@ -220,6 +220,9 @@ func (m *mirror) header(peerName string, lines ...string) {
 		m.out.header = append(m.out.header,
 			"Pre-shared keys are placeholders: paste the key from the file named (or run again with --include-secret).")
 	}
+	if m.c.Keying == config.KeyingIKEv2 {
+		m.out.header = append(m.out.header, natBehindNote)
+	}
 }
 
 func (m *mirror) add(name string, mode os.FileMode, text string) {

@@ -228,6 +228,7 @@ func TestErrors(t *testing.T) {
 		{"strongswan with none", none, Options{Peer: StrongSwan}, `ipsec.keying = "none" (plain GRE)`, ""},
 		{"openbsd with static", static, Options{Peer: OpenBSD}, `use keying = "ikev2", or --for linux for static keys`, ""},
 		{"ios with static", static, Options{Peer: CiscoIOS}, `use --for linux for static keys`, ""},
+		{"freebsd with static keys in udp", parseTestdata(t, "udp-static"), Options{Peer: FreeBSD}, `has udp_encap = "always" with static keys (ESP in UDP 4500), but --for freebsd writes static SAs for raw ESP only`, ""},
 		{"openbsd with two psks", asym, Options{Peer: OpenBSD}, "OpenBSD iked takes one PSK for both directions", ""},
 		{"iked key-id", keyID, Options{Peer: OpenBSD}, `identity "@#0102": OpenBSD iked cannot express a key-id identity`, ""},
 		{"ios key-id", keyID, Options{Peer: CiscoIOS}, `identity "@#0102": Cisco IOS cannot express a key-id identity`, ""},

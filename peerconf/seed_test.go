@@ -95,6 +95,10 @@ func TestIOSMatchesSeed000(t *testing.T) {
 		" set security-association replay window-size 1024": true,
 		" ip mtu 1442":   true,
 		" ipv6 mtu 1442": true,
+		// NAT traversal: the IOS default written out, and the keepalive
+		// the end behind a NAT sends.
+		"crypto ipsec nat-transparency udp-encapsulation": true,
+		"crypto ikev2 nat keepalive 20":                   true,
 	}
 	var ours []string
 	for _, l := range strings.Split(strings.TrimRight(sec.Text, "\n"), "\n") {

@@ -44,8 +44,7 @@ func (m *mirror) strongswan() error {
 	b.WriteString("connections {\n  gresec {\n    version = 2\n")
 	fmt.Fprintf(&b, "    local_addrs = %s\n    remote_addrs = %s\n", m.local, m.remote)
 	fmt.Fprintf(&b, "    proposals = %s\n", ikeProps)
-	b.WriteString("    # gresec has no NAT-T yet; with MOBIKE strongSwan would move IKE_AUTH to UDP 4500.\n")
-	b.WriteString("    mobike = no\n")
+	m.swanEncap(&b)
 	fmt.Fprintf(&b, "    rekey_time = %ds\n", seconds(k.Lifetime))
 	if k.DPD > 0 {
 		fmt.Fprintf(&b, "    dpd_delay = %ds\n", seconds(k.DPD))

@@ -22,6 +22,13 @@ type Conn struct {
 	PSK               Key
 	IKEProposal       string // default SeedIKEProposal
 	ESPProposal       string // default SeedESPProposal
+	// MOBIKE is the connection's mobike setting: "yes", "no", or "" for
+	// strongSwan's default (yes), with which charon moves IKE to UDP 4500
+	// after IKE_SA_INIT even without a NAT.
+	MOBIKE string
+	// Encap forces ESP in UDP (`encap = yes`): charon fakes the NAT
+	// detection hash so that both ends encapsulate without a NAT.
+	Encap bool
 	// ConnExtra and ChildExtra are swanctl.conf lines added to the
 	// connection and its child, e.g. "rekey_time = 0" or "dpd_delay = 2s".
 	ConnExtra, ChildExtra string
@@ -30,9 +37,8 @@ type Conn struct {
 }
 
 // SwanctlConf renders c as a complete swanctl.conf (connection and secret).
-// mobike is off: with it strongSwan moves IKE_AUTH to UDP 4500 even without
-// NAT. The child installs no policies: the shim makes the SAs no-ops
-// anyway, and the kernel here has no ESP to apply them to.
+// The child installs no policies: the shim makes the SAs no-ops anyway, and
+// the kernel here has no ESP to apply them to.
 func (c Conn) SwanctlConf() string {
 	name := c.Name
 	if name == "" {
@@ -63,8 +69,7 @@ func (c Conn) SwanctlConf() string {
     local_addrs = %[2]s
     remote_addrs = %[3]s
     proposals = %[4]s
-    mobike = no
-%[8]s
+%[11]s%[8]s
     local {
       auth = psk
       id = %[5]s
@@ -86,10 +91,23 @@ func (c Conn) SwanctlConf() string {
     }
   }
 }
-`, name, c.Local, c.Remote, ike, lid, rid, esp, indent(c.ConnExtra, "    "), indent(c.ChildExtra, "        "), version)
+`, name, c.Local, c.Remote, ike, lid, rid, esp, indent(c.ConnExtra, "    "), indent(c.ChildExtra, "        "), version, c.natLines())
 	// Hex, so that any PSK bytes survive swanctl.conf quoting.
 	fmt.Fprintf(&b, "secrets {\n  ike-%s {\n    id-local = %s\n    id-remote = %s\n    secret = 0x%s\n  }\n}\n",
 		name, lid, rid, hex.EncodeToString(c.PSK))
+	return b.String()
+}
+
+// natLines are the connection's mobike and encap lines, each ending in a
+// newline, or "" for strongSwan's defaults.
+func (c Conn) natLines() string {
+	var b strings.Builder
+	if c.MOBIKE != "" {
+		fmt.Fprintf(&b, "    mobike = %s\n", c.MOBIKE)
+	}
+	if c.Encap {
+		b.WriteString("    encap = yes\n")
+	}
 	return b.String()
 }
 

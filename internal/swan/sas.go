@@ -27,7 +27,11 @@ type IKESA struct {
 	IntegAlg   string // HMAC_SHA1_96; "" with an AEAD cipher
 	PRF        string // PRF_HMAC_SHA2_384
 	DHGroup    string // ECP_384
-	Children   []ChildSA
+	// NAT detection: a NAT in front of this side (NATLocal) or of the
+	// peer (NATRemote); NATFake: this side faked the detection hash
+	// (encap = yes); NATAny: any of them, so UDP encapsulation is on.
+	NATLocal, NATRemote, NATFake, NATAny bool
+	Children                             []ChildSA
 }
 
 // ChildSA is one CHILD_SA of an IKESA.
@@ -44,6 +48,7 @@ type ChildSA struct {
 	EncrKey  int
 	IntegAlg string // "" with an AEAD cipher
 	ESN      bool
+	Encap    bool   // ESP in UDP (RFC 3948)
 	DHGroup  string // set only when the CHILD_SA was created with PFS
 	LocalTS  []string
 	RemoteTS []string
@@ -169,6 +174,10 @@ func ikeSA(s *vnode) IKESA {
 		IntegAlg:   s.kv["integ-alg"],
 		PRF:        s.kv["prf-alg"],
 		DHGroup:    s.kv["dh-group"],
+		NATLocal:   s.kv["nat-local"] == "yes",
+		NATRemote:  s.kv["nat-remote"] == "yes",
+		NATFake:    s.kv["nat-fake"] == "yes",
+		NATAny:     s.kv["nat-any"] == "yes",
 	}
 	for _, sec := range s.sections {
 		if sec.name != "child-sas" {
@@ -188,6 +197,7 @@ func ikeSA(s *vnode) IKESA {
 				EncrKey:  atoi(c.kv["encr-keysize"]),
 				IntegAlg: c.kv["integ-alg"],
 				ESN:      c.kv["esn"] == "1",
+				Encap:    c.kv["encap"] == "yes",
 				DHGroup:  c.kv["dh-group"],
 				LocalTS:  c.lists["local-ts"],
 				RemoteTS: c.lists["remote-ts"],

@@ -29,6 +29,18 @@ type site struct {
 // veth, configured as GRE-over-IPsec peers with the seed proposals.
 func twoCharons(t *testing.T, v6 bool, opts Options) (ini, resp *site) {
 	t.Helper()
+	return twoCharonsOn(t, v6, Conn{}, opts)
+}
+
+// twoCharonsWith is twoCharons over IPv4 with the connection's other
+// settings (MOBIKE, Encap, extras) taken from tmpl.
+func twoCharonsWith(t *testing.T, tmpl Conn, opts Options) (ini, resp *site) {
+	t.Helper()
+	return twoCharonsOn(t, false, tmpl, opts)
+}
+
+func twoCharonsOn(t *testing.T, v6 bool, tmpl Conn, opts Options) (ini, resp *site) {
+	t.Helper()
 	nstest.RequireRoot(t, "network namespaces, charon")
 	if err := Install(); err != nil {
 		t.Fatal(err)
@@ -58,7 +70,9 @@ func twoCharons(t *testing.T, v6 bool, opts Options) (ini, resp *site) {
 		if s == resp {
 			peer = ini
 		}
-		conf := Conn{Local: s.addr.String(), Remote: peer.addr.String(), PSK: testPSK}.SwanctlConf()
+		cc := tmpl
+		cc.Local, cc.Remote, cc.PSK = s.addr.String(), peer.addr.String(), testPSK
+		conf := cc.SwanctlConf()
 		c, err := Start(s.ns.Name, conf, opts)
 		if err != nil {
 			t.Fatal(err)
