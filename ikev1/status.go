@@ -78,7 +78,7 @@ func (e *Engine) publish(now time.Time) {
 	}
 	for _, c := range e.children {
 		p2 := Phase2Status{SPIIn: fmt.Sprintf("0x%08x", c.spiIn), SPIOut: fmt.Sprintf("0x%08x", c.spiOut),
-			Transform: c.keys.Transform, Mode: mode, ExpiresSeconds: int64(c.expires.Sub(now) / time.Second),
+			Transform: c.keys.Transform, Mode: mode + udpMode(c.keys.UDPPeer.IsValid()), ExpiresSeconds: int64(c.expires.Sub(now) / time.Second),
 			LifetimeKB: c.keys.LifetimeBytes / 1024}
 		if c.pfs != ike.DHNone {
 			p2.PFS = c.pfs.String()
@@ -129,4 +129,13 @@ func (e *Engine) ExportKeys() ExportedKeys {
 		x.Children = append(x.Children, c)
 	}
 	return x
+}
+
+// udpMode is what IOS adds to "in use settings" for an SA that carries
+// ESP in UDP.
+func udpMode(udp bool) string {
+	if udp {
+		return " UDP-Encaps"
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,16 @@ func TestIKEv1NATMasquerade(t *testing.T) {
 	l.pingBoth("IKEv1 through the NAT")
 	l.checkV1NAT(true, false, false, true)
 	l.checkOnlyUDP()
+	for _, c := range []struct {
+		s    *side
+		want string
+	}{{l.a, "nat: in front of us"}, {l.b, "nat: in front of the peer"}} {
+		out, err := exec.Command(gresecBin, "status", "-s", c.s.sock).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "nat-t: esp in udp  udp_encap auto") || !strings.Contains(string(out), c.want) ||
+			!strings.Contains(string(out), "in use settings {Transport UDP-Encaps}") {
+			t.Errorf("gresec status in %s (%v): want the NAT-T line with %q and UDP-Encaps\n%s", c.s.ns.Name, err, c.want, out)
+		}
+	}
 	if n := l.routerCount("udp500"); n == 0 {
 		t.Errorf("no IKE on port 500 crossed the router: Main Mode must start there")
 	}
