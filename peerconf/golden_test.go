@@ -55,6 +55,7 @@ var goldenCases = []struct {
 }{
 	{"seed000", StrongSwan, "", nil},
 	{"ikev1", CiscoIOSIKEv1, "", nil},
+	{"ikev1", FreeBSDRacoon, "", nil},
 	{"seed000", OpenBSD, "", nil},
 	{"seed000", CiscoIOS, "", nil},
 	{"seed000-static", Linux, "", nil},
