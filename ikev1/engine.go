@@ -81,6 +81,7 @@ type Engine struct {
 	drops      [16]atomic.Uint64 // by ike.DropReason
 	received   atomic.Uint64
 	aggrLogged atomic.Uint64
+	counts     counters      // exchanges, retransmissions, DPD (counters.go)
 	keepalives atomic.Uint64 // NAT keepalives sent
 	rebinds    atomic.Uint64 // the peer's NAT mappings followed
 
@@ -252,6 +253,7 @@ func (e *Engine) due(r *retry, now time.Time) bool {
 		d *= e.cfg.RetransmitBase
 	}
 	r.next = now.Add(time.Duration(d))
+	e.counts.retransmits.Add(1)
 	e.write(r.msg)
 	return true
 }
@@ -368,6 +370,7 @@ func (e *Engine) tick(now time.Time) {
 	for _, p := range append([]*phase1(nil), e.p1s...) {
 		if !e.due(&p.retry, now) {
 			e.log.Warn("phase 1 gave up: no answer from the peer", zap.String("state", p.state.String()), zap.Int("tries", p.retry.tries))
+			e.counts.exchange("main_mode", p.initiator, ResultTimeout)
 			e.remove(p)
 			e.reconnect(now)
 			continue
@@ -395,6 +398,7 @@ func (e *Engine) tick(now time.Time) {
 			}
 			if !e.due(&q.retry, now) {
 				e.log.Warn("Quick Mode gave up: no answer from the peer", zap.Uint32("msgid", mid))
+				e.counts.exchange("quick_mode", q.initiator, ResultTimeout)
 				delete(p.quicks, mid)
 				if q.initiator {
 					e.reconnect(now)

@@ -182,6 +182,7 @@ func (e *Engine) main(now time.Time, p *phase1, m *Message, raw []byte) {
 	}
 	if err != nil {
 		e.log.Warn("Main Mode failed", zap.String("state", p.state.String()), zap.String("spi", p.spis()), zap.Error(err))
+		e.counts.exchange("main_mode", p.initiator, ResultFailed)
 		if p.initiator {
 			e.remove(p)
 			e.reconnect(now)
@@ -385,6 +386,7 @@ func (e *Engine) mainInitiator6(now time.Time, p *phase1, m *Message) error {
 // means it restarted: every older SA with it is stale.
 func (e *Engine) establish(now time.Time, p *phase1, ps []Payload) {
 	p.state, p.since = stateEstablished, now
+	e.counts.exchange("main_mode", p.initiator, ResultOK)
 	p.expires = now.Add(p.suite.Lifetime)
 	p.rekeyAt = now.Add(p.suite.Lifetime - rekeyLead(p.suite.Lifetime))
 	e.log.Info("phase 1 SA established", zap.String("spi", p.spis()), zap.String("suite", p.suite.String()),

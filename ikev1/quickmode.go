@@ -182,6 +182,7 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 	}
 	if err != nil {
 		e.log.Warn("Quick Mode failed", zap.Uint32("msgid", m.MsgID), zap.Bool("initiator", q.initiator), zap.Error(err))
+		e.counts.exchange("quick_mode", q.initiator, ResultFailed)
 		if q.initiator {
 			delete(p.quicks, q.msgID)
 			e.reconnect(now)
@@ -454,6 +455,7 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 		c.switchAt = now.Add(switchDelay)
 	}
 	e.children = append(e.children, c)
+	e.counts.exchange("quick_mode", q.initiator, ResultOK)
 	e.log.Info("phase 2 SA installed", zap.String("spi_in", fmt.Sprintf("0x%08x", q.spiIn)), zap.String("spi_out", fmt.Sprintf("0x%08x", q.spiOut)),
 		zap.String("transform", k.Transform), zap.Stringer("pfs", q.suite.PFS), zap.Duration("lifetime", q.life.Time),
 		zap.Uint64("lifetime_kb", q.life.KB), zap.Bool("initiator", q.initiator))

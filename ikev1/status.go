@@ -15,6 +15,12 @@ type Status struct {
 	// Received counts datagrams offered; Drops those dropped, by reason.
 	Received uint64            `json:"received"`
 	Drops    map[string]uint64 `json:"drops"`
+	// Exchanges counts Main and Quick Modes by role and result;
+	// Retransmits the requests sent again; DPDFailures the times the peer
+	// was declared dead (RFC 3706).
+	Exchanges   []ExchangeCount `json:"exchanges"`
+	Retransmits uint64          `json:"retransmits"`
+	DPDFailures uint64          `json:"dpd_failures"`
 	// NAT is NAT traversal with the peer (RFC 3947).
 	NAT *NATStatus `json:"nat,omitempty"`
 }
@@ -48,6 +54,8 @@ func (e *Engine) Status() Status {
 	s := e.status
 	e.mu.Unlock()
 	s.Received = e.received.Load()
+	s.Exchanges = e.counts.snapshot()
+	s.Retransmits, s.DPDFailures = e.counts.retransmits.Load(), e.counts.dpdFailures.Load()
 	s.Drops = map[string]uint64{}
 	for _, r := range ike.DropReasons() {
 		if int(r) < len(e.drops) {
