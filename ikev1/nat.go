@@ -116,11 +116,16 @@ func localPort(natt bool) uint16 {
 	return 500
 }
 
-// natD are our NAT-D payloads for Main Mode message 3 or 4 sent to `to`
-// from our port 500: the destination first, then our source (faked with
-// udp_encap = "always").
+// natD are our NAT-D payloads for Main Mode message 3 or 4 sent to `to`:
+// the destination first, then our source (faked with udp_encap =
+// "always"). The initiator sends from port 4500 once IKE floated (a phase
+// 1 rekey), the responder answers from the port the request came to.
 func (e *Engine) natD(p *phase1, to netip.AddrPort) []Payload {
-	src := netip.AddrPortFrom(e.cfg.Local, localPort(e.nat.cur.natt && !p.initiator))
+	natt := e.nat.cur.natt
+	if p.initiator {
+		natt = e.nat.floated
+	}
+	src := netip.AddrPortFrom(e.cfg.Local, localPort(natt))
 	if e.cfg.UDPEncap == ike.EncapAlways {
 		src = netip.AddrPortFrom(e.cfg.Local, 0)
 	}

@@ -46,7 +46,7 @@ func (s labSock) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 func (s labSock) SendIKE(b []byte, to netip.AddrPort) error { s.send(b, to, true); return nil }
 func (s labSock) SendKeepalive(to netip.AddrPort) error     { s.ka(to); return nil }
 
-func newNATLab(t *testing.T, encap ike.EncapMode, noNAT bool) *natLab {
+func newNATLab(t *testing.T, encap ike.EncapMode, noNAT bool, mods ...func(a, b *ike.Config)) *natLab {
 	t.Helper()
 	l := &natLab{pa: &movingPlane{}, pb: &movingPlane{}}
 	pub := netip.MustParseAddr("198.18.0.9")
@@ -66,6 +66,9 @@ func newNATLab(t *testing.T, encap ike.EncapMode, noNAT bool) *natLab {
 	ca.LocalID, cb.RemoteID = ike.AddrID(l.addrAPriv), ike.AddrID(l.addrAPriv)
 	ca.UDPEncap, cb.UDPEncap = encap, encap
 	ca.NATKeepalive = 200 * time.Millisecond
+	for _, m := range mods {
+		m(&ca, &cb)
+	}
 	var err error
 	if l.a, err = New(ca, l.pa, zaptest.NewLogger(t).Named("a")); err != nil {
 		t.Fatal(err)
@@ -186,4 +189,39 @@ func TestNATTraversalAlways(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNATPhase1Rekey: the phase 1 rekey of a floated initiator runs on
+// port 4500 from its first message, finds the NAT again, and keeps the
+// phase 2 SA in UDP.
+func TestNATPhase1Rekey(t *testing.T) {
+	l := newNATLab(t, ike.EncapAuto, false, func(a, b *ike.Config) { a.Lifetime, b.Lifetime = 3*time.Second, 3*time.Second })
+	ka, _ := l.agreed(t)
+	first := l.a.Status().Phase1[0].Cookies
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		sa, sb := l.a.Status(), l.b.Status()
+		gone, idle := true, 0
+		for _, p := range append(sa.Phase1, sb.Phase1...) {
+			gone = gone && p.Cookies != first
+			if p.State == "QM_IDLE" {
+				idle++
+			}
+		}
+		if gone && idle == 2 {
+			ka2, kb2 := l.agreed(t)
+			if ka2.SPIIn != ka.SPIIn || !ka2.UDPPeer.IsValid() || !kb2.UDPPeer.IsValid() {
+				t.Fatalf("phase 2 after the rekey: a %+v", ka2)
+			}
+			if n := sa.NAT; !n.NATHere || n.Encap != "udp" || sb.NAT.RemotePort != 14500 {
+				t.Errorf("NAT status after the rekey: a %+v b %+v", n, sb.NAT)
+			}
+			if n := l.misdirected.Load(); n != 0 {
+				t.Errorf("b sent %d datagrams to no mapping", n)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no phase 1 rekey: a %+v, b %+v", l.a.Status().Phase1, l.b.Status().Phase1)
 }
