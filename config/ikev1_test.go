@@ -29,11 +29,27 @@ func TestIKEv1Config(t *testing.T) {
 		{`proposals = ["aes128-sha1-modp2048"]`, ``, `ike.proposals: keying = "ikev1" needs a proposal with AES-CBC`},
 		{`psk_file = "PSK"`, "local_psk_file = \"A\"\nremote_psk_file = \"B\"", `ike.local_psk_file: keying = "ikev1" proves both sides with one key`},
 		{`keying = "ikev1"`, "keying = \"ikev1\"\nmode = \"tunnel\"", `ipsec.keying: keying = "ikev1" negotiates GRE in transport mode only`},
-		{`keying = "ikev1"`, "keying = \"ikev1\"\nudp_encap = \"always\"", `ipsec.udp_encap: "always" is not supported with keying = "ikev1"`},
 	} {
 		_, err := Parse("g.toml", []byte(strings.Replace(ikev1Base, tc.from, tc.to, 1)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q -> %q: got %v, want %q", tc.from, tc.to, err, tc.want)
+		}
+	}
+}
+
+// IKEv1 has NAT traversal (RFC 3947): the UDP 4500 socket opens unless
+// udp_encap = "never", and "always" is taken.
+func TestIKEv1UDPEncap(t *testing.T) {
+	for _, tc := range []struct {
+		encap  string
+		socket bool
+	}{{"auto", true}, {"always", true}, {"never", false}} {
+		c, err := Parse("g.toml", []byte(strings.Replace(ikev1Base, `keying = "ikev1"`, "keying = \"ikev1\"\nudp_encap = \""+tc.encap+"\"", 1)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.encap, err)
+		}
+		if c.NATTSocket() != tc.socket {
+			t.Errorf("%s: NATTSocket %v", tc.encap, c.NATTSocket())
 		}
 	}
 }

@@ -28,10 +28,10 @@ const (
 	DefaultNATKeepalive = 20 * time.Second
 )
 
-// NATTSocket reports whether an IKEv2 tunnel opens the UDP 4500 socket
-// for NAT traversal at start.
+// NATTSocket reports whether an IKE tunnel (either version) opens the UDP
+// 4500 socket for NAT traversal at start.
 func (c *Config) NATTSocket() bool {
-	return c.Keying == KeyingIKEv2 && c.UDPEncap != UDPEncapNever
+	return c.Keying.IKE() && c.UDPEncap != UDPEncapNever
 }
 
 // ESPInUDP reports whether the data plane sends and receives ESP in UDP
@@ -44,7 +44,7 @@ func (c *Config) ESPInUDP() bool {
 // 0. Under IKE with "auto" only a NAT decides, later: the MTU is the raw
 // one (docs/configuration.md).
 func (c *Config) udpOverhead() int {
-	if c.ESPInUDP() || c.Keying == KeyingIKEv2 && c.UDPEncap == UDPEncapAlways {
+	if c.ESPInUDP() || c.Keying.IKE() && c.UDPEncap == UDPEncapAlways {
 		return udpHeaderLen
 	}
 	return 0
@@ -60,11 +60,6 @@ func (v *validator) udpEncap(encap *string, port *int64, c *Config) {
 		default:
 			v.fail("ipsec.udp_encap", "expected \"auto\", \"always\" or \"never\", got %s", quote(*encap))
 		}
-	}
-	if c.Keying == KeyingIKEv1 && c.UDPEncap == UDPEncapAlways {
-		// NAT-T under IKEv1 (RFC 3947) is not built: refuse rather than
-		// run raw ESP where ESP in UDP was asked for.
-		v.fail("ipsec.udp_encap", "\"always\" is not supported with keying = \"ikev1\" (no IKEv1 NAT traversal yet); expected \"auto\" or \"never\"")
 	}
 	if c.Keying == KeyingNone && c.UDPEncap == UDPEncapAlways {
 		v.fail("ipsec.udp_encap", "\"always\" needs ESP, but ipsec.keying is \"none\" (plain GRE); expected \"auto\" or \"never\"")

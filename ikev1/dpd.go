@@ -72,6 +72,7 @@ func (e *Engine) dpdTick(now time.Time) {
 		e.log.Warn("peer is dead: no R-U-THERE-ACK (RFC 3706)", zap.String("peer", e.peer.String()), zap.Int("tries", e.dpd.retry.tries),
 			zap.Duration("idle", now.Sub(e.dpd.lastAlive)))
 		e.dpd.waiting = false
+		e.counts.dpdFailures.Add(1)
 		for _, c := range append([]*child(nil), e.children...) {
 			e.deleteChild(c, false)
 		}

@@ -52,6 +52,7 @@ type Sender interface {
 type datagram struct {
 	b    []byte
 	from netip.AddrPort
+	natt bool // came on port 4500
 }
 
 // Engine runs IKEv1 with one peer. Protocol state is owned by the Serve
@@ -75,9 +76,14 @@ type Engine struct {
 	nextStart time.Time
 	dpd       dpdState
 
+	nat natState // NAT traversal (nat.go)
+
 	drops      [16]atomic.Uint64 // by ike.DropReason
 	received   atomic.Uint64
 	aggrLogged atomic.Uint64
+	counts     counters      // exchanges, retransmissions, DPD (counters.go)
+	keepalives atomic.Uint64 // NAT keepalives sent
+	rebinds    atomic.Uint64 // the peer's NAT mappings followed
 
 	mu     sync.Mutex
 	status Status
@@ -94,6 +100,7 @@ func New(cfg ike.Config, dp ike.DataPlane, log *zap.Logger) (*Engine, error) {
 		log = zap.NewNop()
 	}
 	e := &Engine{cfg: cfg, dp: dp, log: log.With(zap.String("ike", "v1")), rand: cfg.Rand, inbox: make(chan datagram, inboxLen)}
+	e.nat.espFrom = make(chan netip.AddrPort, 1)
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
@@ -138,7 +145,9 @@ func New(cfg ike.Config, dp ike.DataPlane, log *zap.Logger) (*Engine, error) {
 // Offer queues a datagram from the socket without blocking: one from
 // another address than the peer's, not IKEv1, or beyond a full queue is
 // counted and dropped.
-func (e *Engine) Offer(b []byte, from netip.AddrPort) {
+func (e *Engine) Offer(b []byte, from netip.AddrPort) { e.offer(b, from, false) }
+
+func (e *Engine) offer(b []byte, from netip.AddrPort, natt bool) {
 	e.received.Add(1)
 	switch {
 	case from.Addr().Unmap() != e.cfg.Remote.Unmap():
@@ -149,7 +158,7 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) {
 		return
 	}
 	select {
-	case e.inbox <- datagram{b: clone(b), from: from}:
+	case e.inbox <- datagram{b: clone(b), from: from, natt: natt}:
 	default:
 		e.drop(ike.DropQueueFull)
 	}
@@ -179,7 +188,11 @@ func (e *Engine) Serve(ctx context.Context, w Sender) error {
 			e.publish(time.Now())
 			return nil
 		case d := <-e.inbox:
+			e.nat.cur.from, e.nat.cur.natt = d.from, d.natt
 			e.handle(time.Now(), d.b)
+			e.nat.cur.from, e.nat.cur.natt = netip.AddrPort{}, false
+		case from := <-e.nat.espFrom:
+			e.espPeer(from)
 		case <-tick.C:
 			e.tick(time.Now())
 		}
@@ -210,12 +223,7 @@ func (e *Engine) shutdown() {
 }
 
 func (e *Engine) write(b []byte) {
-	if e.conn == nil {
-		return
-	}
-	if _, err := e.conn.WriteToUDPAddrPort(b, e.peer); err != nil {
-		e.log.Debug("send failed", zap.Error(err))
-	}
+	e.sendTo(b, e.peer, e.nat.floated)
 }
 
 // retry is one outstanding message that we resend until answered.
@@ -245,6 +253,7 @@ func (e *Engine) due(r *retry, now time.Time) bool {
 		d *= e.cfg.RetransmitBase
 	}
 	r.next = now.Add(time.Duration(d))
+	e.counts.retransmits.Add(1)
 	e.write(r.msg)
 	return true
 }
@@ -361,6 +370,7 @@ func (e *Engine) tick(now time.Time) {
 	for _, p := range append([]*phase1(nil), e.p1s...) {
 		if !e.due(&p.retry, now) {
 			e.log.Warn("phase 1 gave up: no answer from the peer", zap.String("state", p.state.String()), zap.Int("tries", p.retry.tries))
+			e.counts.exchange("main_mode", p.initiator, ResultTimeout)
 			e.remove(p)
 			e.reconnect(now)
 			continue
@@ -388,6 +398,7 @@ func (e *Engine) tick(now time.Time) {
 			}
 			if !e.due(&q.retry, now) {
 				e.log.Warn("Quick Mode gave up: no answer from the peer", zap.Uint32("msgid", mid))
+				e.counts.exchange("quick_mode", q.initiator, ResultTimeout)
 				delete(p.quicks, mid)
 				if q.initiator {
 					e.reconnect(now)
@@ -397,6 +408,7 @@ func (e *Engine) tick(now time.Time) {
 	}
 	e.childTimers(now)
 	e.dpdTick(now)
+	e.natKeepalive(now)
 }
 
 // reconnect schedules a new Main Mode when we initiate and have nothing
@@ -409,6 +421,9 @@ func (e *Engine) reconnect(now time.Time) {
 		if p.initiator && p.state != stateEstablished {
 			return
 		}
+	}
+	if e.established() == nil {
+		e.resetPath() // a new Main Mode finds the NAT again
 	}
 	e.nextStart = now.Add(reconnectDelay)
 }

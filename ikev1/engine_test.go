@@ -182,6 +182,22 @@ func TestMainAndQuickMode(t *testing.T) {
 	if len(st.Phase1) != 1 || st.Phase1[0].State != "QM_IDLE" || st.Phase1[0].Suite != "aes128-sha1-modp2048" {
 		t.Errorf("status %+v", st.Phase1)
 	}
+	// One Main Mode and one Quick Mode each, by role, all ok.
+	for _, c := range []struct {
+		e         *Engine
+		initiated bool
+	}{{tp.a, true}, {tp.b, false}} {
+		want := []ExchangeCount{{"main_mode", c.initiated, ResultOK, 1}, {"quick_mode", c.initiated, ResultOK, 1}}
+		var got []ExchangeCount
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if got = c.e.Status().Exchanges; len(got) == 2 && got[0] == want[0] && got[1] == want[1] {
+				break
+			}
+		}
+		if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+			t.Errorf("exchanges %+v, want %+v", got, want)
+		}
+	}
 }
 
 // TestResponderLifetime: the responder's shorter lifetime wins on both sides.
@@ -217,6 +233,9 @@ func TestRetransmission(t *testing.T) {
 	tp.run(t)
 	ka, kb := tp.agreed(t)
 	checkMirror(t, ka, kb)
+	if n := tp.a.Status().Retransmits; n < 3 {
+		t.Errorf("a counted %d retransmissions, want one per lost request (at least 3)", n)
+	}
 }
 
 // TestWrongPSK: no SA, and the failure names the key.
@@ -231,6 +250,13 @@ func TestWrongPSK(t *testing.T) {
 	}
 	if d := tp.b.Status().Drops["integrity"] + tp.b.Status().Drops["malformed"]; d == 0 {
 		t.Errorf("the responder counted no failed decryption: %v", tp.b.Status().Drops)
+	}
+	failed := false
+	for _, x := range tp.b.Status().Exchanges {
+		failed = failed || x == ExchangeCount{"main_mode", false, ResultFailed, x.Count} && x.Count > 0
+	}
+	if !failed {
+		t.Errorf("the responder counted no failed Main Mode: %+v", tp.b.Status().Exchanges)
 	}
 }
 
@@ -391,6 +417,9 @@ func TestDPD(t *testing.T) {
 	}
 	if n := len(tp.a.Status().Phase1); n > 1 {
 		t.Errorf("a has %d phase 1 SAs after declaring the peer dead", n)
+	}
+	if n := tp.a.Status().DPDFailures; n != 1 {
+		t.Errorf("a counted %d DPD failures, want 1", n)
 	}
 }
 

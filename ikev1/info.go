@@ -51,6 +51,7 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 		e.drop(ike.DropIntegrity)
 		return
 	}
+	e.notePeer(p)
 	if p == e.established() {
 		e.alive(now)
 	}

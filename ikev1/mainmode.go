@@ -45,6 +45,7 @@ type phase1 struct {
 	iv        []byte // CBC state: the last block of the last phase 1 message
 	peerID    ike.ID
 	peerDPD   bool // the peer sent RFC 3706's vendor ID
+	nat       natFlags
 	// lastIn is the last request answered; its retransmission gets
 	// lastOut again without any processing.
 	lastIn, lastOut []byte
@@ -76,7 +77,11 @@ func (e *Engine) startMain(now time.Time) {
 		p.ic = binary.BigEndian.Uint64(e.random(8))
 	}
 	p.saiB = phase1SA(e.suites1).Encode()
-	msg := Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadSA, p.saiB}, {PayloadVendor, VendorDPD}})
+	ps := []Payload{{PayloadSA, p.saiB}, {PayloadVendor, VendorDPD}}
+	if e.offersNATT() {
+		ps = append(ps, Payload{PayloadVendor, VendorNATT})
+	}
+	msg := Encode(p.header(ExchangeMain, 0, 0), ps)
 	e.p1s = append(e.p1s, p)
 	e.log.Info("initiating Main Mode", zap.String("peer", e.peer.String()), zap.String("proposals", suites1String(e.suites1)))
 	e.arm(&p.retry, now, msg)
@@ -100,7 +105,7 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 	for _, p := range e.p1s {
 		if !p.initiator && p.ic == m.ICookie {
 			if bytes.Equal(raw, p.lastIn) && p.lastOut != nil {
-				e.write(p.lastOut) // our answer was lost
+				e.reply(p.lastOut) // our answer was lost
 			} else {
 				e.drop(ike.DropRetransmitMismatch)
 			}
@@ -135,22 +140,27 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 		}
 		e.log.Warn("Main Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suites1String(e.suites1)))
 		h := Header{ICookie: m.ICookie, Exchange: ExchangeInfo}
-		e.write(Encode(h, []Payload{{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyNoProposalChosen}.Encode()}}))
+		e.reply(Encode(h, []Payload{{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyNoProposalChosen}.Encode()}}))
 		return
 	}
 	p := &phase1{ic: m.ICookie, rc: e.responderCookie(m.ICookie), since: now, created: now, suite: suite, saiB: clone(sap.Body), quicks: map[uint32]*quick{},
 		peerDPD: hasDPD(m.Payloads)}
+	p.nat.natt = e.offersNATT() && hasVendor(m.Payloads, VendorNATT)
+	out := []Payload{{PayloadSA, SA{Proposals: []Proposal{echo}}.Encode()}, {PayloadVendor, VendorDPD}}
+	if p.nat.natt {
+		out = append(out, Payload{PayloadVendor, VendorNATT})
+	}
 	p.lastIn = raw
-	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadSA, SA{Proposals: []Proposal{echo}}.Encode()}, {PayloadVendor, VendorDPD}})
+	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), out)
 	e.p1s = append(e.p1s, p)
-	e.write(p.lastOut)
+	e.reply(p.lastOut)
 }
 
 // main handles Main Mode messages 2 to 6.
 func (e *Engine) main(now time.Time, p *phase1, m *Message, raw []byte) {
 	if p.lastIn != nil && bytes.Equal(raw, p.lastIn) {
 		if p.lastOut != nil {
-			e.write(p.lastOut)
+			e.reply(p.lastOut)
 		}
 		return
 	}
@@ -172,6 +182,7 @@ func (e *Engine) main(now time.Time, p *phase1, m *Message, raw []byte) {
 	}
 	if err != nil {
 		e.log.Warn("Main Mode failed", zap.String("state", p.state.String()), zap.String("spi", p.spis()), zap.Error(err))
+		e.counts.exchange("main_mode", p.initiator, ResultFailed)
 		if p.initiator {
 			e.remove(p)
 			e.reconnect(now)
@@ -210,12 +221,17 @@ func (e *Engine) mainInitiator2(now time.Time, p *phase1, m *Message) error {
 		return fmt.Errorf("the peer chose %s, which we did not offer", s)
 	}
 	p.rc, p.suite, p.peerDPD = m.RCookie, s, hasDPD(m.Payloads)
+	p.nat.natt = e.offersNATT() && hasVendor(m.Payloads, VendorNATT)
 	if p.dh, err = ike.GenerateDH(s.DH, e.rand); err != nil {
 		return err
 	}
 	p.gxi, p.ni = p.dh.Public(), e.random(nonceLen)
 	p.state = stateSASetup
-	e.arm(&p.retry, now, Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadKE, p.gxi}, {PayloadNonce, p.ni}}))
+	ps := []Payload{{PayloadKE, p.gxi}, {PayloadNonce, p.ni}}
+	if p.nat.natt {
+		ps = append(ps, e.natD(p, e.peer)...)
+	}
+	e.arm(&p.retry, now, Encode(p.header(ExchangeMain, 0, 0), ps))
 	return nil
 }
 
@@ -268,6 +284,11 @@ func (e *Engine) mainInitiator4(now time.Time, p *phase1, m *Message) error {
 	if err := e.keyExchange(p, m); err != nil {
 		return err
 	}
+	e.checkNATD(p, m.Payloads)
+	if p.nat.encap() && e.cfg.UDPEncap == ike.EncapNever {
+		return fmt.Errorf("NAT detected, but udp_encap = \"never\" forbids ESP in UDP; set udp_encap = \"auto\"")
+	}
+	e.float(p)
 	id := PhaseOneID(e.cfg.LocalID).Encode()
 	hash := HashI(p.suite.PRF, p.keys.SKEYID, p.gxi, p.gxr, p.ic, p.rc, p.saiB, id)
 	ps := []Payload{{PayloadID, id}, {PayloadHash, hash}}
@@ -288,9 +309,14 @@ func (e *Engine) mainResponder3(now time.Time, p *phase1, m *Message, raw []byte
 		return err
 	}
 	p.state = stateSASetup
+	e.checkNATD(p, m.Payloads)
+	out := []Payload{{PayloadKE, p.gxr}, {PayloadNonce, p.nr}}
+	if p.nat.natt {
+		out = append(out, e.natD(p, e.nat.cur.from)...)
+	}
 	p.lastIn = raw
-	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadKE, p.gxr}, {PayloadNonce, p.nr}})
-	e.write(p.lastOut)
+	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), out)
+	e.reply(p.lastOut)
 	return nil
 }
 
@@ -329,6 +355,7 @@ func (e *Engine) mainResponder5(now time.Time, p *phase1, m *Message, raw []byte
 	if err != nil {
 		return err
 	}
+	e.notePeer(p)
 	id := PhaseOneID(e.cfg.LocalID).Encode()
 	hash := HashR(p.suite.PRF, p.keys.SKEYID, p.gxi, p.gxr, p.ic, p.rc, p.saiB, id)
 	msg, err := e.encrypt(p.header(ExchangeMain, 0, FlagEncryption), []Payload{{PayloadID, id}, {PayloadHash, hash}}, p.keys.Enc, &p.iv)
@@ -336,7 +363,7 @@ func (e *Engine) mainResponder5(now time.Time, p *phase1, m *Message, raw []byte
 		return err
 	}
 	p.lastIn, p.lastOut = raw, msg
-	e.write(msg)
+	e.reply(msg)
 	e.establish(now, p, ps)
 	return nil
 }
@@ -346,6 +373,7 @@ func (e *Engine) mainInitiator6(now time.Time, p *phase1, m *Message) error {
 	if err != nil {
 		return err
 	}
+	e.notePeer(p)
 	p.retry = retry{}
 	e.establish(now, p, ps)
 	if len(e.children) == 0 {
@@ -358,6 +386,7 @@ func (e *Engine) mainInitiator6(now time.Time, p *phase1, m *Message) error {
 // means it restarted: every older SA with it is stale.
 func (e *Engine) establish(now time.Time, p *phase1, ps []Payload) {
 	p.state, p.since = stateEstablished, now
+	e.counts.exchange("main_mode", p.initiator, ResultOK)
 	p.expires = now.Add(p.suite.Lifetime)
 	p.rekeyAt = now.Add(p.suite.Lifetime - rekeyLead(p.suite.Lifetime))
 	e.log.Info("phase 1 SA established", zap.String("spi", p.spis()), zap.String("suite", p.suite.String()),

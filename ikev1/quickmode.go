@@ -63,13 +63,6 @@ func (e *Engine) clientIDs(initiator bool) (ci, cr ID) {
 	return r, l
 }
 
-func (e *Engine) encap() uint64 {
-	if e.cfg.Child.TunnelMode {
-		return EncapTunnel
-	}
-	return EncapTransport
-}
-
 func (e *Engine) newSPI() uint32 {
 	for {
 		s := binary.BigEndian.Uint32(e.random(4))
@@ -106,7 +99,7 @@ func (e *Engine) startQuick(now time.Time, p *phase1, old *child) {
 	life := Phase2Life{Time: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
 	for _, s := range e.suites2 {
 		if s.PFS == pfs && len(prop.Transforms) < maxTransforms {
-			prop.Transforms = append(prop.Transforms, s.transform(uint8(len(prop.Transforms)+1), e.encap(), life))
+			prop.Transforms = append(prop.Transforms, s.transform(uint8(len(prop.Transforms)+1), e.encapMode(p), life))
 		}
 	}
 	rest := []Payload{{PayloadSA, SA{Proposals: []Proposal{prop}}.Encode()}, {PayloadNonce, q.ni}}
@@ -121,6 +114,7 @@ func (e *Engine) startQuick(now time.Time, p *phase1, old *child) {
 	ci, cr := e.clientIDs(true)
 	q.ids = []Payload{{PayloadID, ci.Encode()}, {PayloadID, cr.Encode()}}
 	rest = append(rest, q.ids...)
+	rest = append(rest, e.natOA(p, true)...)
 	h1 := hashPayloads(p, be32(q.msgID), rest)
 	msg, err := e.encrypt(p.header(ExchangeQuick, q.msgID, 0), append([]Payload{{PayloadHash, h1}}, rest...), p.keys.Enc, &q.iv)
 	if err != nil {
@@ -180,11 +174,15 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		e.drop(ike.DropRetransmitMismatch)
 		return
 	}
+	if err == nil {
+		e.notePeer(p)
+	}
 	if err == nil && p == e.established() {
 		e.alive(now)
 	}
 	if err != nil {
 		e.log.Warn("Quick Mode failed", zap.Uint32("msgid", m.MsgID), zap.Bool("initiator", q.initiator), zap.Error(err))
+		e.counts.exchange("quick_mode", q.initiator, ResultFailed)
 		if q.initiator {
 			delete(p.quicks, q.msgID)
 			e.reconnect(now)
@@ -193,8 +191,10 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 }
 
 // checkIDs: Quick Mode client IDs, when present, must be GRE host to host
-// between the IKE endpoints, as we send them.
-func (e *Engine) checkIDs(ps []Payload, initiator bool) ([]Payload, error) {
+// between the IKE endpoints, as we send them. The ID of a side behind a
+// NAT may name its private address, which the other side never sees
+// (RFC 3947 §5.2): any GRE host ID of the right family stands for it.
+func (e *Engine) checkIDs(p *phase1, ps []Payload, initiator bool) ([]Payload, error) {
 	ids := All(ps, PayloadID)
 	if len(ids) == 0 {
 		return nil, nil
@@ -207,6 +207,14 @@ func (e *Engine) checkIDs(ps []Payload, initiator bool) ([]Payload, error) {
 		got, err := DecodeID(ids[i].Body)
 		if err != nil {
 			return nil, err
+		}
+		// ID i is ours when we are the side it names.
+		natted := p.nat.there
+		if (i == 0) == initiator {
+			natted = p.nat.here
+		}
+		if natted && p.nat.natt && got.Type == want.Type && got.Protocol == protoGRE && got.Port == 0 && len(got.Data) == len(want.Data) {
+			continue
 		}
 		if !bytes.Equal(got.Encode(), want.Encode()) {
 			return nil, fmt.Errorf("client ID %v, want %v (GRE host to host)", got, want)
@@ -232,7 +240,7 @@ func (e *Engine) quickResponder1(now time.Time, p *phase1, q *quick, m *Message,
 	if err != nil {
 		return err
 	}
-	if q.ids, err = e.checkIDs(ps, false); err != nil {
+	if q.ids, err = e.checkIDs(p, ps, false); err != nil {
 		return e.refuseQuick(p, err)
 	}
 	var echo Proposal
@@ -244,7 +252,7 @@ func (e *Engine) quickResponder1(now time.Time, p *phase1, q *quick, m *Message,
 			}
 			for _, t := range prop.Transforms {
 				s, encap, life, ok := phase2Of(t)
-				if ok && encap == e.encap() && phase2Matches(s, o) {
+				if ok && encap == e.encapMode(p) && phase2Matches(s, o) {
 					q.suite, q.life, found = s, life, true
 					q.spiOut = binary.BigEndian.Uint32(prop.SPI)
 					echo = prop
@@ -260,7 +268,7 @@ func (e *Engine) quickResponder1(now time.Time, p *phase1, q *quick, m *Message,
 			theirs = append(theirs, transformsString(prop, false))
 		}
 		e.log.Warn("Quick Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suitesString(e.suites2)),
-			zap.Uint64("encap_mode", e.encap()))
+			zap.Uint64("encap_mode", e.encapMode(p)))
 		return e.refuseQuick(p, fmt.Errorf("no proposal chosen"))
 	}
 	q.ni, q.nr, q.spiIn = clone(nonce.Body), e.random(nonceLen), e.newSPI()
@@ -285,6 +293,7 @@ func (e *Engine) quickResponder1(now time.Time, p *phase1, q *quick, m *Message,
 		q.dh = nil
 	}
 	out = append(out, q.ids...)
+	out = append(out, e.natOA(p, false)...)
 	// Our own lifetime when shorter than the one offered (RFC 2407 §4.6.3.1).
 	mine := Phase2Life{Time: e.cfg.ChildLifetime, KB: e.cfg.ChildLifetimeBytes / 1024}
 	var attrs []Attribute
@@ -342,10 +351,10 @@ func (e *Engine) quickInitiator2(now time.Time, p *phase1, q *quick, m *Message,
 	for _, o := range e.suites2 {
 		offered = offered || phase2Matches(s, o)
 	}
-	if !ok || !offered || encap != e.encap() {
+	if !ok || !offered || encap != e.encapMode(p) {
 		return fmt.Errorf("the peer chose %s, which we did not offer", transformsString(sa.Proposals[0], false))
 	}
-	if _, err := e.checkIDs(ps, true); err != nil {
+	if _, err := e.checkIDs(p, ps, true); err != nil {
 		return err
 	}
 	q.suite, q.life, q.nr = s, life, clone(nonce.Body)
@@ -429,7 +438,7 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 	q.done, q.doneAt = true, now
 	k := ike.ChildKeys{SPIIn: q.spiIn, SPIOut: q.spiOut, KeyIn: in, KeyOut: out, Suite: q.suite.ESP,
 		Transform: q.suite.ESP.Transform(), Lifetime: q.life.Time, LifetimeBytes: q.life.KB * 1024,
-		ReplayWindow: e.cfg.ReplayWindow}
+		ReplayWindow: e.cfg.ReplayWindow, UDPPeer: e.udpPeer(p)}
 	// A rekey we initiate keeps sending on the old SA a moment: the peer
 	// installs the new one only when our HASH(3) arrives, and nothing
 	// tells us when that was.
@@ -446,6 +455,7 @@ func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
 		c.switchAt = now.Add(switchDelay)
 	}
 	e.children = append(e.children, c)
+	e.counts.exchange("quick_mode", q.initiator, ResultOK)
 	e.log.Info("phase 2 SA installed", zap.String("spi_in", fmt.Sprintf("0x%08x", q.spiIn)), zap.String("spi_out", fmt.Sprintf("0x%08x", q.spiOut)),
 		zap.String("transform", k.Transform), zap.Stringer("pfs", q.suite.PFS), zap.Duration("lifetime", q.life.Time),
 		zap.Uint64("lifetime_kb", q.life.KB), zap.Bool("initiator", q.initiator))

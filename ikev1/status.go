@@ -15,6 +15,14 @@ type Status struct {
 	// Received counts datagrams offered; Drops those dropped, by reason.
 	Received uint64            `json:"received"`
 	Drops    map[string]uint64 `json:"drops"`
+	// Exchanges counts Main and Quick Modes by role and result;
+	// Retransmits the requests sent again; DPDFailures the times the peer
+	// was declared dead (RFC 3706).
+	Exchanges   []ExchangeCount `json:"exchanges"`
+	Retransmits uint64          `json:"retransmits"`
+	DPDFailures uint64          `json:"dpd_failures"`
+	// NAT is NAT traversal with the peer (RFC 3947).
+	NAT *NATStatus `json:"nat,omitempty"`
 }
 
 // Phase1Status is one ISAKMP SA.
@@ -46,6 +54,8 @@ func (e *Engine) Status() Status {
 	s := e.status
 	e.mu.Unlock()
 	s.Received = e.received.Load()
+	s.Exchanges = e.counts.snapshot()
+	s.Retransmits, s.DPDFailures = e.counts.retransmits.Load(), e.counts.dpdFailures.Load()
 	s.Drops = map[string]uint64{}
 	for _, r := range ike.DropReasons() {
 		if int(r) < len(e.drops) {
@@ -76,7 +86,7 @@ func (e *Engine) publish(now time.Time) {
 	}
 	for _, c := range e.children {
 		p2 := Phase2Status{SPIIn: fmt.Sprintf("0x%08x", c.spiIn), SPIOut: fmt.Sprintf("0x%08x", c.spiOut),
-			Transform: c.keys.Transform, Mode: mode, ExpiresSeconds: int64(c.expires.Sub(now) / time.Second),
+			Transform: c.keys.Transform, Mode: mode + udpMode(c.keys.UDPPeer.IsValid()), ExpiresSeconds: int64(c.expires.Sub(now) / time.Second),
 			LifetimeKB: c.keys.LifetimeBytes / 1024}
 		if c.pfs != ike.DHNone {
 			p2.PFS = c.pfs.String()
@@ -93,6 +103,7 @@ func (e *Engine) publish(now time.Time) {
 	for _, c := range e.children {
 		keys.Children = append(keys.Children, c.keys)
 	}
+	s.NAT = e.natStatus()
 	e.mu.Lock()
 	e.status = s
 	e.keys = keys
@@ -126,4 +137,13 @@ func (e *Engine) ExportKeys() ExportedKeys {
 		x.Children = append(x.Children, c)
 	}
 	return x
+}
+
+// udpMode is what IOS adds to "in use settings" for an SA that carries
+// ESP in UDP.
+func udpMode(udp bool) string {
+	if udp {
+		return " UDP-Encaps"
+	}
+	return ""
 }

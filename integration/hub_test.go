@@ -143,7 +143,7 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 		spiHub, spiSpoke := 0x10000+n, 0x20000+n
 		hubSide += fmt.Sprintf("[static]\nspi_in = 0x%x\nspi_out = 0x%x\nkey_in = %q\nkey_out = %q\n", spiHub, spiSpoke, k1, k2)
 		spokeSide += fmt.Sprintf("[static]\nspi_in = 0x%x\nspi_out = 0x%x\nkey_in = %q\nkey_out = %q\n", spiSpoke, spiHub, k2, k1)
-	case "ikev2":
+	case "ikev2", "ikev1":
 		psk := filepath.Join(h.work, spokeName(n)+".psk")
 		if err := os.WriteFile(psk, []byte("gresec-hub-test-"+newKey(t)[2:34]+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -151,6 +151,10 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 		// The spoke initiates, the hub only responds: as a hub does.
 		hubSide += fmt.Sprintf("[ike]\ninitiate = false\npsk_file = %q\n", psk)
 		spokeSide += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n", psk)
+		if keying == "ikev1" { // its phase 1 cannot carry the AEAD defaults
+			v1 := "proposals = [\"aes128-sha1-modp2048\"]\nesp_proposals = [\"aes128-sha1-modp2048\"]\n"
+			hubSide, spokeSide = hubSide+v1, spokeSide+v1
+		}
 	}
 	if err := os.WriteFile(spokeFile(h, n), []byte(hubSide), 0o600); err != nil {
 		t.Fatal(err)
@@ -513,5 +517,33 @@ func TestHubIPv6Underlay(t *testing.T) {
 	}
 	if st, _ := h.status(); st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
 		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
+	}
+}
+
+// TestHubIKEv1BesideStatic: an IKEv1 tunnel in a daemon of many keeps
+// its own UDP 500 and 4500 sockets (the shared IKE ports dispatch IKEv2
+// only) while its ESP arrives on the daemon's shared raw socket,
+// dispatched by SPI beside static-key tunnels; pings cross all of them.
+func TestHubIKEv1BesideStatic(t *testing.T) {
+	h := newHub(t, false)
+	h.addSpoke(1, "ikev1")
+	h.addSpoke(2, "static")
+	h.addSpoke(3, "static")
+	h.start()
+	if !netns.WaitFor(20*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == 3 }) {
+		t.Fatalf("hub did not come up with 3 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	for n := 1; n <= 3; n++ {
+		h.startSpoke(h.spokes[n])
+	}
+	h.waitReady([]string{"s01", "s02", "s03"}, 30*time.Second)
+	if raw := h.countSockets("raw", 50); raw != 1 {
+		t.Errorf("hub namespace has %d raw ESP sockets, want 1", raw)
+	}
+	if failed := h.pingSpokes([]int{1, 2, 3}); len(failed) > 0 {
+		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	if st, _ := h.status(); st.UnknownSPI != 0 {
+		t.Errorf("the shared raw socket dropped %d ESP packets with unknown SPIs", st.UnknownSPI)
 	}
 }

@@ -42,6 +42,7 @@ const (
 type natLab struct {
 	*pair
 	router *netns.NS
+	keying string // "ikev2" unless startNATLabKeying says otherwise
 }
 
 const (
@@ -55,11 +56,17 @@ const (
 // udp_encap = encap and the extra [ike] lines.
 func startNATLab(t *testing.T, kind natKind, encap, ikeExtra string) *natLab {
 	t.Helper()
+	return startNATLabKeying(t, kind, "ikev2", encap, ikeExtra)
+}
+
+// startNATLabKeying is startNATLab with keying = "ikev1" or "ikev2".
+func startNATLabKeying(t *testing.T, kind natKind, keying, encap, ikeExtra string) *natLab {
+	t.Helper()
 	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets, nftables NAT")
 	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34]}
 	p.a = &side{under: netip.MustParsePrefix("198.18.1.2/24"), tun4: netip.MustParsePrefix("198.19.0.0/31"), tun6: netip.MustParsePrefix("2001:db8:19::/127")}
 	p.b = &side{under: netip.MustParsePrefix("198.18.0.2/24"), tun4: netip.MustParsePrefix("198.19.0.1/31"), tun6: netip.MustParsePrefix("2001:db8:19::1/127")}
-	l := &natLab{pair: p}
+	l := &natLab{pair: p, keying: keying}
 	mk := func(prefix string) *netns.NS {
 		ns, err := netns.Create(netns.Unique(prefix))
 		if err != nil {
@@ -178,7 +185,7 @@ remote = %q
 addresses = [%q, %q]
 mss_clamp = true
 [ipsec]
-keying = "ikev2"
+keying = %q
 udp_encap = %q
 nat_keepalive = "2s"
 [ike]
@@ -188,7 +195,7 @@ psk_file = %q
 socket = %q
 [log]
 level = "debug"
-`, s.under.Addr(), remote, s.tun4, s.tun6, encap, initiate, psk, ikeExtra, s.sock)
+`, s.under.Addr(), remote, s.tun4, s.tun6, l.keying, encap, initiate, psk, ikeExtra, s.sock)
 	if err := os.WriteFile(s.cfgPath, []byte(c), 0o600); err != nil {
 		l.t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type natSwanCase struct {
 	// generated: charon's swanctl.conf is `gresec peer-config --for
 	// strongswan`'s (conn is ignored; no NAT).
 	generated bool
+	// v1: both sides speak IKEv1 (keying = "ikev1", charon version = 1;
+	// strongswan_ikev1_nat_test.go).
+	v1 bool
 }
 
 // natSwan is a running natSwanCase: gresec in sp.a, charon in sp.b.
@@ -106,7 +109,11 @@ func startNATSwan(t *testing.T, c natSwanCase) *natSwan {
 		t.Fatal(err)
 	}
 	p.a.cfgPath, p.a.sock = filepath.Join(p.dir, "a.toml"), filepath.Join(p.dir, "a.sock")
-	ikeExtra := c.ikeExtra
+	ikeExtra, keying := c.ikeExtra, "ikev2"
+	if c.v1 {
+		keying, conf.Version, conf.IKEProposal, conf.ESPProposal = "ikev1", 1, ikev1Proposal, ikev1Proposal
+		ikeExtra += fmt.Sprintf("proposals = [%q]\nesp_proposals = [%q]\n", ikev1Proposal, ikev1Proposal)
+	}
 	if remoteID != "" {
 		ikeExtra += fmt.Sprintf("remote_id = %q\n", remoteID)
 	}
@@ -115,13 +122,13 @@ local = %q
 remote = %q
 addresses = [%q, %q]
 [ipsec]
-keying = "ikev2"
+keying = %q
 %s[ike]
 initiate = %v
 psk_file = %q
 %s[control]
 socket = %q
-`, p.a.under.Addr(), ns.peer, p.a.tun4, p.a.tun6, c.ipsecExtra, c.gresecInitiates, psk, ikeExtra, p.a.sock)
+`, p.a.under.Addr(), ns.peer, p.a.tun4, p.a.tun6, keying, c.ipsecExtra, c.gresecInitiates, psk, ikeExtra, p.a.sock)
 	if err := os.WriteFile(p.a.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -244,10 +251,10 @@ func (ns *natSwan) checkWire(t *testing.T, c natSwanCase, spiOut string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var key []byte
+	var key, integ []byte
 	for _, k := range keys {
 		if fmt.Sprintf("0x%08x", k.SPIIn) == spiOut {
-			key = k.KeyIn
+			key, integ = k.KeyIn, k.IntegIn
 		}
 	}
 	if key == nil {
@@ -265,6 +272,10 @@ func (ns *natSwan) checkWire(t *testing.T, c natSwanCase, spiOut string) {
 	dump.Stop(5 * time.Second)
 
 	sa := espSA{ns.a.under.Addr(), ns.peer, spiOut, "0x" + hex.EncodeToString(key), "", "", ""}
+	if len(integ) > 0 { // AES-CBC (the IKEv1 cases), as checkKeysAgree
+		sa.encr, sa.authKey = "AES-CBC [RFC3602]", "0x"+hex.EncodeToString(integ)
+		sa.integ = map[int]string{20: "HMAC-SHA-1-96 [RFC2404]", 32: "HMAC-SHA-256-128 [RFC4868]"}[len(integ)]
+	}
 	out := tsharkESP(t, pcap, []espSA{sa}, "esp.spi", "gre.proto", "icmp.type", "udp.srcport", "udp.dstport")
 	want := spiOut + ",0x0800,8,"
 	if c.wantEncap {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -48,6 +49,8 @@ type desc struct {
 	keepalivesSent, keepalivesReplied              *prometheus.Desc
 	keepalivesReflected                            *prometheus.Desc
 	natKeepalives, natRebinds, natDetected, natUDP *prometheus.Desc
+	v1Phase1, v1Phase2, v1Exchanges, v1Messages    *prometheus.Desc
+	v1Retransmits, v1DPD, v1Dropped                *prometheus.Desc
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -104,6 +107,13 @@ func NewManyCollector(src Many) prometheus.Collector {
 		natRebinds:          newDesc("ike_nat_rebinds_total", "Times the peer's NAT made a new mapping that we followed.", "interface"),
 		natDetected:         newDesc("ike_nat_detected", "1 when NAT detection found a NAT on that side (local: in front of us; peer: in front of the peer).", "interface", "side"),
 		natUDP:              newDesc("ike_esp_in_udp", "1 when the CHILD_SAs carry ESP in UDP (RFC 3948), 0 for raw ESP.", "interface"),
+		v1Phase1:            newDesc("ikev1_phase1_sas", "IKEv1 phase 1 (ISAKMP) SAs, by state (MM_NO_STATE, MM_SA_SETUP, MM_KEY_EXCH, QM_IDLE).", "interface", "state"),
+		v1Phase2:            newDesc("ikev1_phase2_sas", "IKEv1 phase 2 (IPsec) SAs installed.", "interface"),
+		v1Exchanges:         newDesc("ikev1_exchanges_total", "IKEv1 Main and Quick Modes ended, by who initiated and result (ok, failed, timeout).", "interface", "exchange", "initiator", "result"),
+		v1Messages:          newDesc("ikev1_messages_received_total", "IKEv1 datagrams received.", "interface"),
+		v1Retransmits:       newDesc("ikev1_retransmits_total", "IKEv1 requests sent again for want of an answer.", "interface"),
+		v1DPD:               newDesc("ikev1_dpd_failures_total", "Times the IKEv1 peer was declared dead (RFC 3706).", "interface"),
+		v1Dropped:           newDesc("ikev1_dropped_total", "IKEv1 datagrams read but not processed, by reason.", "interface", "reason"),
 	}}
 }
 
@@ -174,6 +184,7 @@ func (c *collector) collect(ch chan<- prometheus.Metric, s *tunnel.Status) {
 		}
 	}
 
+	c.collectIKEv1(s.IKEv1, gauge, counter)
 	k := s.IKE
 	if k == nil {
 		return
@@ -275,4 +286,43 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// ikev1States are the phase 1 states, as IOS names them.
+var ikev1States = []string{"MM_NO_STATE", "MM_SA_SETUP", "MM_KEY_EXCH", "QM_IDLE"}
+
+// collectIKEv1 turns the IKEv1 engine's status (keying = "ikev1") into
+// metrics: SA counts by state, exchanges, DPD, and NAT traversal under the
+// same names as IKEv2's (a tunnel runs one version).
+func (c *collector) collectIKEv1(k *ikev1.Status, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, uint64, ...string)) {
+	if k == nil {
+		return
+	}
+	d := &c.d
+	for _, st := range ikev1States {
+		n := 0
+		for _, p := range k.Phase1 {
+			if p.State == st {
+				n++
+			}
+		}
+		gauge(d.v1Phase1, float64(n), st)
+	}
+	gauge(d.v1Phase2, float64(len(k.Phase2)))
+	for _, e := range k.Exchanges {
+		counter(d.v1Exchanges, e.Count, e.Exchange, strconv.FormatBool(e.Initiated), e.Result)
+	}
+	counter(d.v1Messages, k.Received)
+	counter(d.v1Retransmits, k.Retransmits)
+	counter(d.v1DPD, k.DPDFailures)
+	for reason, n := range k.Drops {
+		counter(d.v1Dropped, n, reason)
+	}
+	if n := k.NAT; n != nil {
+		counter(d.natKeepalives, n.Keepalives)
+		counter(d.natRebinds, n.Rebinds)
+		gauge(d.natDetected, b2f(n.NATHere), "local")
+		gauge(d.natDetected, b2f(n.NATThere), "peer")
+		gauge(d.natUDP, b2f(n.Encap == "udp"))
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gresec/gresec/ikev1"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -95,4 +96,64 @@ func TestValuesFollowStatus(t *testing.T) {
 
 func singleMetric(t *testing.T, s tunnel.Status, name string) *filtered {
 	return &filtered{c: NewCollector(func() tunnel.Status { return s }), name: name}
+}
+
+// sampleV1 is a keying = "ikev1" tunnel: one established phase 1 SA and
+// one being set up, one phase 2 SA, behind a NAT.
+func sampleV1() tunnel.Status {
+	s := sample()
+	s.Keying, s.IKE = "ikev1", nil
+	s.IKEv1 = &ikev1.Status{
+		Phase1: []ikev1.Phase1Status{{State: "QM_IDLE"}, {State: "MM_KEY_EXCH"}},
+		Phase2: []ikev1.Phase2Status{{SPIIn: "0x00001002"}},
+		Exchanges: []ikev1.ExchangeCount{{Exchange: "main_mode", Initiated: true, Result: "ok", Count: 2},
+			{Exchange: "quick_mode", Initiated: false, Result: "timeout", Count: 1}},
+		Received: 12, Retransmits: 4, DPDFailures: 1, Drops: map[string]uint64{"integrity": 3},
+		NAT: &ikev1.NATStatus{Encap: "udp", NATHere: true, Keepalives: 5, Rebinds: 2},
+	}
+	return s
+}
+
+// TestIKEv1Metrics: the IKEv1 status becomes metrics, lint-clean, with
+// each number from the snapshot; no IKEv2 SA metrics appear.
+func TestIKEv1Metrics(t *testing.T) {
+	problems, err := testutil.CollectAndLint(NewCollector(func() tunnel.Status { return sampleV1() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	srv := httptest.NewServer(Handler(func() tunnel.Status { return sampleV1() }))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	for _, want := range []string{
+		`gresec_ikev1_phase1_sas{interface="gre0",state="QM_IDLE",tunnel="gre0"} 1`,
+		`gresec_ikev1_phase1_sas{interface="gre0",state="MM_KEY_EXCH",tunnel="gre0"} 1`,
+		`gresec_ikev1_phase1_sas{interface="gre0",state="MM_NO_STATE",tunnel="gre0"} 0`,
+		`gresec_ikev1_phase2_sas{interface="gre0",tunnel="gre0"} 1`,
+		`gresec_ikev1_exchanges_total{exchange="main_mode",initiator="true",interface="gre0",result="ok",tunnel="gre0"} 2`,
+		`gresec_ikev1_exchanges_total{exchange="quick_mode",initiator="false",interface="gre0",result="timeout",tunnel="gre0"} 1`,
+		`gresec_ikev1_messages_received_total{interface="gre0",tunnel="gre0"} 12`,
+		`gresec_ikev1_retransmits_total{interface="gre0",tunnel="gre0"} 4`,
+		`gresec_ikev1_dpd_failures_total{interface="gre0",tunnel="gre0"} 1`,
+		`gresec_ikev1_dropped_total{interface="gre0",reason="integrity",tunnel="gre0"} 3`,
+		`gresec_ike_nat_keepalives_total{interface="gre0",tunnel="gre0"} 5`,
+		`gresec_ike_nat_rebinds_total{interface="gre0",tunnel="gre0"} 2`,
+		`gresec_ike_nat_detected{interface="gre0",side="local",tunnel="gre0"} 1`,
+		`gresec_ike_esp_in_udp{interface="gre0",tunnel="gre0"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(body, "gresec_ike_sa_state") {
+		t.Errorf("IKEv2 SA metrics for an IKEv1 tunnel")
+	}
 }

@@ -18,11 +18,12 @@ const iosIKEv1Profile = "GRESEC-IKEv1-IPsec-Profile"
 
 // checkIKEv1 pairs keying = "ikev1" with the peers that speak it.
 func (m *mirror) checkIKEv1() error {
+	v1Peer := m.o.Peer == CiscoIOSIKEv1 || m.o.Peer == FreeBSDRacoon
 	switch {
-	case m.c.Keying == config.KeyingIKEv1 && m.o.Peer != CiscoIOSIKEv1:
-		return fmt.Errorf("peerconf: %s uses ipsec.keying = \"ikev1\"; peer-config writes IKEv1 for --for %s only", m.c.Path, CiscoIOSIKEv1)
-	case m.o.Peer == CiscoIOSIKEv1 && m.c.Keying != config.KeyingIKEv1:
-		return fmt.Errorf("peerconf: %s uses ipsec.keying = %q; --for %s needs keying = \"ikev1\" (use --for %s for IKEv2)", m.c.Path, m.c.Keying, CiscoIOSIKEv1, CiscoIOS)
+	case m.c.Keying == config.KeyingIKEv1 && !v1Peer:
+		return fmt.Errorf("peerconf: %s uses ipsec.keying = \"ikev1\"; peer-config writes IKEv1 for --for %s or %s only", m.c.Path, CiscoIOSIKEv1, FreeBSDRacoon)
+	case v1Peer && m.c.Keying != config.KeyingIKEv1:
+		return fmt.Errorf("peerconf: %s uses ipsec.keying = %q; --for %s needs keying = \"ikev1\" (use --for %s or %s for IKEv2)", m.c.Path, m.c.Keying, m.o.Peer, CiscoIOS, StrongSwan)
 	}
 	return nil
 }

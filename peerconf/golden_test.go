@@ -55,6 +55,7 @@ var goldenCases = []struct {
 }{
 	{"iked-ios", StrongSwan, "", nil},
 	{"ikev1", CiscoIOSIKEv1, "", nil},
+	{"ikev1", FreeBSDRacoon, "", nil},
 	{"iked-ios", OpenBSD, "", nil},
 	{"iked-ios", CiscoIOS, "", nil},
 	{"iked-ios-static", Linux, "", nil},

@@ -39,7 +39,7 @@ const (
 )
 
 // Peers lists the accepted --for values.
-var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux, FreeBSD, CiscoIOSIKEv1}
+var Peers = []Peer{StrongSwan, OpenBSD, CiscoIOS, Linux, FreeBSD, CiscoIOSIKEv1, FreeBSDRacoon}
 
 // ParsePeer reads a --for value.
 func ParsePeer(s string) (Peer, error) {
@@ -146,6 +146,8 @@ func Generate(c *config.Config, o Options) (*Output, error) {
 	switch o.Peer {
 	case CiscoIOSIKEv1:
 		err = m.ciscoIKEv1()
+	case FreeBSDRacoon:
+		err = m.racoon()
 	case StrongSwan:
 		err = m.strongswan()
 	case OpenBSD:

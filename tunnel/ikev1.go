@@ -23,6 +23,9 @@ func (t *Tunnel) runIKEv1(ctx context.Context) error {
 			t.ikeMu.Unlock()
 			return err
 		}
+		if t.natt != nil {
+			e.UseNATSocket(t.natt)
+		}
 		ectx, cancel := context.WithCancel(ctx)
 		t.ikeSock.v1.Store(e)
 		t.ikev1.Store(e)

@@ -6,11 +6,13 @@ import (
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/ike"
+	"github.com/gresec/gresec/ikev1"
 	"github.com/gresec/gresec/rawip"
 	"github.com/gresec/gresec/udpencap"
 )
 
-// IKEv2 NAT traversal in the data plane. An IKEv2 tunnel that may float
+// NAT traversal in the data plane (IKEv2, and IKEv1 through the same
+// socket: the header's version picks the engine). An IKE tunnel that may float
 // (udp_encap other than "never") opens UDP port 4500 at start, next to the
 // raw ESP socket. IKE on port 4500 and ESP in UDP share it: udpencap hands
 // the IKE messages (non-ESP marker) to the engine, the ESP packets to a
@@ -48,7 +50,7 @@ func (t *Tunnel) clampMSS() (mss4, mss6 uint16) {
 	return t.mss4, t.mss6
 }
 
-// listenNATT opens UDP 4500 for an IKEv2 tunnel that may float.
+// listenNATT opens UDP 4500 for an IKE tunnel that may float.
 func (t *Tunnel) listenNATT(cfg *config.Config) error {
 	if !cfg.NATTSocket() {
 		return nil
@@ -58,7 +60,9 @@ func (t *Tunnel) listenNATT(cfg *config.Config) error {
 		return fmt.Errorf("NAT traversal socket on %s: %w", netip.AddrPortFrom(cfg.Local, ike.NATTPort), err)
 	}
 	c.SetIKEHandler(func(msg []byte, from netip.AddrPort) {
-		if e := t.ike.Load(); e != nil {
+		if e := t.ikev1.Load(); e != nil && ikev1.IsV1(msg) {
+			e.OfferNATT(msg, from)
+		} else if e := t.ike.Load(); e != nil {
 			e.OfferNATT(msg, from)
 		} else if t.ikeSock != nil {
 			t.ikeSock.orphans.Add(1)
@@ -120,6 +124,8 @@ func (t *Tunnel) noteESPFrom(m *rawip.Message) {
 	}
 	t.espPort.Store(uint32(m.Port))
 	if e := t.ike.Load(); e != nil {
+		e.NoteESPPeer(netip.AddrPortFrom(m.Addr, m.Port))
+	} else if e := t.ikev1.Load(); e != nil {
 		e.NoteESPPeer(netip.AddrPortFrom(m.Addr, m.Port))
 	}
 }

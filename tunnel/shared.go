@@ -54,7 +54,9 @@ func (t *Tunnel) joinSockets(socks *demux.Sockets) error {
 			return err
 		}
 	}
-	if t.cfg.NATTSocket() {
+	// IKEv1 keeps its own UDP 500 and 4500 sockets (NewShared): the
+	// shared IKE ports dispatch IKEv2 only.
+	if t.cfg.NATTSocket() && t.cfg.Keying == config.KeyingIKEv2 {
 		if s.natt, err = socks.NATT(t.cfg.Local); err != nil {
 			return err
 		}

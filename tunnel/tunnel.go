@@ -230,7 +230,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- t.sendLoop() }()
 	go func() { defer wg.Done(); errc <- t.receiveLoop(ctx) }()
 	go func() { defer wg.Done(); t.keepaliveLoop(ctx) }()
-	if t.natt != nil && t.shared == nil {
+	if t.natt != nil && (t.shared == nil || t.shared.natt == nil) { // a socket of its own
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- t.receiveFrom(t.natt) }()
 	}

@@ -67,12 +67,10 @@ func udpEncapNote(c *config.Config) string {
 	switch {
 	case c.ESPInUDP():
 		return fmt.Sprintf("%s: ESP in UDP, port %d on both ends (+8 bytes UDP header in the overhead)", c.UDPEncap, c.UDPPort)
-	case c.Keying == config.KeyingIKEv2 && c.UDPEncap == config.UDPEncapAlways:
+	case c.Keying.IKE() && c.UDPEncap == config.UDPEncapAlways:
 		return fmt.Sprintf("%s: IKE and ESP in UDP 4500 (NAT detection faked; +8 bytes UDP header in the overhead), NAT keepalive %s", c.UDPEncap, c.NATKeepalive)
-	case c.Keying == config.KeyingIKEv2 && c.UDPEncap == config.UDPEncapAuto:
+	case c.Keying.IKE() && c.UDPEncap == config.UDPEncapAuto:
 		return fmt.Sprintf("%s: raw ESP (IP protocol 50); IKE and ESP in UDP 4500 when a NAT is detected (+8 bytes), NAT keepalive %s", c.UDPEncap, c.NATKeepalive)
-	case c.Keying == config.KeyingIKEv1 && c.UDPEncap != config.UDPEncapNever:
-		return fmt.Sprintf("%s: raw ESP (IP protocol 50); NAT traversal under IKEv1 (RFC 3947) is not implemented yet", c.UDPEncap)
 	}
 	return fmt.Sprintf("%s: raw ESP (IP protocol 50)", c.UDPEncap)
 }

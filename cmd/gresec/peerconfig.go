@@ -9,9 +9,9 @@ import (
 )
 
 func cmdPeerConfig(args []string) error {
-	fs := newFlags("peer-config", "-c FILE --for strongswan|openbsd|cisco-ios|cisco-ios-ikev1|linux|freebsd [--include-secret]")
+	fs := newFlags("peer-config", "-c FILE --for strongswan|openbsd|cisco-ios|cisco-ios-ikev1|linux|freebsd|freebsd-racoon [--include-secret]")
 	path := fs.String("c", "/etc/gresec/gresec.toml", "config `file`")
-	peer := fs.String("for", "", "the other end: strongswan, openbsd, cisco-ios, cisco-ios-ikev1, linux or freebsd")
+	peer := fs.String("for", "", "the other end: strongswan, openbsd, cisco-ios, cisco-ios-ikev1, linux, freebsd or freebsd-racoon")
 	secret := fs.Bool("include-secret", false, "print pre-shared and static keys instead of placeholders")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -20,7 +20,7 @@ func cmdPeerConfig(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *peer == "" {
-		return fmt.Errorf("--for is required: strongswan, openbsd, cisco-ios, cisco-ios-ikev1, linux or freebsd")
+		return fmt.Errorf("--for is required: strongswan, openbsd, cisco-ios, cisco-ios-ikev1, linux, freebsd or freebsd-racoon")
 	}
 	p, err := peerconf.ParsePeer(*peer)
 	if err != nil {
