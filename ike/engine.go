@@ -272,9 +272,14 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 		e.initiate(time.Now())
 		e.publish()
 	}
-	tick := time.NewTicker(250 * time.Millisecond)
+	every := e.tickEvery()
+	tick := time.NewTimer(every)
 	defer tick.Stop()
 	for {
+		if want := e.tickEvery(); want != every {
+			every = want
+			tick.Reset(every)
+		}
 		// Datagrams for our SAs first (see inbox.go).
 		select {
 		case p := <-e.in.known:
@@ -303,6 +308,7 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 			e.publish()
 		case now := <-tick.C:
 			e.tick(now)
+			tick.Reset(every)
 		}
 	}
 }
@@ -619,4 +625,28 @@ func (e *Engine) dropSA(now time.Time, sa *ikeSA, reason string) {
 	if len(e.sas) == 0 && e.cfg.Initiate {
 		e.retryAt = now.Add(reconnectDelay)
 	}
+}
+
+// The timers (retransmissions, rekeys, liveness, NAT keepalives, half-open
+// expiry) run every busyTick while anything waits on a short clock, else
+// every idleTick: a daemon of many idle tunnels wakes each engine once a
+// second, not four times. Nothing idle needs a finer clock: rekey times
+// and DPD intervals are seconds at least, and the byte and sequence
+// limits leave far more than a second of traffic as margin.
+const (
+	busyTick = 250 * time.Millisecond
+	idleTick = time.Second
+)
+
+// tickEvery is the timer period for the engine's present state.
+func (e *Engine) tickEvery() time.Duration {
+	if e.pendingOut != nil || e.half.len() > 0 || e.in.cookieMode.Load() || (len(e.sas) == 0 && e.cfg.Initiate) {
+		return busyTick
+	}
+	for _, sa := range e.sas {
+		if !sa.usable() || sa.req != nil || len(sa.queue) > 0 {
+			return busyTick
+		}
+	}
+	return idleTick
 }

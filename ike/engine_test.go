@@ -750,3 +750,36 @@ func (t *testTask) process(_ *Engine, _ time.Time, _ *Message, _ []byte, inner P
 }
 
 func (t *testTask) timeout(e *Engine, now time.Time) { e.fail(now, t.sa, "test request: no response") }
+
+// TestTickEvery: the timers run every busyTick only while something waits
+// on a short clock (a handshake, a request in flight, a half-open SA, an
+// initiator with no SA); established and quiet, every idleTick, so that
+// many idle tunnels cost few wake-ups. A responder with no SA waits idle.
+func TestTickEvery(t *testing.T) {
+	a, b := newPair(t, nil)
+	if got := b.e.tickEvery(); got != idleTick {
+		t.Errorf("responder with no SA: %v, want %v", got, idleTick)
+	}
+	if got := a.e.tickEvery(); got != busyTick {
+		t.Errorf("initiator with no SA: %v, want %v", got, busyTick)
+	}
+	a.e.initiate(t0)
+	deliver(t, a, b, t0) // IKE_SA_INIT request: b holds a half-open SA
+	if a.e.tickEvery() != busyTick || b.e.tickEvery() != busyTick {
+		t.Errorf("handshake under way: a %v, b %v; want %v", a.e.tickEvery(), b.e.tickEvery(), busyTick)
+	}
+	a, b = newPair(t, nil)
+	establish(t, a, b)
+	if a.e.tickEvery() != idleTick || b.e.tickEvery() != idleTick {
+		t.Errorf("established and quiet: a %v, b %v; want %v", a.e.tickEvery(), b.e.tickEvery(), idleTick)
+	}
+	a.e.sendLivenessCheck(t0, a.e.primary())
+	if got := a.e.tickEvery(); got != busyTick {
+		t.Errorf("liveness check in flight: %v, want %v", got, busyTick)
+	}
+	deliver(t, a, b, t0)
+	deliver(t, b, a, t0)
+	if got := a.e.tickEvery(); got != idleTick {
+		t.Errorf("after the answer: %v, want %v", got, idleTick)
+	}
+}
