@@ -483,7 +483,7 @@ func (v *validator) build(f *file) *Config {
 		}
 	}
 	if !c.Keying.IKE() && f.IKE != nil {
-		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or no [ike] section", c.Keying)
+		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or \"ikev1\", or no [ike] section", c.Keying)
 	}
 
 	if t.MTU != nil {

@@ -88,7 +88,7 @@ type ikeFile struct {
 
 func (v *validator) ike(f *ikeFile, c *Config) {
 	if f == nil {
-		v.fail("ike", "missing; ipsec.keying = \"ikev2\" needs an [ike] section with at least psk_file")
+		v.fail("ike", "missing; ipsec.keying = %q needs an [ike] section with at least psk_file", c.Keying)
 		return
 	}
 	k := &c.IKE
@@ -152,11 +152,23 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 		}
 		k.ChildLifetimeBytes = n
 	}
-	v.fragmentation(f, k)
+	v.fragmentation(f, k, c.Keying)
 }
 
 // fragmentation reads ike.fragmentation and ike.fragment_size.
-func (v *validator) fragmentation(f *ikeFile, k *IKE) {
+func (v *validator) fragmentation(f *ikeFile, k *IKE, keying Keying) {
+	if keying == KeyingIKEv1 {
+		// RFC 7383 is IKEv2's; the IKEv1 engine sends whole messages.
+		// Taking the keys would promise small datagrams that never come.
+		k.Fragmentation = false
+		switch {
+		case f.FragmentSize != nil:
+			v.fail("ike.fragment_size", "keying = \"ikev1\" has no IKE fragmentation (RFC 7383 is IKEv2's); remove it")
+		case f.Fragmentation != nil && *f.Fragmentation != "no":
+			v.fail("ike.fragmentation", "keying = \"ikev1\" has no IKE fragmentation (RFC 7383 is IKEv2's); remove it or write \"no\"")
+		}
+		return
+	}
 	k.Fragmentation, k.FragmentSize = true, ike.DefaultFragmentSize
 	if f.Fragmentation != nil {
 		switch *f.Fragmentation {
