@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"regexp"
@@ -256,6 +258,10 @@ func parseBytes(s string) (uint64, error) {
 func loadPSKs(c *Config) error {
 	read := func(key, path string) (ike.Secret, error) {
 		st, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf(
+				"the pre-shared key file %s does not exist; expected a random key both ends share: openssl rand -base64 24 > %s; chmod 600 %s, then the same file on the peer", path, path, path)}
+		}
 		if err != nil {
 			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("cannot read the pre-shared key file: %v", err)}
 		}
