@@ -465,6 +465,11 @@ func (v *validator) build(f *file) *Config {
 	}
 	v.udpEncap(f.IPsec.UDPEncap, f.IPsec.UDPPort, c)
 	c.NATKeepalive = v.duration("ipsec.nat_keepalive", f.IPsec.NATKeepalive, DefaultNATKeepalive, 0)
+	if f.IPsec.NATKeepalive != nil && !c.Keying.IKE() {
+		// Only IKE finds a NAT and keeps its mapping; a key that does
+		// nothing would let a reader believe it does.
+		v.fail("ipsec.nat_keepalive", "NAT keepalives belong to IKE's NAT traversal, but ipsec.keying is %q; remove it", c.Keying)
+	}
 
 	switch c.Keying {
 	case KeyingStatic:
@@ -483,7 +488,7 @@ func (v *validator) build(f *file) *Config {
 		}
 	}
 	if !c.Keying.IKE() && f.IKE != nil {
-		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or no [ike] section", c.Keying)
+		v.fail("ike", "[ike] given but ipsec.keying is %q; expected keying = \"ikev2\" or \"ikev1\", or no [ike] section", c.Keying)
 	}
 
 	if t.MTU != nil {

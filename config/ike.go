@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"regexp"
@@ -88,7 +90,7 @@ type ikeFile struct {
 
 func (v *validator) ike(f *ikeFile, c *Config) {
 	if f == nil {
-		v.fail("ike", "missing; ipsec.keying = \"ikev2\" needs an [ike] section with at least psk_file")
+		v.fail("ike", "missing; ipsec.keying = %q needs an [ike] section with at least psk_file", c.Keying)
 		return
 	}
 	k := &c.IKE
@@ -152,11 +154,23 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 		}
 		k.ChildLifetimeBytes = n
 	}
-	v.fragmentation(f, k)
+	v.fragmentation(f, k, c.Keying)
 }
 
 // fragmentation reads ike.fragmentation and ike.fragment_size.
-func (v *validator) fragmentation(f *ikeFile, k *IKE) {
+func (v *validator) fragmentation(f *ikeFile, k *IKE, keying Keying) {
+	if keying == KeyingIKEv1 {
+		// RFC 7383 is IKEv2's; the IKEv1 engine sends whole messages.
+		// Taking the keys would promise small datagrams that never come.
+		k.Fragmentation = false
+		switch {
+		case f.FragmentSize != nil:
+			v.fail("ike.fragment_size", "keying = \"ikev1\" has no IKE fragmentation (RFC 7383 is IKEv2's); remove it")
+		case f.Fragmentation != nil && *f.Fragmentation != "no":
+			v.fail("ike.fragmentation", "keying = \"ikev1\" has no IKE fragmentation (RFC 7383 is IKEv2's); remove it or write \"no\"")
+		}
+		return
+	}
 	k.Fragmentation, k.FragmentSize = true, ike.DefaultFragmentSize
 	if f.Fragmentation != nil {
 		switch *f.Fragmentation {
@@ -244,6 +258,10 @@ func parseBytes(s string) (uint64, error) {
 func loadPSKs(c *Config) error {
 	read := func(key, path string) (ike.Secret, error) {
 		st, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf(
+				"the pre-shared key file %s does not exist; expected a random key both ends share: openssl rand -base64 24 > %s; chmod 600 %s, then the same file on the peer", path, path, path)}
+		}
 		if err != nil {
 			return nil, &Error{File: c.Path, Key: key, Msg: fmt.Sprintf("cannot read the pre-shared key file: %v", err)}
 		}

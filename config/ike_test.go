@@ -90,4 +90,9 @@ func TestIKELoadReadsPSKPrivately(t *testing.T) {
 	if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "holds 5 bytes") || strings.Contains(err.Error(), "short") {
 		t.Errorf("short PSK: %v", err)
 	}
+	// A missing file says how to make one, rather than stat's words alone.
+	os.Remove(psk)
+	if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "ike.psk_file: the pre-shared key file "+psk+" does not exist; expected a random key both ends share: openssl rand -base64 24 > "+psk) {
+		t.Errorf("missing PSK file: %v", err)
+	}
 }

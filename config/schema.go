@@ -192,8 +192,64 @@ func unknownKey(file, prefix, k string) *Error {
 	msg := "unknown key; see docs/configuration.md for the valid keys"
 	if _, ok := schema[strings.ToLower(key)]; ok {
 		msg = fmt.Sprintf("unknown key; keys are lower case: %s", strings.ToLower(key))
+	} else if s := suggest(key); s != "" {
+		msg = "unknown key; " + s + " (docs/configuration.md lists the valid keys)"
 	}
 	return &Error{File: file, Key: key, Msg: msg}
+}
+
+// suggest names the known key an unknown one was probably meant to be:
+// one of the same section within two typing mistakes ("keyng": did you
+// mean ipsec.keying?), else the same name in another section ("udp_encap"
+// under [ike] belongs in [ipsec]). "" when nothing is close.
+func suggest(key string) string {
+	name, section := leaf(key), strings.TrimSuffix(key, leaf(key))
+	best, bestDist := "", 3
+	var elsewhere []string
+	for k := range schema {
+		if strings.TrimSuffix(k, leaf(k)) != section {
+			if section != "" && leaf(k) == name {
+				elsewhere = append(elsewhere, k)
+			}
+			continue
+		}
+		if d := editDistance(name, leaf(k)); d < bestDist || d == bestDist && k < best {
+			best, bestDist = k, d
+		}
+	}
+	switch {
+	case best != "" && bestDist < len(name):
+		if schema[best] == kindTable {
+			return fmt.Sprintf("did you mean [%s]?", best)
+		}
+		return fmt.Sprintf("did you mean %s?", best)
+	case len(elsewhere) > 0:
+		sort.Strings(elsewhere)
+		k := elsewhere[0]
+		return fmt.Sprintf("%s belongs in [%s], as %s", name, strings.TrimSuffix(k, "."+name), k)
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between two short key names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // hexRun finds what may be key material: 16 or more hex digits in a row.

@@ -35,6 +35,8 @@ func TestUDPEncap(t *testing.T) {
 		{static(`udp_port = 0`), "", 0, false, 0, 0, `ipsec.udp_port: expected an integer 1..65535, got 0`},
 		{static(`udp_port = 65536`), "", 0, false, 0, 0, `ipsec.udp_port: expected an integer 1..65535, got 65536`},
 		{ike(`udp_port = 14500`), "", 0, false, 0, 0, `ipsec.udp_port: IKE uses port 4500`},
+		{static("udp_encap = \"always\"\nnat_keepalive = \"10s\""), "", 0, false, 0, 0, `ipsec.nat_keepalive: NAT keepalives belong to IKE's NAT traversal, but ipsec.keying is "static"; remove it`},
+		{ike(`nat_keepalive = "10s"`), UDPEncapAuto, 4500, false, 1442, 58, ""},
 		{strings.Replace(ikeBase, "keying = \"ikev2\"\n[ike]\npsk_file = \"PSK\"\n", "keying = \"none\"\nudp_encap = \"always\"\n", 1), "", 0, false, 0, 0,
 			`ipsec.udp_encap: "always" needs ESP, but ipsec.keying is "none"`},
 	} {

@@ -173,3 +173,22 @@ func TestWeakPSKRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownKeySuggests: a misspelt key or section names the one it was
+// probably meant to be, and a key put in the wrong section names its own;
+// a name close to nothing gets no guess.
+func TestUnknownKeySuggests(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{strings.Replace(ikeBase, `keying = "ikev2"`, `keyng = "ikev2"`, 1), `ipsec.keyng: unknown key; did you mean ipsec.keying?`},
+		{strings.Replace(ikeBase, `[ipsec]`, `[ipsce]`, 1), `ipsce: unknown key; did you mean [ipsec]?`},
+		{strings.Replace(ikeBase, `[ipsec]`, "mss_clamps = true\n[ipsec]", 1), `tunnel.mss_clamps: unknown key; did you mean tunnel.mss_clamp?`},
+		{ikeBase + "udp_encap = \"always\"\n", `ike.udp_encap: unknown key; udp_encap belongs in [ipsec], as ipsec.udp_encap`},
+		{ikeBase + "gre_key = 5\n", `ike.gre_key: unknown key; gre_key belongs in [tunnel], as tunnel.gre_key`},
+		{ikeBase + "colour = \"red\"\n", `ike.colour: unknown key; see docs/configuration.md for the valid keys`},
+	} {
+		_, err := Parse("bad.conf", []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got  %v\nwant %s", err, tc.want)
+		}
+	}
+}

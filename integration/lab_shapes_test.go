@@ -44,3 +44,25 @@ func TestLabSpokes(t *testing.T) {
 		t.Errorf("%d tunnels listed established, want 3:\n%s", n, out)
 	}
 }
+
+// TestLabIKEv1: `gresec lab -keying ikev1` keys the two sites with IKEv1
+// Main Mode + Quick Mode, pings across both ways and shows both sites'
+// ISAKMP SA in QM_IDLE and a transport-mode IPsec SA; IKEv1 with a shape
+// it cannot negotiate is refused by the config, naming the key.
+func TestLabIKEv1(t *testing.T) {
+	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	out, err := exec.Command(gresecBin, "lab", "-keying", "ikev1", "-seconds", "0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "lab passed") || !strings.Contains(string(out), "ISAKMP SA and IPsec SA established on both sites") {
+		t.Fatalf("gresec lab -keying ikev1: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "QM_IDLE"); n != 2 {
+		t.Errorf("%d ISAKMP SAs in QM_IDLE, want 2:\n%s", n, out)
+	}
+	if n := strings.Count(string(out), "in use settings {Transport}"); n != 2 {
+		t.Errorf("%d transport-mode IPsec SAs, want 2:\n%s", n, out)
+	}
+	out, err = exec.Command(gresecBin, "lab", "-keying", "ikev1", "-mode", "tunnel", "-encap", "none", "-seconds", "0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `ipsec.keying: keying = "ikev1" negotiates GRE in transport mode only`) {
+		t.Errorf("ikev1 + VTI: %v\n%s", err, out)
+	}
+}

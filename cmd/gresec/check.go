@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/gresec/gresec/config"
 )
@@ -58,8 +60,42 @@ func cmdCheck(args []string) error {
 	if c.Keying != config.KeyingNone {
 		fmt.Printf("udp encap      %s\n", udpEncapNote(c))
 	}
+	if c.Keying.IKE() {
+		printIKE(os.Stdout, c)
+	}
 	fmt.Printf("control socket %s\n", c.ControlSocket)
 	return nil
+}
+
+// printIKE shows the [ike] settings in effect, defaults filled in, so
+// that they can be set against the peer's (iked.conf, IOS, swanctl).
+func printIKE(w io.Writer, c *config.Config) {
+	k := &c.IKE
+	role := "initiates and answers"
+	if !k.Initiate {
+		role = "answers only (initiate = false)"
+	}
+	id := func(text string, addr fmt.Stringer) string {
+		if text == "" {
+			return addr.String()
+		}
+		return text
+	}
+	psk := k.LocalPSKFile
+	if k.RemotePSKFile != k.LocalPSKFile {
+		psk = "local " + k.LocalPSKFile + ", remote " + k.RemotePSKFile
+	}
+	fmt.Fprintf(w, "ike            %s, %s\n", c.Keying, role)
+	fmt.Fprintf(w, "identities     local %s, remote %s; psk %s\n", id(k.LocalIDText, c.Local), id(k.RemoteIDText, c.Remote), psk)
+	fmt.Fprintf(w, "proposals      ike %v, esp %v\n", k.ProposalText, k.ESPProposalText)
+	bytes := "no byte limit"
+	if k.ChildLifetimeBytes > 0 {
+		bytes = fmt.Sprintf("%d bytes", k.ChildLifetimeBytes)
+	}
+	fmt.Fprintf(w, "lifetimes      ike %s, child %s / %s; dpd %s\n", k.Lifetime, k.ChildLifetime, bytes, orOff(k.DPD.String(), k.DPD > 0))
+	if c.Keying == config.KeyingIKEv2 {
+		fmt.Fprintf(w, "fragmentation  %s\n", orOff(fmt.Sprintf("yes, fragments up to %d bytes", k.FragmentSize), k.Fragmentation))
+	}
 }
 
 // udpEncapNote says how ESP travels, with what UDP adds to each packet.
@@ -89,7 +125,7 @@ func checkSet(set tunnelSet) error {
 	fmt.Printf("%d tunnels: ok\n", len(cs))
 	fmt.Printf("daemon         control %s, log %s, metrics %s (%s)\n", d.ControlSocket, d.LogLevel, orOff(d.MetricsListen.String(), d.MetricsListen.IsValid()), from)
 	for _, c := range cs {
-		fmt.Printf("%-14s %s  %s -> %s  %s  %v\n", tunnelName(c.Path), c.Interface, c.Local, c.Remote, c.Keying, c.Addresses)
+		fmt.Printf("%-14s %s  %s -> %s  %s  mtu %d  %v\n", tunnelName(c.Path), c.Interface, c.Local, c.Remote, c.Keying, c.MTU, c.Addresses)
 	}
 	return nil
 }

@@ -30,8 +30,8 @@ var labSites = [2]struct {
 }
 
 func cmdLab(args []string) error {
-	fs := newFlags("lab", "[-keying ikev2|static|none] [-mode transport|tunnel] [-encap gre|ipip|none] [-seconds N] [-spokes N]")
-	keying := fs.String("keying", "ikev2", "`keying`: ikev2 (IKEv2 with a random PSK), static (ESP with random keys) or none (plain GRE)")
+	fs := newFlags("lab", "[-keying ikev2|ikev1|static|none] [-mode transport|tunnel] [-encap gre|ipip|none] [-seconds N] [-spokes N]")
+	keying := fs.String("keying", "ikev2", "`keying`: ikev2 (IKEv2 with a random PSK), ikev1 (IKEv1 Main + Quick Mode, aes128-sha1-modp2048, as an IOS crypto map), static (ESP with random keys) or none (plain GRE)")
 	mode := fs.String("mode", "transport", "ESP `mode`: transport or tunnel ([ipsec] mode)")
 	encap := fs.String("encap", "gre", "`encap`sulation: gre, ipip or none (a VTI, with -mode tunnel) ([tunnel] encap)")
 	secs := fs.Int("seconds", 3, "length of the TCP test in `seconds`, when iperf3 is installed (0 skips it)")
@@ -39,8 +39,8 @@ func cmdLab(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *keying != "ikev2" && *keying != "static" && *keying != "none" {
-		return fmt.Errorf("-keying: expected ikev2, static or none, got %q", *keying)
+	if *keying != "ikev2" && *keying != "ikev1" && *keying != "static" && *keying != "none" {
+		return fmt.Errorf("-keying: expected ikev2, ikev1, static or none, got %q", *keying)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TUN, raw sockets): run it with sudo")
@@ -56,6 +56,10 @@ func cmdLab(args []string) error {
 	defer l.teardown()
 	return l.run(*secs)
 }
+
+// labIKEv1Suite is the lab's IKEv1 proposal for both phases: IOS's
+// encryption aes, hash sha, group 14 and esp-aes esp-sha-hmac with PFS.
+const labIKEv1Suite = "aes128-sha1-modp2048"
 
 type lab struct {
 	self, keying string
@@ -113,6 +117,26 @@ func (l *lab) run(secs int) error {
 		if !up {
 			return fmt.Errorf("site %s: gresec did not come up within 10 s; its output:\n%s", labSites[i].name, l.procs[i].Out)
 		}
+	}
+	if l.keying == "ikev1" {
+		l.say("IKEv1: site a initiates Main Mode + Quick Mode (%s, PSK, PFS), site b responds", labIKEv1Suite)
+		for i := range labSites {
+			sock := filepath.Join(l.dir, labSites[i].name+".sock")
+			ok := netns.WaitFor(15*time.Second, func() bool {
+				raw, err := control.Query(sock, "status")
+				var st struct {
+					IKEv1 *struct {
+						Phase2 []json.RawMessage `json:"ipsec_sas"`
+					} `json:"ikev1"`
+					Outbound *struct{} `json:"outbound_sa"`
+				}
+				return err == nil && json.Unmarshal(raw, &st) == nil && st.IKEv1 != nil && len(st.IKEv1.Phase2) > 0 && st.Outbound != nil
+			})
+			if !ok {
+				return fmt.Errorf("site %s: IKEv1 phase 2 SA not installed within 15 s; output:\n%s", labSites[i].name, l.procs[i].Out)
+			}
+		}
+		fmt.Println("    ISAKMP SA and IPsec SA established on both sites")
 	}
 	if l.keying == "ikev2" {
 		l.say("IKEv2: site a initiates (aes256gcm16-prfsha384-ecp384, PSK), site b responds")
@@ -236,8 +260,12 @@ encap = %q
 keying = %q
 mode = %q
 `, s.name, s.underlay.Addr(), peer.underlay.Addr(), s.tunnel4, s.tunnel6, l.encap, l.keying, l.mode)
-		if l.keying == "ikev2" {
+		switch l.keying {
+		case "ikev2":
 			c += fmt.Sprintf("\n[ike]\ninitiate = %v\npsk_file = %q\n", i == 0, filepath.Join(l.dir, "psk"))
+		case "ikev1":
+			c += fmt.Sprintf("\n[ike]\ninitiate = %v\npsk_file = %q\nproposals = [%q]\nesp_proposals = [%q]\n",
+				i == 0, filepath.Join(l.dir, "psk"), labIKEv1Suite, labIKEv1Suite)
 		}
 		if l.keying == "static" {
 			c += fmt.Sprintf(`replay_window = 1024

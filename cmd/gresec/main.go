@@ -30,7 +30,7 @@ func init() {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "gresec: a userspace GRE-over-IPsec (ESP, IKEv2) VPN endpoint\n\nUsage: gresec <command> [flags]\n\nCommands:\n")
+	fmt.Fprintf(os.Stderr, "gresec: a userspace GRE-over-IPsec (ESP; IKEv2, IKEv1) VPN endpoint\n\nUsage: gresec <command> [flags]\n\nCommands:\n")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)

@@ -166,7 +166,11 @@ func printStatus(w io.Writer, st *tunnel.Status) {
 	fmt.Fprintf(w, "interface: %s  mtu %d  keying %s  up %s\n", st.Interface, st.MTU, st.Keying,
 		(time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(w, "   local %s  remote %s  protocol %s\n", st.Local, st.Remote, st.Protocol)
-	if u := st.UDPEncap; u != nil {
+	if u := st.UDPEncap; u != nil && u.RemotePort == 0 {
+		// IKE's NAT-T socket while ESP is raw: no peer port to show yet.
+		fmt.Fprintf(w, "   udp %d: open for NAT traversal, esp not in udp (raw)  nat keepalives %d  ike %d (dropped %d)  dropped %d\n",
+			u.LocalPort, u.Keepalives, u.IKE, u.IKEDropped, u.Dropped)
+	} else if u != nil {
 		fmt.Fprintf(w, "   esp in udp: port %d -> %d  gso %s (%d sends)  gro %s (%d receives)  nat keepalives %d  ike %d (dropped %d)  dropped %d\n",
 			u.LocalPort, u.RemotePort, onOff(u.GSO), u.GSOSends, onOff(u.GRO), u.GROReceives, u.Keepalives, u.IKE, u.IKEDropped, u.Dropped)
 	}

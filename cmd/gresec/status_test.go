@@ -186,3 +186,23 @@ func TestStatusShowsNAT(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusUDPLineWhileRaw: IKE's NAT-T socket with ESP still raw shows
+// no "port 4500 -> 0" (no peer port exists yet), and ESP in UDP shows both
+// ports.
+func TestStatusUDPLineWhileRaw(t *testing.T) {
+	for _, c := range []struct {
+		u         tunnel.UDPEncapStatus
+		want, not string
+	}{
+		{tunnel.UDPEncapStatus{LocalPort: 4500}, "   udp 4500: open for NAT traversal, esp not in udp (raw)", "-> 0"},
+		{tunnel.UDPEncapStatus{LocalPort: 4500, RemotePort: 40001, GSO: true}, "   esp in udp: port 4500 -> 40001  gso on", "open for NAT traversal"},
+	} {
+		var b strings.Builder
+		st := tunnel.Status{Interface: "gre0", Keying: "ikev2", UDPEncap: &c.u}
+		printStatus(&b, &st)
+		if !strings.Contains(b.String(), c.want) || strings.Contains(b.String(), c.not) {
+			t.Errorf("%+v: want %q and no %q in\n%s", c.u, c.want, c.not, b.String())
+		}
+	}
+}
