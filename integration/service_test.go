@@ -34,6 +34,8 @@ func TestMakeInstallLayout(t *testing.T) {
 		{"usr/local/share/man/man8/gresec.8", 0o644},
 		{"usr/local/share/man/man5/gresec.toml.5", 0o644},
 		{"lib/systemd/system/gresec@.service", 0o644},
+		{"lib/systemd/system/gresec.service", 0o644},
+		{"etc/gresec/tunnels.d", 0o700 | os.ModeDir},
 		{"etc/gresec", 0o700 | os.ModeDir},
 		{"etc/gresec/gresec.toml.example", 0o644},
 		{"etc/gresec/gresec.toml", 0o600},

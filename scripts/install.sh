@@ -36,7 +36,7 @@ OpenBSD)
 	install -m 555 dist/openbsd/gresec "$DESTDIR/etc/rc.d/gresec"
 	;;
 esac
-install -d -m 700 "$DESTDIR$ETC"
+install -d -m 700 "$DESTDIR$ETC" "$DESTDIR$ETC/tunnels.d" # tunnels.d: gresec.service runs every *.toml there
 install -m 644 dist/gresec.toml.example "$DESTDIR$ETC/gresec.toml.example"
 [ -e "$DESTDIR$ETC/gresec.toml" ] || install -m 600 dist/gresec.toml.example "$DESTDIR$ETC/gresec.toml"
 if [ ! -e "$DESTDIR$ETC/psk" ]; then
