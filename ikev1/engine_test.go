@@ -503,3 +503,19 @@ func TestHalfOpenCap(t *testing.T) {
 		t.Fatalf("%d half-open SAs left after their timeout", n)
 	}
 }
+
+// TestHalfOpenFloodDoesNotLockOutPeer: anyone who can spoof the peer's
+// address fills the half-open slots with first messages it never follows
+// up (it cannot see our cookie). The real peer must still get in at once,
+// not after the forged SAs time out.
+func TestHalfOpenFloodDoesNotLockOutPeer(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, false))
+	sa := phase1SA(tp.b.suites1).Encode()
+	now := time.Now()
+	for i := range 4 * maxHalfOpen {
+		tp.b.handle(now, Encode(Header{ICookie: uint64(1000 + i), Exchange: ExchangeMain}, []Payload{{PayloadSA, sa}}))
+	}
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	checkMirror(t, ka, kb)
+}

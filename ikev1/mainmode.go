@@ -107,13 +107,7 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 			return
 		}
 	}
-	half := 0
-	for _, p := range e.p1s {
-		if !p.initiator && p.state != stateEstablished {
-			half++
-		}
-	}
-	if half >= maxHalfOpen {
+	if !e.makeHalfOpenRoom() {
 		e.drop(ike.DropCookie)
 		return
 	}
@@ -144,6 +138,37 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), []Payload{{PayloadSA, SA{Proposals: []Proposal{echo}}.Encode()}, {PayloadVendor, VendorDPD}})
 	e.p1s = append(e.p1s, p)
 	e.write(p.lastOut)
+}
+
+// makeHalfOpenRoom frees a half-open slot for a new first message: when
+// all are taken, the oldest that has seen no third message goes (counted
+// as a cookie drop). Refusing the newcomer instead would let anyone who
+// spoofs the peer's address lock the real peer out with a handful of
+// first messages until they time out; evicting leaves a forger racing
+// the peer's round trip, and an SA whose third message brought our
+// cookie (and cost the DH work) is never evicted. False when every slot
+// is such an SA.
+func (e *Engine) makeHalfOpenRoom() bool {
+	half := 0
+	var oldest *phase1
+	for _, p := range e.p1s {
+		if p.initiator || p.state == stateEstablished {
+			continue
+		}
+		half++
+		if p.state == stateNoState && (oldest == nil || p.created.Before(oldest.created)) {
+			oldest = p
+		}
+	}
+	if half < maxHalfOpen {
+		return true
+	}
+	if oldest == nil {
+		return false
+	}
+	e.remove(oldest)
+	e.drop(ike.DropCookie)
+	return true
 }
 
 // main handles Main Mode messages 2 to 6.
