@@ -78,6 +78,10 @@ type Engine struct {
 	drops      [16]atomic.Uint64 // by ike.DropReason
 	received   atomic.Uint64
 	aggrLogged atomic.Uint64
+	// unprotLogged and noPropLogged count unauthenticated messages that
+	// are logged only now and then: anyone can send them.
+	unprotLogged atomic.Uint64
+	noPropLogged atomic.Uint64
 
 	mu     sync.Mutex
 	status Status

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gresec/gresec/ike"
 )
@@ -518,4 +520,42 @@ func TestHalfOpenFloodDoesNotLockOutPeer(t *testing.T) {
 	tp.run(t)
 	ka, kb := tp.agreed(t)
 	checkMirror(t, ka, kb)
+}
+
+// TestUnauthenticatedLogFlood: a flood of unprotected notifications and of
+// first messages with no acceptable proposal, spoofed from the peer's
+// address, is counted, and logged only now and then.
+func TestUnauthenticatedLogFlood(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := New(testConfig(addrB, addrA, false), &plane{}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes []Payload
+	for range maxPayloads {
+		notes = append(notes, Payload{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyInvalidCookie}.Encode()})
+	}
+	other := ike.MustParseProposals(ike.ProtoIKE, "aes256-sha256-modp4096")
+	bad := phase1SA(mustSuites1(t, other)).Encode()
+	now := time.Now()
+	const n = 1000
+	for i := range n {
+		b.handle(now, Encode(Header{ICookie: uint64(1 + i), Exchange: ExchangeInfo}, notes))
+		b.handle(now, Encode(Header{ICookie: uint64(1 + i), Exchange: ExchangeMain}, []Payload{{PayloadSA, bad}}))
+	}
+	if got := logs.Len(); got > 2*(n/100+1) {
+		t.Errorf("%d log entries for %d forged messages", got, 2*n)
+	}
+	if d := b.drops[ike.DropUnexpected].Load(); d != 2*n {
+		t.Errorf("%d counted drops, want %d", d, 2*n)
+	}
+}
+
+func mustSuites1(t *testing.T, ps []ike.Proposal) []Phase1Suite {
+	t.Helper()
+	s, err := Phase1Suites(ps, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

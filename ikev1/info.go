@@ -117,17 +117,25 @@ func (e *Engine) peerDelete(now time.Time, p *phase1, d Delete) {
 }
 
 // unprotectedInfo only logs: an unauthenticated notification must not
-// change state (anyone can send one).
+// change state (anyone can send one). Anyone can send a flood of them
+// too, so only the first and every hundredth message is logged, and only
+// its first notification.
 func (e *Engine) unprotectedInfo(m *Message) {
+	e.drop(ike.DropUnexpected)
+	n := e.unprotLogged.Add(1)
+	if n != 1 && n%100 != 0 {
+		return
+	}
 	for _, pl := range m.Payloads {
 		if pl.Type != PayloadNotify {
 			continue
 		}
-		if n, err := DecodeNotify(pl.Body); err == nil {
-			e.log.Warn("unprotected notification from the peer", zap.Uint16("type", n.Type), zap.String("name", notifyName(n.Type)))
+		if nt, err := DecodeNotify(pl.Body); err == nil {
+			e.log.Warn("unprotected notification from the peer", zap.Uint16("type", nt.Type), zap.String("name", notifyName(nt.Type)),
+				zap.Uint64("unprotected", n))
+			return
 		}
 	}
-	e.drop(ike.DropUnexpected)
 }
 
 func notifyName(t uint16) string {

@@ -123,11 +123,18 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 	}
 	suite, echo, ok := selectPhase1(e.suites1, sa)
 	if !ok {
-		var theirs []string
-		for _, p := range sa.Proposals {
-			theirs = append(theirs, transformsString(p, true))
+		// Unauthenticated: logged only now and then (a forged flood of
+		// them must not flood the log), and still answered, as our
+		// answer goes to the configured peer only.
+		if n := e.noPropLogged.Add(1); n == 1 || n%100 == 0 {
+			var theirs []string
+			for _, p := range sa.Proposals {
+				theirs = append(theirs, transformsString(p, true))
+			}
+			e.log.Warn("Main Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suites1String(e.suites1)),
+				zap.Uint64("refused", n))
 		}
-		e.log.Warn("Main Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suites1String(e.suites1)))
+		e.drop(ike.DropUnexpected)
 		h := Header{ICookie: m.ICookie, Exchange: ExchangeInfo}
 		e.write(Encode(h, []Payload{{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyNoProposalChosen}.Encode()}}))
 		return
