@@ -559,3 +559,52 @@ func mustSuites1(t *testing.T, ps []ike.Proposal) []Phase1Suite {
 	}
 	return s
 }
+
+// TestDPDReplayedAck: the peer is gone, and someone who recorded one of
+// its R-U-THERE-ACKs replays it whenever we probe. The replay is
+// authentic (IKEv1 informational exchanges have no replay protection), but
+// it acknowledges an old sequence number: it must not keep the dead peer
+// alive.
+func TestDPDReplayedAck(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	ca.DPD, ca.RetransmitTries = 300*time.Millisecond, 3
+	tp := newPair(t, ca, cb)
+	var silent atomic.Bool
+	var recorded atomic.Pointer[[]byte]
+	var replayed atomic.Int64
+	tp.wb.lose = func(_ int, b []byte) bool {
+		if Exchange(b[18]) != ExchangeInfo {
+			return silent.Load()
+		}
+		if !silent.Load() {
+			c := bytes.Clone(b)
+			recorded.Store(&c)
+			return false
+		}
+		if old := recorded.Load(); old != nil {
+			replayed.Add(1)
+			tp.a.Offer(*old, tp.wb.from)
+		}
+		return true
+	}
+	tp.run(t)
+	tp.agreed(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for recorded.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if recorded.Load() == nil {
+		t.Fatal("b sent no R-U-THERE-ACK to record")
+	}
+	silent.Store(true)
+	deadline = time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) && len(tp.pa.children()) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(tp.pa.children()); n != 0 {
+		t.Fatalf("a still has %d SAs 8 s after the peer went silent (%d replayed acknowledgements)", n, replayed.Load())
+	}
+	if replayed.Load() == 0 {
+		t.Error("nothing was replayed: the test did not exercise the replay")
+	}
+}

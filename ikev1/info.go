@@ -51,9 +51,9 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 		e.drop(ike.DropIntegrity)
 		return
 	}
-	if p == e.established() {
-		e.alive(now)
-	}
+	// Not a sign of life by itself: an informational exchange has no
+	// replay protection, so a recorded one verifies again. Only an
+	// acknowledgement of our latest R-U-THERE is fresh (ruThereAck).
 	for _, pl := range ps[1:] {
 		switch pl.Type {
 		case PayloadDelete:

@@ -164,6 +164,7 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		return
 	}
 	var err error
+	fresh := q != nil
 	switch {
 	case q == nil:
 		if len(p.quicks) >= maxQuick {
@@ -180,7 +181,9 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		e.drop(ike.DropRetransmitMismatch)
 		return
 	}
-	if err == nil && p == e.established() {
+	// A first message may be a replay (it verifies again once its Quick
+	// Mode has lingered out); the others answer our fresh nonce.
+	if err == nil && fresh && p == e.established() {
 		e.alive(now)
 	}
 	if err != nil {
