@@ -608,3 +608,42 @@ func TestDPDReplayedAck(t *testing.T) {
 		t.Error("nothing was replayed: the test did not exercise the replay")
 	}
 }
+
+// TestPeerCannotLengthenLifetime: whatever lifetime the answer to our
+// Quick Mode names (its transform, RESPONDER-LIFETIME), the phase 2 SA
+// lives no longer than ours, and a kilobyte count too large for a byte
+// count does not wrap.
+func TestPeerCannotLengthenLifetime(t *testing.T) {
+	cfg := testConfig(addrA, addrB, true)
+	cfg.ChildLifetimeBytes = 1 << 30
+	e, err := New(cfg, &plane{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want Phase2Life }{
+		{Phase2Life{Time: 100 * 365 * 24 * time.Hour, KB: 1 << 62}, Phase2Life{Time: 20 * time.Minute, KB: 1 << 20}},
+		{Phase2Life{}, Phase2Life{Time: 20 * time.Minute, KB: 1 << 20}},
+		{Phase2Life{Time: time.Minute, KB: 1000}, Phase2Life{Time: time.Minute, KB: 1000}},
+	} {
+		if got := e.boundLife(tc.in); got != tc.want {
+			t.Errorf("boundLife(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	cfg.ChildLifetimeBytes = 0
+	if e, err = New(cfg, &plane{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.boundLife(Phase2Life{Time: time.Minute, KB: 1<<64 - 1}); got.KB*1024 < got.KB {
+		t.Errorf("a kilobyte lifetime of %d wraps as bytes", got.KB)
+	}
+	// Through the engines: a responder whose own lifetime is longer
+	// cannot give the initiator's SA more than it proposed.
+	cb := testConfig(addrB, addrA, false)
+	cb.ChildLifetime = 10 * time.Hour
+	tp := newPair(t, testConfig(addrA, addrB, true), cb)
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	if ka.Lifetime != 20*time.Minute || kb.Lifetime != 20*time.Minute {
+		t.Errorf("lifetimes %v and %v, want the initiator's 20m", ka.Lifetime, kb.Lifetime)
+	}
+}
