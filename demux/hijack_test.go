@@ -59,8 +59,7 @@ func TestHintTakesNoSPI(t *testing.T) {
 		Proposals:    ike.MustParseProposals(ike.ProtoIKE, "aes256gcm16-prfsha384-ecp384"),
 		ESPProposals: ike.MustParseProposals(ike.ProtoESP, "aes256gcm16-ecp384")}, nopDP{}, nil)
 	out := &nullSender{}
-	var x *IKEClient
-	x = p.Join(peerX, func(b []byte, from netip.AddrPort) { e.Offer(b, from) }, nil, out, nil)
+	x := p.Join(peerX, func(b []byte, from netip.AddrPort) { e.Offer(b, from) }, nil, out, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, x, nil) }()
