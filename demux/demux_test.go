@@ -165,9 +165,11 @@ func TestSPIAllocateUnique(t *testing.T) {
 	}
 }
 
-// ikeHeader is an IKE header with these SPIs and flags.
+// ikeHeader is the IKE header of a protected message (an SK payload
+// follows) with these SPIs and flags.
 func ikeHeader(spiI, spiR uint64, flags ike.Flags) []byte {
 	h := make(ike.Header, ike.HeaderLen)
+	h.SetNextPayload(ike.PayloadSK)
 	h.SetSPIi(spiI)
 	h.SetSPIr(spiR)
 	h.SetVersion(ike.Version2)

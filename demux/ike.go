@@ -144,10 +144,29 @@ func (c *IKEClient) Leave() {
 // header: the initiator SPI of a message from the original initiator (us),
 // else the responder SPI.
 func (c *IKEClient) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	if spi := ourSPI(b, true); spi != 0 {
+	if spi := sentSPI(b); spi != 0 {
 		c.learn(spi)
 	}
 	return c.out.WriteToUDPAddrPort(b, to)
+}
+
+// sentSPI is the SPI to learn from a message the engine sends: ourSPI,
+// from an IKE_SA_INIT message or a protected one (SK, SKF) only. Those
+// are on an IKE SA of ours, with our SPI where ourSPI looks. An
+// unprotected message after IKE_SA_INIT is an INVALID_IKE_SPI hint
+// (RFC 7296 §1.5), which echoes the SPIs of the request it answers,
+// chosen by whoever sent it: learning from it would let any peer, or
+// anyone spoofing one, take another tunnel's IKE SPI and with it that
+// tunnel's IKE traffic.
+func sentSPI(b []byte) uint64 {
+	if len(b) < ike.HeaderLen {
+		return 0
+	}
+	h := ike.Header(b)
+	if h.Exchange() != ike.IKE_SA_INIT && h.NextPayload() != ike.PayloadSK && h.NextPayload() != ike.PayloadSKF {
+		return 0
+	}
+	return ourSPI(b, true)
 }
 
 // ourSPI is the IKE SPI we chose, in the header of a message we send
@@ -171,7 +190,7 @@ func ourSPI(b []byte, sent bool) uint64 {
 // SendIKE sends on 4500 for the engine (ike.NATSocket), learning its SPI
 // as WriteToUDPAddrPort does.
 func (c *IKEClient) SendIKE(msg []byte, to netip.AddrPort) error {
-	if spi := ourSPI(msg, true); spi != 0 {
+	if spi := sentSPI(msg); spi != 0 {
 		c.learn(spi)
 	}
 	return c.nat.SendIKE(msg, to)

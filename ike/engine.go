@@ -552,7 +552,13 @@ func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Paylo
 		return
 	default:
 		sa.lastRecv = now
-		e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
+		// An IKE_AUTH request is protected with keys anyone can get
+		// from an IKE_SA_INIT: where it came from counts only once its
+		// AUTH verifies (respondAuth), or another host behind the
+		// peer's NAT could move the peer's IKE and ESP to itself.
+		if sa.state != saConnecting {
+			e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
+		}
 		e.proven(sa) // its request follows our answers: it has their CHILD_SAs
 		if u := inner.UnsupportedCritical(); u != nil {
 			resp = Payloads{&Notify{Kind: UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(u.PayloadType)}}}

@@ -152,6 +152,9 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 		sa.deleteAfterResponse = true
 		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}, false
 	}
+	// Authentic: now where it came from may move IKE and ESP in UDP
+	// (before the child is accepted: it sends where the peer is).
+	e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 	idr := e.localID()
 	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
 	e.clearPending(sa.spiI)

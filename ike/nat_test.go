@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"crypto/rand"
 	"net/netip"
 	"testing"
 	"time"
@@ -389,7 +390,7 @@ func TestNATMobikeNotifies(t *testing.T) {
 		t.Errorf("a %+v, b's peer %v", st, b.e.peer)
 	}
 	if a.e.Status().Counters.Exchanges[ExchangeKey{Exchange: "INFORMATIONAL", Initiated: true, Result: "ok"}] != 1 {
-		t.Errorf("exchanges %v", a.e.Status().Counters.Exchanges)
+		t.Errorf("counters %+v", a.e.Status().Counters.Exchanges)
 	}
 }
 
@@ -416,5 +417,52 @@ func TestNATPeerReturnsTo500(t *testing.T) {
 	b.pass(t, na, b500, a500, false, t0)
 	if b.e.nat.floated || b.e.peer != a500 {
 		t.Errorf("b still sends to %v (floated %v)", b.e.peer, b.e.nat.floated)
+	}
+}
+
+// TestNATUnauthenticatedAuthMovesNothing: a is behind a NAT, its IKE and
+// ESP float to its 4500 mapping. Another host behind the same NAT (the
+// same public address, other ports) completes an IKE_SA_INIT with b —
+// anyone can — and sends an IKE_AUTH protected with the keys of that
+// exchange, but it cannot prove the PSK. Before its AUTH verifies,
+// nothing may move: not IKE, not a's ESP in UDP. Both ways: IKE_AUTH on
+// port 4500 (a "new mapping"), and on port 500 (a peer "back on 500").
+func TestNATUnauthenticatedAuthMovesNothing(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		local     netip.Addr     // the other host's own address, as it knows it
+		init, aut netip.AddrPort // its IKE_SA_INIT and IKE_AUTH as b sees them
+		natt      bool
+	}{
+		{"IKE_AUTH on 4500", aPrivate, netip.AddrPortFrom(aPublic, 40999), netip.AddrPortFrom(aPublic, 44999), true},
+		{"IKE_AUTH on 500", aPublic, netip.AddrPortFrom(aPublic, 500), netip.AddrPortFrom(aPublic, 500), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := newNATPair(t, true, nil)
+			establishBehindNAT(t, a, b)
+			moves := len(b.mdp.moves)
+			x, _ := newNATPair(t, false, func(cx, _ *Config) {
+				cx.Local = c.local
+				cx.Rand = rand.Reader // SPIs and nonces of its own, not a's
+				cx.LocalPSK, cx.RemotePSK = Secret("not the PSK of a and b"), Secret("not the PSK of a and b")
+			})
+			x.e.initiate(t0)
+			x.pass(t, b, c.init, b500, false, t0)
+			b.pass(t, x, b500, c.init, false, t0)
+			bPort := b500
+			if c.natt {
+				bPort = b4500
+			}
+			x.pass(t, b, c.aut, bPort, c.natt, t0) // IKE_AUTH with an AUTH b cannot verify
+			if b.e.peer != aMap4500 || !b.e.nat.floated {
+				t.Errorf("b now sends IKE to %v (floated %v), want a's mapping %v", b.e.peer, b.e.nat.floated, aMap4500)
+			}
+			if len(b.mdp.moves) != moves {
+				t.Errorf("b moved a's ESP in UDP to %v", b.mdp.moves[moves:])
+			}
+			if st := b.e.Status(); st.State != StateEstablished || len(st.Children) != 1 {
+				t.Errorf("b's SA with a: %+v", st)
+			}
+		})
 	}
 }

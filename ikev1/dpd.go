@@ -98,9 +98,12 @@ func (e *Engine) sendRUThere(p *phase1) {
 	e.sendInfo(p, PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyRUThere, SPI: p.cookies(), Data: be32(e.dpd.seq)}.Encode())
 }
 
-// ruThereAck takes an acknowledgement of our latest R-U-THERE.
-func (e *Engine) ruThereAck(now time.Time, n Notify) {
+// ruThereAck takes an acknowledgement of our latest R-U-THERE; it
+// reports whether it was one (fresh, not a replay).
+func (e *Engine) ruThereAck(now time.Time, n Notify) bool {
 	if e.dpd.waiting && len(n.Data) == 4 && binary.BigEndian.Uint32(n.Data) == e.dpd.seq {
 		e.alive(now)
+		return true
 	}
+	return false
 }

@@ -84,6 +84,10 @@ type Engine struct {
 	counts     counters      // exchanges, retransmissions, DPD (counters.go)
 	keepalives atomic.Uint64 // NAT keepalives sent
 	rebinds    atomic.Uint64 // the peer's NAT mappings followed
+	// unprotLogged and noPropLogged count unauthenticated messages that
+	// are logged only now and then: anyone can send them.
+	unprotLogged atomic.Uint64
+	noPropLogged atomic.Uint64
 
 	mu     sync.Mutex
 	status Status

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gresec/gresec/ike"
 )
@@ -530,5 +532,147 @@ func TestHalfOpenCap(t *testing.T) {
 	b.tick(now.Add(halfOpenTimeout + time.Second))
 	if n := len(b.p1s); n != 0 {
 		t.Fatalf("%d half-open SAs left after their timeout", n)
+	}
+}
+
+// TestHalfOpenFloodDoesNotLockOutPeer: anyone who can spoof the peer's
+// address fills the half-open slots with first messages it never follows
+// up (it cannot see our cookie). The real peer must still get in at once,
+// not after the forged SAs time out.
+func TestHalfOpenFloodDoesNotLockOutPeer(t *testing.T) {
+	tp := newPair(t, testConfig(addrA, addrB, true), testConfig(addrB, addrA, false))
+	sa := phase1SA(tp.b.suites1).Encode()
+	now := time.Now()
+	for i := range 4 * maxHalfOpen {
+		tp.b.handle(now, Encode(Header{ICookie: uint64(1000 + i), Exchange: ExchangeMain}, []Payload{{PayloadSA, sa}}))
+	}
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	checkMirror(t, ka, kb)
+}
+
+// TestUnauthenticatedLogFlood: a flood of unprotected notifications and of
+// first messages with no acceptable proposal, spoofed from the peer's
+// address, is counted, and logged only now and then.
+func TestUnauthenticatedLogFlood(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := New(testConfig(addrB, addrA, false), &plane{}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes []Payload
+	for range maxPayloads {
+		notes = append(notes, Payload{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyInvalidCookie}.Encode()})
+	}
+	other := ike.MustParseProposals(ike.ProtoIKE, "aes256-sha256-modp4096")
+	bad := phase1SA(mustSuites1(t, other)).Encode()
+	now := time.Now()
+	const n = 1000
+	for i := range n {
+		b.handle(now, Encode(Header{ICookie: uint64(1 + i), Exchange: ExchangeInfo}, notes))
+		b.handle(now, Encode(Header{ICookie: uint64(1 + i), Exchange: ExchangeMain}, []Payload{{PayloadSA, bad}}))
+	}
+	if got := logs.Len(); got > 2*(n/100+1) {
+		t.Errorf("%d log entries for %d forged messages", got, 2*n)
+	}
+	if d := b.drops[ike.DropUnexpected].Load(); d != 2*n {
+		t.Errorf("%d counted drops, want %d", d, 2*n)
+	}
+}
+
+func mustSuites1(t *testing.T, ps []ike.Proposal) []Phase1Suite {
+	t.Helper()
+	s, err := Phase1Suites(ps, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestDPDReplayedAck: the peer is gone, and someone who recorded one of
+// its R-U-THERE-ACKs replays it whenever we probe. The replay is
+// authentic (IKEv1 informational exchanges have no replay protection), but
+// it acknowledges an old sequence number: it must not keep the dead peer
+// alive.
+func TestDPDReplayedAck(t *testing.T) {
+	ca, cb := testConfig(addrA, addrB, true), testConfig(addrB, addrA, false)
+	ca.DPD, ca.RetransmitTries = 300*time.Millisecond, 3
+	tp := newPair(t, ca, cb)
+	var silent atomic.Bool
+	var recorded atomic.Pointer[[]byte]
+	var replayed atomic.Int64
+	tp.wb.lose = func(_ int, b []byte) bool {
+		if Exchange(b[18]) != ExchangeInfo {
+			return silent.Load()
+		}
+		if !silent.Load() {
+			c := bytes.Clone(b)
+			recorded.Store(&c)
+			return false
+		}
+		if old := recorded.Load(); old != nil {
+			replayed.Add(1)
+			tp.a.Offer(*old, tp.wb.from)
+		}
+		return true
+	}
+	tp.run(t)
+	tp.agreed(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for recorded.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if recorded.Load() == nil {
+		t.Fatal("b sent no R-U-THERE-ACK to record")
+	}
+	silent.Store(true)
+	deadline = time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) && len(tp.pa.children()) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(tp.pa.children()); n != 0 {
+		t.Fatalf("a still has %d SAs 8 s after the peer went silent (%d replayed acknowledgements)", n, replayed.Load())
+	}
+	if replayed.Load() == 0 {
+		t.Error("nothing was replayed: the test did not exercise the replay")
+	}
+}
+
+// TestPeerCannotLengthenLifetime: whatever lifetime the answer to our
+// Quick Mode names (its transform, RESPONDER-LIFETIME), the phase 2 SA
+// lives no longer than ours, and a kilobyte count too large for a byte
+// count does not wrap.
+func TestPeerCannotLengthenLifetime(t *testing.T) {
+	cfg := testConfig(addrA, addrB, true)
+	cfg.ChildLifetimeBytes = 1 << 30
+	e, err := New(cfg, &plane{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want Phase2Life }{
+		{Phase2Life{Time: 100 * 365 * 24 * time.Hour, KB: 1 << 62}, Phase2Life{Time: 20 * time.Minute, KB: 1 << 20}},
+		{Phase2Life{}, Phase2Life{Time: 20 * time.Minute, KB: 1 << 20}},
+		{Phase2Life{Time: time.Minute, KB: 1000}, Phase2Life{Time: time.Minute, KB: 1000}},
+	} {
+		if got := e.boundLife(tc.in); got != tc.want {
+			t.Errorf("boundLife(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	cfg.ChildLifetimeBytes = 0
+	if e, err = New(cfg, &plane{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.boundLife(Phase2Life{Time: time.Minute, KB: 1<<64 - 1}); got.KB*1024 < got.KB {
+		t.Errorf("a kilobyte lifetime of %d wraps as bytes", got.KB)
+	}
+	// Through the engines: a responder whose own lifetime is longer
+	// cannot give the initiator's SA more than it proposed.
+	cb := testConfig(addrB, addrA, false)
+	cb.ChildLifetime = 10 * time.Hour
+	tp := newPair(t, testConfig(addrA, addrB, true), cb)
+	tp.run(t)
+	ka, kb := tp.agreed(t)
+	if ka.Lifetime != 20*time.Minute || kb.Lifetime != 20*time.Minute {
+		t.Errorf("lifetimes %v and %v, want the initiator's 20m", ka.Lifetime, kb.Lifetime)
 	}
 }

@@ -51,10 +51,10 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 		e.drop(ike.DropIntegrity)
 		return
 	}
-	e.notePeer(p)
-	if p == e.established() {
-		e.alive(now)
-	}
+	// Not a sign of life by itself: an informational exchange has no
+	// replay protection, so a recorded one verifies again. Only an
+	// acknowledgement of our latest R-U-THERE is fresh (ruThereAck), and
+	// only it may move the peer to a new NAT mapping (notePeer).
 	for _, pl := range ps[1:] {
 		switch pl.Type {
 		case PayloadDelete:
@@ -74,7 +74,9 @@ func (e *Engine) info(now time.Time, p *phase1, m *Message) {
 			case NotifyRUThere:
 				e.sendInfo(p, PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyRUThereAck, SPI: p.cookies(), Data: n.Data}.Encode())
 			case NotifyRUThereAck:
-				e.ruThereAck(now, n)
+				if e.ruThereAck(now, n) {
+					e.notePeer(p)
+				}
 			case NotifyInitialContact:
 				// IOS sends it in an informational exchange of its own
 				// right after Main Mode rather than in message 5.
@@ -118,17 +120,25 @@ func (e *Engine) peerDelete(now time.Time, p *phase1, d Delete) {
 }
 
 // unprotectedInfo only logs: an unauthenticated notification must not
-// change state (anyone can send one).
+// change state (anyone can send one). Anyone can send a flood of them
+// too, so only the first and every hundredth message is logged, and only
+// its first notification.
 func (e *Engine) unprotectedInfo(m *Message) {
+	e.drop(ike.DropUnexpected)
+	n := e.unprotLogged.Add(1)
+	if n != 1 && n%100 != 0 {
+		return
+	}
 	for _, pl := range m.Payloads {
 		if pl.Type != PayloadNotify {
 			continue
 		}
-		if n, err := DecodeNotify(pl.Body); err == nil {
-			e.log.Warn("unprotected notification from the peer", zap.Uint16("type", n.Type), zap.String("name", notifyName(n.Type)))
+		if nt, err := DecodeNotify(pl.Body); err == nil {
+			e.log.Warn("unprotected notification from the peer", zap.Uint16("type", nt.Type), zap.String("name", notifyName(nt.Type)),
+				zap.Uint64("unprotected", n))
+			return
 		}
 	}
-	e.drop(ike.DropUnexpected)
 }
 
 func notifyName(t uint16) string {

@@ -112,13 +112,7 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 			return
 		}
 	}
-	half := 0
-	for _, p := range e.p1s {
-		if !p.initiator && p.state != stateEstablished {
-			half++
-		}
-	}
-	if half >= maxHalfOpen {
+	if !e.makeHalfOpenRoom() {
 		e.drop(ike.DropCookie)
 		return
 	}
@@ -134,11 +128,18 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 	}
 	suite, echo, ok := selectPhase1(e.suites1, sa)
 	if !ok {
-		var theirs []string
-		for _, p := range sa.Proposals {
-			theirs = append(theirs, transformsString(p, true))
+		// Unauthenticated: logged only now and then (a forged flood of
+		// them must not flood the log), and still answered, as our
+		// answer goes to the configured peer only.
+		if n := e.noPropLogged.Add(1); n == 1 || n%100 == 0 {
+			var theirs []string
+			for _, p := range sa.Proposals {
+				theirs = append(theirs, transformsString(p, true))
+			}
+			e.log.Warn("Main Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suites1String(e.suites1)),
+				zap.Uint64("refused", n))
 		}
-		e.log.Warn("Main Mode: no proposal chosen", zap.Strings("peer_proposals", theirs), zap.String("ours", suites1String(e.suites1)))
+		e.drop(ike.DropUnexpected)
 		h := Header{ICookie: m.ICookie, Exchange: ExchangeInfo}
 		e.reply(Encode(h, []Payload{{PayloadNotify, Notify{Protocol: ProtoISAKMP, Type: NotifyNoProposalChosen}.Encode()}}))
 		return
@@ -154,6 +155,37 @@ func (e *Engine) mainResponder1(now time.Time, m *Message, raw []byte) {
 	p.lastOut = Encode(p.header(ExchangeMain, 0, 0), out)
 	e.p1s = append(e.p1s, p)
 	e.reply(p.lastOut)
+}
+
+// makeHalfOpenRoom frees a half-open slot for a new first message: when
+// all are taken, the oldest that has seen no third message goes (counted
+// as a cookie drop). Refusing the newcomer instead would let anyone who
+// spoofs the peer's address lock the real peer out with a handful of
+// first messages until they time out; evicting leaves a forger racing
+// the peer's round trip, and an SA whose third message brought our
+// cookie (and cost the DH work) is never evicted. False when every slot
+// is such an SA.
+func (e *Engine) makeHalfOpenRoom() bool {
+	half := 0
+	var oldest *phase1
+	for _, p := range e.p1s {
+		if p.initiator || p.state == stateEstablished {
+			continue
+		}
+		half++
+		if p.state == stateNoState && (oldest == nil || p.created.Before(oldest.created)) {
+			oldest = p
+		}
+	}
+	if half < maxHalfOpen {
+		return true
+	}
+	if oldest == nil {
+		return false
+	}
+	e.remove(oldest)
+	e.drop(ike.DropCookie)
+	return true
 }
 
 // main handles Main Mode messages 2 to 6.

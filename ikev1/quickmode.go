@@ -158,6 +158,7 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		return
 	}
 	var err error
+	fresh := q != nil
 	switch {
 	case q == nil:
 		if len(p.quicks) >= maxQuick {
@@ -174,10 +175,13 @@ func (e *Engine) quick(now time.Time, p *phase1, m *Message, raw []byte) {
 		e.drop(ike.DropRetransmitMismatch)
 		return
 	}
-	if err == nil {
+	// A first message may be a replay (it verifies again once its Quick
+	// Mode has lingered out); the others answer our fresh nonce. Only
+	// those show life, or a new NAT mapping of the peer.
+	if err == nil && fresh {
 		e.notePeer(p)
 	}
-	if err == nil && p == e.established() {
+	if err == nil && fresh && p == e.established() {
 		e.alive(now)
 	}
 	if err != nil {
@@ -389,6 +393,24 @@ func (e *Engine) quickInitiator2(now time.Time, p *phase1, q *quick, m *Message,
 	return e.install(now, p, q)
 }
 
+// maxLifeKB keeps a kilobyte lifetime's byte count (KB * 1024) in a
+// uint64.
+const maxLifeKB = 1<<54 - 1
+
+// boundLife is the lifetime a phase 2 SA gets: the peer's when shorter
+// than ours, never longer (the answer to our Quick Mode, its
+// RESPONDER-LIFETIME, may name any), and a byte count that fits.
+func (e *Engine) boundLife(l Phase2Life) Phase2Life {
+	if l.Time <= 0 || l.Time > e.cfg.ChildLifetime {
+		l.Time = e.cfg.ChildLifetime
+	}
+	if mine := e.cfg.ChildLifetimeBytes / 1024; mine > 0 && (l.KB == 0 || l.KB > mine) {
+		l.KB = mine
+	}
+	l.KB = min(l.KB, maxLifeKB)
+	return l
+}
+
 // responderLifetime applies the responder's shorter lifetime.
 func (e *Engine) responderLifetime(q *quick, data []byte) {
 	attrs, err := decodeAttributes(data)
@@ -430,6 +452,7 @@ func (e *Engine) quickResponder3(now time.Time, p *phase1, q *quick, m *Message)
 
 // install derives both directions' keys and hands them to the data plane.
 func (e *Engine) install(now time.Time, p *phase1, q *quick) error {
+	q.life = e.boundLife(q.life)
 	n := q.suite.ESP.KeyLen() + q.suite.ESP.IntegKeyLen()
 	in := QuickKeymat(p.suite.PRF, p.keys.D, q.gxy, ProtoESP, q.spiIn, q.ni, q.nr, n)
 	out := QuickKeymat(p.suite.PRF, p.keys.D, q.gxy, ProtoESP, q.spiOut, q.ni, q.nr, n)
