@@ -29,7 +29,7 @@ lab: deps-lab build
 	./$(BIN) lab
 
 test: deps-test lint
-	$(GO) test -count=1 -timeout 60m ./...
+	$(GO) test -count=1 -timeout 85m ./...
 
 # Interop with real peers: a Linux kernel (GRE, XFRM) under qemu, strongSwan.
 interop: deps-test
