@@ -503,26 +503,7 @@ func (e *Engine) handleOn(raw []byte, from netip.AddrPort, natt bool, now time.T
 // handleRequest answers the peer's request m on sa: a retransmission with
 // our cached answer, a new one by its exchange (§2.1, §2.2).
 func (e *Engine) handleRequest(now time.Time, sa *ikeSA, m *Message, raw []byte) {
-	switch {
-	case m.MessageID+1 == sa.expectReqID && sa.lastResp != nil:
-		// A retransmitted request: answer with the same bytes, do not
-		// process it again (§2.1) — but only if it is the same request.
-		// Anything else reusing the ID (a bare header with the live SPIs)
-		// would make us a reflector.
-		if requestDigest(raw) != sa.lastReqDigest {
-			e.drop(DropRetransmitMismatch)
-			return
-		}
-		e.replyAll(sa.lastResp)
-		return
-	case m.MessageID != sa.expectReqID:
-		e.drop(DropMessageID)
-		return
-	}
-	switch m.Exchange {
-	case IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL:
-	default:
-		e.drop(DropUnexpected)
+	if !e.admitRequest(sa, m, raw, true) {
 		return
 	}
 	inner, err := sa.unprotect(m, raw)
@@ -655,4 +636,36 @@ func (e *Engine) tickEvery() time.Duration {
 		}
 	}
 	return idleTick
+}
+
+// admitRequest checks a protected request (or one fragment of it) against
+// sa's request window. A retransmission of the last request is answered
+// with the same bytes and not processed again (§2.1), but only if it is
+// the same request: anything else reusing the ID (a bare header with the
+// live SPIs) would make us a reflector; of a fragmented request only
+// fragment 1 brings the answer again (RFC 7383 §2.6.1), so first says
+// whether raw may. It reports whether the caller goes on with m; every
+// other outcome is answered or counted here.
+func (e *Engine) admitRequest(sa *ikeSA, m *Message, raw []byte, first bool) bool {
+	switch {
+	case m.MessageID+1 == sa.expectReqID && sa.lastResp != nil:
+		switch {
+		case !first:
+			e.drop(DropFragment)
+		case requestDigest(raw) != sa.lastReqDigest:
+			e.drop(DropRetransmitMismatch)
+		default:
+			e.replyAll(sa.lastResp)
+		}
+		return false
+	case m.MessageID != sa.expectReqID:
+		e.drop(DropMessageID)
+		return false
+	}
+	switch m.Exchange {
+	case IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL:
+		return true
+	}
+	e.drop(DropUnexpected)
+	return false
 }

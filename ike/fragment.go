@@ -399,27 +399,7 @@ func (e *Engine) handleFragment(now time.Time, m *Message, raw []byte, f *Encryp
 		e.hintInvalidIKESPI(now, m)
 		return
 	}
-	switch {
-	case m.MessageID+1 == sa.expectReqID && sa.lastResp != nil:
-		// A retransmitted request: fragment 1 alone brings the answer
-		// again (§2.6.1), if it is the same request.
-		switch {
-		case f.Number != 1:
-			e.drop(DropFragment)
-		case requestDigest(raw) != sa.lastReqDigest:
-			e.drop(DropRetransmitMismatch)
-		default:
-			e.replyAll(sa.lastResp)
-		}
-		return
-	case m.MessageID != sa.expectReqID:
-		e.drop(DropMessageID)
-		return
-	}
-	switch m.Exchange {
-	case IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL:
-	default:
-		e.drop(DropUnexpected)
+	if !e.admitRequest(sa, m, raw, f.Number == 1) {
 		return
 	}
 	if !sa.frag.on {
