@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ikev1"
 )
 
@@ -78,15 +77,7 @@ func (t *Tunnel) ikev1Keys(k *KeyExport) {
 		return
 	}
 	x := e.ExportKeys()
-	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
-	for _, c := range x.Children {
-		s := c.Suite
-		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {
-			k.ESP = append(k.ESP, espKey(local, remote, c.SPIOut, tr, c.KeyOut), espKey(remote, local, c.SPIIn, tr, c.KeyIn))
-		}
-		c.KeyIn.Wipe()
-		c.KeyOut.Wipe()
-	}
+	t.childKeys(k, x.Children)
 	for _, p := range x.ISAKMP {
 		k.ISAKMP = append(k.ISAKMP, ISAKMPKey{ICookie: fmt.Sprintf("%016x", p.ICookie), Key: hex.EncodeToString(p.Enc)})
 		p.Enc.Wipe()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/esp"
+	"github.com/gresec/gresec/ike"
 )
 
 // KeyExport is the live key material, for `gresec keys --wireshark`: the
@@ -76,15 +77,11 @@ func newStaticSAs(path string, s config.Static, replayWindow int) (in, out *esp.
 	return in, out, nil
 }
 
-// ikeKeys adds the IKE engine's live IKE and CHILD SAs to k.
-func (t *Tunnel) ikeKeys(k *KeyExport) {
-	e := t.ike.Load()
-	if e == nil {
-		return
-	}
-	x := e.ExportKeys()
+// childKeys adds the ESP SAs of negotiated children (IKEv2 CHILD_SAs,
+// IKEv1 phase 2 SAs) to k, both directions, and wipes their keys.
+func (t *Tunnel) childKeys(k *KeyExport, children []ike.ChildKeys) {
 	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
-	for _, c := range x.Children {
+	for _, c := range children {
 		s := c.Suite
 		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {
 			k.ESP = append(k.ESP, espKey(local, remote, c.SPIOut, tr, c.KeyOut), espKey(remote, local, c.SPIIn, tr, c.KeyIn))
@@ -92,6 +89,16 @@ func (t *Tunnel) ikeKeys(k *KeyExport) {
 		c.KeyIn.Wipe()
 		c.KeyOut.Wipe()
 	}
+}
+
+// ikeKeys adds the IKE engine's live IKE and CHILD SAs to k.
+func (t *Tunnel) ikeKeys(k *KeyExport) {
+	e := t.ike.Load()
+	if e == nil {
+		return
+	}
+	x := e.ExportKeys()
+	t.childKeys(k, x.Children)
 	for _, s := range x.IKE {
 		k.IKE = append(k.IKE, IKEKey{SPIi: fmt.Sprintf("%016x", s.SPIi), SPIr: fmt.Sprintf("%016x", s.SPIr), Encr: s.Encr,
 			SKei: hex.EncodeToString(s.SKei), SKer: hex.EncodeToString(s.SKer), Integ: s.Integ,
