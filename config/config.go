@@ -109,9 +109,12 @@ func (s Shape) String() string {
 type Config struct {
 	Path string
 
-	Interface   string
-	Local       netip.Addr
-	Remote      netip.Addr
+	Interface string
+	Local     netip.Addr
+	Remote    netip.Addr // invalid with AnyRemote until a peer binds it
+	// AnyRemote: remote = "any", a dynamic peer chosen by its IKE
+	// identity (ike.remote_id), responder only.
+	AnyRemote   bool
 	Addresses   []netip.Prefix
 	MTU         int  // inner (TUN) MTU
 	MTUComputed bool // true when MTU was derived, not configured
@@ -401,7 +404,11 @@ func (v *validator) build(f *file) *Config {
 		c.Interface = *t.Interface
 	}
 	c.Local = v.addr("tunnel.local", t.Local)
-	c.Remote = v.addr("tunnel.remote", t.Remote)
+	if t.Remote != nil && *t.Remote == RemoteAny {
+		c.AnyRemote = true
+	} else {
+		c.Remote = v.addr("tunnel.remote", t.Remote)
+	}
 	if c.Local.IsValid() && c.Remote.IsValid() {
 		if c.Local.Is4() != c.Remote.Is4() {
 			v.fail("tunnel.remote", "expected the same address family as tunnel.local (%s), got %s", c.Local, c.Remote)
@@ -456,6 +463,9 @@ func (v *validator) build(f *file) *Config {
 			v.fail("ipsec.keying", "expected \"static\", \"ikev2\", \"ikev1\" or \"none\", got %s", quote(*k))
 		}
 	}
+	if c.AnyRemote && c.Keying != KeyingIKEv2 {
+		v.fail("tunnel.remote", "\"any\" needs ipsec.keying = \"ikev2\" (the peer is known by its IKE identity), got %q", c.Keying)
+	}
 	v.shape(f, c)
 	if w := f.IPsec.ReplayWindow; w != nil {
 		if *w < 0 || *w > maxReplayWindow {
@@ -479,6 +489,7 @@ func (v *validator) build(f *file) *Config {
 		if c.Keying == KeyingIKEv1 {
 			v.ikev1(c)
 		}
+		v.anyRemote(f.IKE, c)
 		if f.Static != nil {
 			v.fail("static", "static keys given but ipsec.keying is %q; expected no [static] section", c.Keying)
 		}

@@ -119,11 +119,16 @@ func (v *validator) ike(f *ikeFile, c *Config) {
 	if k.LocalID, err = ike.ParseID(k.LocalIDText); err != nil {
 		v.fail("ike.local_id", "expected an IP address, a domain name or user@domain, got %s", quote(k.LocalIDText))
 	}
-	k.RemoteIDText = c.Remote.String()
+	k.RemoteIDText = ""
+	if c.Remote.IsValid() {
+		k.RemoteIDText = c.Remote.String()
+	}
 	if f.RemoteID != nil {
 		k.RemoteIDText = *f.RemoteID
 	}
-	if k.RemoteID, err = ike.ParseID(k.RemoteIDText); err != nil {
+	if k.RemoteIDText == "" {
+		// remote = "any": anyRemote says what is missing.
+	} else if k.RemoteID, err = ike.ParseID(k.RemoteIDText); err != nil {
 		v.fail("ike.remote_id", "expected an IP address, a domain name or user@domain, got %s", quote(k.RemoteIDText))
 	}
 
@@ -362,4 +367,31 @@ func (v *validator) selectors(key string, list []string, c *Config) []netip.Pref
 		out = append(out, p.Masked())
 	}
 	return out
+}
+
+// RemoteAny is tunnel.remote for a dynamic peer.
+const RemoteAny = "any"
+
+// anyRemote checks a tunnel with remote = "any": the daemon cannot start
+// the negotiation (it does not know where to), and it tells the peer from
+// the others by its identity, proven with this tunnel's PSK.
+func (v *validator) anyRemote(f *ikeFile, c *Config) {
+	if !c.AnyRemote || f == nil {
+		return
+	}
+	if f.Initiate != nil && *f.Initiate {
+		v.fail("ike.initiate", "tunnel.remote = \"any\" only responds (there is no address to initiate to); expected initiate = false or no initiate")
+	}
+	c.IKE.Initiate = false
+	if f.RemoteID == nil {
+		v.fail("ike.remote_id", "missing; tunnel.remote = \"any\" picks the tunnel by the identity the peer proves: expected the peer's IKE identity (a domain name, user@domain or address)")
+	}
+}
+
+// RemoteText is tunnel.remote as configured: the address, or "any".
+func (c *Config) RemoteText() string {
+	if c.AnyRemote {
+		return RemoteAny
+	}
+	return c.Remote.String()
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/BurntSushi/toml"
@@ -167,6 +168,23 @@ func LoadTunnel(path string) (*Config, error) {
 	return c, nil
 }
 
+// checkDynamicPair: two tunnels taking dynamic peers on one local address
+// are told apart by the identity the peer proves, and the IKE SA is
+// negotiated before the peer names itself, by whichever of them the
+// sockets hand the IKE_SA_INIT to: so they need different remote_ids and
+// the same IKE proposals and NAT traversal setting.
+func checkDynamicPair(a, b *Config, conflict func(a, b *Config, format string, args ...any)) {
+	if a.IKE.RemoteID.Equal(b.IKE.RemoteID) {
+		conflict(a, b, "both take the dynamic peer (remote = \"any\") with ike.remote_id %s on %s", a.IKE.RemoteIDText, a.Local)
+	}
+	if !slices.Equal(a.IKE.ProposalText, b.IKE.ProposalText) {
+		conflict(a, b, "tunnels with remote = \"any\" on %s must have the same ike.proposals (the IKE SA is negotiated before the peer names its tunnel): %q and %q", a.Local, a.IKE.ProposalText, b.IKE.ProposalText)
+	}
+	if a.UDPEncap != b.UDPEncap {
+		conflict(a, b, "tunnels with remote = \"any\" on %s must have the same ipsec.udp_encap", a.Local)
+	}
+}
+
 // CheckSet refuses a set of tunnels that cannot run in one daemon: two
 // with the same interface, with the same local and remote address (the
 // daemon tells tunnels' IKE and unknown-SPI packets apart by them), with
@@ -182,8 +200,11 @@ func CheckSet(cs []*Config) error {
 			if a.Interface == b.Interface {
 				conflict(a, b, "both use interface %s", a.Interface)
 			}
-			if a.Local == b.Local && a.Remote == b.Remote {
+			if a.Local == b.Local && a.Remote == b.Remote && !a.AnyRemote && !b.AnyRemote {
 				conflict(a, b, "both run between local %s and remote %s", a.Local, a.Remote)
+			}
+			if a.Local == b.Local && a.AnyRemote && b.AnyRemote {
+				checkDynamicPair(a, b, conflict)
 			}
 			for _, p := range a.Addresses {
 				for _, q := range b.Addresses {

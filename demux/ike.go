@@ -29,6 +29,10 @@ type IKEPort struct {
 	mu     sync.Mutex
 	byPeer atomic.Pointer[map[netip.Addr]*IKEClient]
 	bySPI  atomic.Pointer[map[uint64]*IKEClient]
+	// anyPeer are the engines of dynamic peers (JoinAny), by the
+	// identity they take; the first answers a new IKE_SA_INIT from an
+	// address no tunnel has (see ike/dynamic.go).
+	anyPeer atomic.Pointer[[]*IKEClient]
 	// Unrouted: datagrams with no SPI of ours from an address no tunnel
 	// has as its peer.
 	Unrouted atomic.Uint64
@@ -51,6 +55,10 @@ type IKEClient struct {
 	spis      [spisPerClient]uint64 // a ring, under port.mu
 	next      int
 	left      bool // under port.mu: learn no more
+	// anyID is the identity a dynamic peer's engine takes (JoinAny; ""
+	// for a fixed peer), owner what its tunnel gave JoinAny.
+	anyID string
+	owner any
 }
 
 // Sender sends one datagram: *net.UDPConn, or a wrapper that adds
@@ -98,19 +106,95 @@ func (p *IKEPort) Join(peer netip.Addr, offer, offerNATT Offer, out Sender, nat 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur := *p.byPeer.Load()
-	if _, ok := cur[peer]; ok {
+	// A tunnel configured with this peer takes it from a dynamic
+	// tunnel that found its peer there.
+	if o, ok := (*p.byPeer.Load())[peer]; ok && o.anyID == "" {
 		return nil
 	}
 	c := &IKEClient{port: p, peer: peer, offer: offer, offerNATT: offerNATT, out: out, nat: nat}
+	p.setPeer(peer, c)
+	return c
+}
+
+// setPeer routes peer's datagrams to c (nil: to nobody). Under p.mu.
+func (p *IKEPort) setPeer(peer netip.Addr, c *IKEClient) {
+	cur := *p.byPeer.Load()
 	next := make(map[netip.Addr]*IKEClient, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
 	}
-	next[peer] = c
+	if c == nil {
+		delete(next, peer)
+	} else {
+		next[peer] = c
+	}
 	p.byPeer.Store(&next)
+}
+
+// JoinAny is Join for a dynamic peer (remote = "any") whose engine takes
+// the identity id: it gets new IKE_SA_INITs from addresses no tunnel has
+// (the first such engine answers them all, until the peer names itself),
+// and those from its peer's address once Bind tells it. owner is returned
+// by AnyOwner(id). It returns nil when another dynamic tunnel takes id.
+func (p *IKEPort) JoinAny(id string, owner any, offer, offerNATT Offer, out Sender, nat NATSender) *IKEClient {
+	if out == nil {
+		out = p.conn
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.anyClients()
+	for _, o := range cur {
+		if o.anyID == id {
+			return nil
+		}
+	}
+	c := &IKEClient{port: p, offer: offer, offerNATT: offerNATT, out: out, nat: nat, anyID: id, owner: owner}
+	next := append(append(make([]*IKEClient, 0, len(cur)+1), cur...), c)
+	p.anyPeer.Store(&next)
 	return c
 }
+
+func (p *IKEPort) anyClients() []*IKEClient {
+	if l := p.anyPeer.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// AnyOwner is the owner of the dynamic peer's engine that takes id (nil:
+// none).
+func (p *IKEPort) AnyOwner(id string) any {
+	for _, c := range p.anyClients() {
+		if c.anyID == id {
+			return c.owner
+		}
+	}
+	return nil
+}
+
+// Bind routes datagrams from peer, where a dynamic peer authenticated, to
+// c instead of its old address (unless a tunnel configured with peer has
+// it: then c's own SPIs still reach c).
+func (c *IKEClient) Bind(peer netip.Addr) {
+	peer = peer.Unmap()
+	p := c.port
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.left || c.peer == peer {
+		return
+	}
+	if c.peer.IsValid() && (*p.byPeer.Load())[c.peer] == c {
+		p.setPeer(c.peer, nil)
+	}
+	c.peer = peer
+	if _, ok := (*p.byPeer.Load())[peer]; !ok {
+		p.setPeer(peer, c)
+	}
+}
+
+// Claim routes the datagrams with our IKE SPI spi to c: an IKE SA another
+// engine answered and handed over to c's (ike.Config.Handoff).
+func (c *IKEClient) Claim(spi uint64) { c.learn(spi) }
 
 // Leave stops routing datagrams to the engine, by address and by SPI.
 // (Not Close: an engine closes a Sender that is an io.Closer when it
@@ -120,15 +204,17 @@ func (c *IKEClient) Leave() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.left = true
-	cur := *p.byPeer.Load()
-	if cur[c.peer] == c {
-		next := make(map[netip.Addr]*IKEClient, len(cur))
-		for k, v := range cur {
-			if v != c {
-				next[k] = v
+	if c.peer.IsValid() && (*p.byPeer.Load())[c.peer] == c {
+		p.setPeer(c.peer, nil)
+	}
+	if c.anyID != "" {
+		var next []*IKEClient
+		for _, o := range p.anyClients() {
+			if o != c {
+				next = append(next, o)
 			}
 		}
-		p.byPeer.Store(&next)
+		p.anyPeer.Store(&next)
 	}
 	spis := *p.bySPI.Load()
 	next := make(map[uint64]*IKEClient, len(spis))
@@ -252,6 +338,9 @@ func (p *IKEPort) route(b []byte, from netip.AddrPort) *IKEClient {
 	}
 	if c := (*p.byPeer.Load())[from.Addr().Unmap()]; c != nil {
 		return c
+	}
+	if dyn := p.anyClients(); len(dyn) > 0 {
+		return dyn[0]
 	}
 	p.Unrouted.Add(1)
 	return nil

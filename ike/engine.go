@@ -135,6 +135,18 @@ type Config struct {
 	// carries one fragment, IP and UDP headers included (0: 1280).
 	NoFragmentation bool
 	FragmentSize    int
+
+	// AnyRemote: the peer's address is not known in advance (remote =
+	// "any"; dynamic.go). The engine only responds, to any address, and
+	// binds to the one its peer authenticates from; Remote is that
+	// address once known. ChildFor, when set, gives the CHILD_SA policy
+	// for the bound address (shapes whose selectors name it). Handoff
+	// finds the engine of another dynamic tunnel on the same sockets by
+	// the identity its peer claims (nil: none), and route moves our IKE
+	// SPI's datagrams to it.
+	AnyRemote bool
+	ChildFor  func(remote netip.Addr) ChildPolicy
+	Handoff   func(id ID) (to *Engine, route func(spi uint64))
 }
 
 const (
@@ -190,6 +202,12 @@ type Engine struct {
 	pending                 []pendingInit // answered IKE_SA_INIT requests, for CookieThreshold
 	keyGen                  uint64        // bumped when keys come or go
 
+	// adopted are half-open SAs other engines hand over (dynamic.go);
+	// moved are the SPIs of those this engine handed over.
+	adopted   chan adoption
+	moved     [movedSAs]spiPair
+	movedNext int
+
 	mu      sync.Mutex
 	status  Status
 	keys    ExportedKeys
@@ -229,8 +247,14 @@ func New(cfg Config, dp DataPlane, log *zap.Logger) *Engine {
 	if port == 0 {
 		port = 500
 	}
-	e := &Engine{cfg: cfg, dp: dp, rand: cfg.Rand, log: log.With(zap.Stringer("peer", cfg.Remote))}
+	peerField := zap.Stringer("peer", cfg.Remote)
+	if cfg.AnyRemote {
+		cfg.Initiate = false // nowhere to send to
+		peerField = zap.String("peer", "any")
+	}
+	e := &Engine{cfg: cfg, dp: dp, rand: cfg.Rand, log: log.With(peerField)}
 	e.peer = netip.AddrPortFrom(cfg.Remote, port)
+	e.adopted = make(chan adoption, 8)
 	e.in = newInbox()
 	e.unknownSPI = make(chan uint32, 1)
 	e.nat.espFrom = make(chan netip.AddrPort, 1)
@@ -280,7 +304,16 @@ func (e *Engine) Serve(ctx context.Context, w Sender, failed <-chan error) error
 			every = want
 			tick.Reset(every)
 		}
-		// Datagrams for our SAs first (see inbox.go).
+		// SAs handed over first, then datagrams for our SAs (see
+		// inbox.go): a retransmission of an adopted SA's IKE_AUTH may
+		// already wait behind it.
+		select {
+		case a := <-e.adopted:
+			e.adopt(time.Now(), a)
+			e.publish()
+			continue
+		default:
+		}
 		select {
 		case p := <-e.in.known:
 			e.handleOn(p.b, p.from, p.natt, time.Now())
@@ -460,7 +493,7 @@ func (e *Engine) handle(raw []byte, from netip.AddrPort, now time.Time) {
 func (e *Engine) handleOn(raw []byte, from netip.AddrPort, natt bool, now time.Time) {
 	defer e.publish()
 	e.nat.cur.from, e.nat.cur.natt = from, natt
-	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
+	if !e.cfg.AnyRemote && from.Addr().Unmap() != e.cfg.Remote.Unmap() {
 		e.drop(DropUnknownSource)
 		return
 	}
@@ -490,6 +523,10 @@ func (e *Engine) handleOn(raw []byte, from netip.AddrPort, natt bool, now time.T
 	if sa != nil && !sa.keyed() && e.keyHalfOpen(sa) != nil {
 		e.removeSA(sa)
 		sa = nil
+	}
+	if sa == nil && e.wasMoved(m.SPIi, m.SPIr) {
+		e.drop(DropUnknownSA) // its new owner answers (dynamic.go)
+		return
 	}
 	if sa == nil || !sa.keyed() {
 		e.drop(DropUnknownSA)
@@ -532,6 +569,9 @@ func (e *Engine) answerRequest(now time.Time, sa *ikeSA, m *Message, inner Paylo
 		e.log.Debug("request failed integrity", append(e.saFields(sa, m), zap.Error(err))...)
 		return
 	default:
+		if m.Exchange == IKE_AUTH && e.handOff(sa, m, inner, digest) {
+			return
+		}
 		sa.lastRecv = now
 		// An IKE_AUTH request is protected with keys anyone can get
 		// from an IKE_SA_INIT: where it came from counts only once its

@@ -153,7 +153,9 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 		return Payloads{&Notify{Kind: AUTHENTICATION_FAILED}}, false
 	}
 	// Authentic: now where it came from may move IKE and ESP in UDP
-	// (before the child is accepted: it sends where the peer is).
+	// (before the child is accepted: it sends where the peer is), and
+	// a dynamic peer's address is known.
+	moved := e.bindPeer(e.nat.cur.from, e.nat.cur.natt)
 	e.notePeer(sa, e.nat.cur.from, e.nat.cur.natt)
 	idr := e.localID()
 	out := Payloads{&IDr{idr}, &Auth{Method: AuthPSK, Data: PSKAuth(sa.suite.PRF, e.cfg.LocalPSK, sa.initResp, sa.ni, sa.keys.SKpr, idr)}}
@@ -164,10 +166,11 @@ func (e *Engine) respondAuth(now time.Time, sa *ikeSA, m *Message, ps Payloads) 
 	e.established(now, sa)
 	e.log.Info("IKE SA established", append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
 	_, child, notify := e.acceptChild(now, sa, ps, WithoutDH(e.cfg.ESPProposals), sa.ni, sa.nr, nil, false, false)
-	if ps.Notify(INITIAL_CONTACT) != nil {
+	if ps.Notify(INITIAL_CONTACT) != nil || moved {
 		// The peer has no other IKE SA with us (it restarted, or lost
-		// one): those we had before its IKE_SA_INIT arrived are dead.
-		// Later ones are a simultaneous initiation, which the nonce rule
+		// one), or a dynamic peer moved and the data plane with it:
+		// those we had before its IKE_SA_INIT arrived are dead. Later
+		// ones are a simultaneous initiation, which the nonce rule
 		// resolves. (After the new child is in: sending moves to it.)
 		for _, old := range slices.Clone(e.sas) {
 			if old != sa && old.state != saConnecting && old.estSeq < sa.seq {

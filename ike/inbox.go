@@ -63,7 +63,7 @@ func (e *Engine) Offer(b []byte, from netip.AddrPort) { e.offer(b, from, false) 
 
 func (e *Engine) offer(b []byte, from netip.AddrPort, natt bool) {
 	e.in.received.Add(1)
-	if from.Addr().Unmap() != e.cfg.Remote.Unmap() {
+	if !e.cfg.AnyRemote && from.Addr().Unmap() != e.cfg.Remote.Unmap() {
 		e.drops.add(DropUnknownSource)
 		return
 	}

@@ -280,6 +280,9 @@ func (e *Engine) notePeer(sa *ikeSA, from netip.AddrPort, natt bool) {
 
 // movePeer sends IKE, and ESP in UDP, to `to` from now on.
 func (e *Engine) movePeer(to netip.AddrPort) {
+	if e.cfg.AnyRemote && to.Addr().Unmap() != e.cfg.Remote {
+		e.setRemote(to.Addr().Unmap()) // dynamic.go
+	}
 	e.peer = to
 	if m, ok := e.dp.(ESPPeerMover); ok {
 		m.MoveESPPeer(to)
@@ -289,7 +292,7 @@ func (e *Engine) movePeer(to netip.AddrPort) {
 // espPeer handles NoteESPPeer: authentic ESP in UDP from `from`.
 func (e *Engine) espPeer(from netip.AddrPort) {
 	sa := e.primary()
-	if sa == nil || !e.nat.floated || from == e.peer || from.Addr().Unmap() != e.cfg.Remote.Unmap() || !sa.nat.there {
+	if sa == nil || !e.nat.floated || from == e.peer || (!e.cfg.AnyRemote && from.Addr().Unmap() != e.cfg.Remote.Unmap()) || !sa.nat.there {
 		return
 	}
 	e.counters.NATRebinds++

@@ -41,6 +41,7 @@ type spoke struct {
 	cfg    string
 	sock   string
 	proc   *netns.Proc
+	addr   netip.Addr // its underlay address once moved (moveSpoke)
 }
 
 var hubAddr4 = netip.MustParseAddr("198.18.0.1")
@@ -128,13 +129,17 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 	}
 	s := &spoke{n: n, keying: keying, ns: ns, cfg: filepath.Join(h.work, spokeName(n)+"-spoke.toml"), sock: filepath.Join(h.work, spokeName(n)+".sock")}
 	// "ikev2-udp": IKEv2 with ESP in UDP 4500 (udp_encap = "always"), on
-	// the hub's shared NAT traversal socket.
-	encap := ""
-	if keying == "ikev2-udp" {
+	// the hub's shared NAT traversal socket. "ikev2-any": IKEv2 to a
+	// dynamic peer (remote = "any" at the hub), known by its identity.
+	encap, remote, dynamic := "", h.spokeAddr(n).String(), false
+	switch keying {
+	case "ikev2-udp":
 		keying, encap = "ikev2", "udp_encap = \"always\"\n"
+	case "ikev2-any":
+		keying, remote, dynamic = "ikev2", "any", true
 	}
 	hubSide := fmt.Sprintf("[tunnel]\ninterface = \"hk%02d\"\nlocal = %q\nremote = %q\naddresses = [%q]\n[ipsec]\nkeying = %q\n%s",
-		n, h.hubAddr(), h.spokeAddr(n), hubInner(n), keying, encap)
+		n, h.hubAddr(), remote, hubInner(n), keying, encap)
 	spokeSide := fmt.Sprintf("[tunnel]\ninterface = \"gre0\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = %q\n%s[control]\nsocket = %q\n",
 		h.spokeAddr(n), h.hubAddr(), spokeInner(n), keying, encap, s.sock)
 	switch keying {
@@ -151,6 +156,10 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 		// The spoke initiates, the hub only responds: as a hub does.
 		hubSide += fmt.Sprintf("[ike]\ninitiate = false\npsk_file = %q\n", psk)
 		spokeSide += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n", psk)
+		if dynamic {
+			hubSide += fmt.Sprintf("remote_id = \"%s.example\"\n", spokeName(n))
+			spokeSide += fmt.Sprintf("local_id = \"%s.example\"\n", spokeName(n))
+		}
 		if keying == "ikev1" { // its phase 1 cannot carry the AEAD defaults
 			v1 := "proposals = [\"aes128-sha1-modp2048\"]\nesp_proposals = [\"aes128-sha1-modp2048\"]\n"
 			hubSide, spokeSide = hubSide+v1, spokeSide+v1
@@ -164,6 +173,38 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 	}
 	h.spokes[n] = s
 	return s
+}
+
+// moveSpoke gives spoke s the underlay address to (stopping it first):
+// a dynamic peer that comes back from elsewhere.
+func (h *hub) moveSpoke(s *spoke, to netip.Addr) {
+	t := h.t
+	if s.proc != nil {
+		s.proc.Stop(5 * time.Second)
+		s.proc = nil
+	}
+	b, err := os.ReadFile(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := s.addr
+	if from == (netip.Addr{}) {
+		from = h.spokeAddr(s.n)
+	}
+	for _, c := range [][]string{
+		{"ip", "addr", "del", from.String() + h.prefixLen(), "dev", "eth0"},
+		{"ip", "addr", "add", to.String() + h.prefixLen(), "dev", "eth0", "nodad"},
+	} {
+		if _, err := s.ns.Run(c[0], c[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := strings.Replace(string(b), fmt.Sprintf("local = %q", from), fmt.Sprintf("local = %q", to), 1)
+	if err := os.WriteFile(s.cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.addr = to
+	h.startSpoke(s)
 }
 
 func (h *hub) startSpoke(s *spoke) {
@@ -307,16 +348,21 @@ func (h *hub) countSockets(table string, port uint16) int {
 	return n
 }
 
-// TestHubManyTunnels runs one hub daemon with 12 tunnels (6 static, 5
+// TestHubManyTunnels runs one hub daemon with 12 tunnels (5 static, 5
 // IKEv2 to gresec spokes, two of them with ESP in UDP 4500, 1 IKEv2 to a
-// strongSwan spoke) to 12 spoke sites on one shared raw ESP socket, one
+// dynamic peer (remote = "any") that comes back from a new address, 1
+// IKEv2 to a strongSwan spoke) to 12 spoke sites on one shared raw ESP socket, one
 // UDP 500 and one UDP 4500 socket; pings through all
 // gresec spokes (strongSwan moves no ESP on this kernel: its tunnel must
 // be established); reloads removing one tunnel and adding another while
 // the rest keep their SPIs; kills one spoke and checks that no other
 // tunnel notices.
-// swanSpoke is the spoke that is strongSwan's charon.
-const swanSpoke = 12
+// swanSpoke is the spoke that is strongSwan's charon; dynamicSpoke's
+// tunnel has remote = "any", and it changes its address.
+const (
+	swanSpoke    = 12
+	dynamicSpoke = 11
+)
 
 func TestHubManyTunnels(t *testing.T) {
 	h := newHub(t, false)
@@ -324,6 +370,8 @@ func TestHubManyTunnels(t *testing.T) {
 	for n := 1; n <= 12; n++ {
 		keying := "static"
 		switch {
+		case n == dynamicSpoke:
+			keying = "ikev2-any"
 		case n == 8 || n == 10:
 			keying = "ikev2-udp"
 		case n%2 == 0:
@@ -476,6 +524,36 @@ func TestHubManyTunnels(t *testing.T) {
 	for _, n := range others {
 		if spisFinal[spokeName(n)] != spisAfter[spokeName(n)] {
 			t.Errorf("%s SAs changed when spoke 2 died: %s -> %s", spokeName(n), spisAfter[spokeName(n)], spisFinal[spokeName(n)])
+		}
+	}
+
+	// The dynamic spoke comes back from another address: its tunnel
+	// follows, the others keep their SAs.
+	moved := h.spokeAddr(40)
+	h.moveSpoke(h.spokes[dynamicSpoke], moved)
+	dyn := spokeName(dynamicSpoke)
+	var st tunnel.DaemonStatus
+	if !netns.WaitFor(60*time.Second, func() bool {
+		var err error
+		st, err = h.status()
+		if err != nil || !ready(st, []string{dyn}) || spis(st)[dyn] == spisFinal[dyn] {
+			return false
+		}
+		for _, s := range st.Tunnels {
+			if s.Name == dyn {
+				return s.Remote == moved.String()
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("%s did not follow its peer to %s: %v\n%s", dyn, moved, spis(st), lastLines(h.proc.Out.String(), 40))
+	}
+	if failed := h.pingSpokes([]int{dynamicSpoke, 3}); len(failed) > 0 {
+		t.Fatalf("after spoke %d moved, no ping to spokes %v", dynamicSpoke, failed)
+	}
+	for _, n := range others {
+		if now := spis(st)[spokeName(n)]; n != dynamicSpoke && now != spisFinal[spokeName(n)] {
+			t.Errorf("%s SAs changed when spoke %d moved: %s -> %s", spokeName(n), dynamicSpoke, spisFinal[spokeName(n)], now)
 		}
 	}
 

@@ -247,9 +247,13 @@ func (t *Tunnel) buildKeepalive(buf []byte) (start, end int) {
 // (no SA yet, the socket refused) stays unanswered and is counted as a
 // drop.
 func (t *Tunnel) sendKeepalive(buf []byte) {
-	start, end := t.buildKeepalive(buf)
 	t.sendMu.Lock()
 	defer t.sendMu.Unlock()
+	if !t.remote.IsValid() {
+		t.stats.drop(dropNoSA) // a dynamic peer not heard from yet
+		return
+	}
+	start, end := t.buildKeepalive(buf) // reads t.remote: under sendMu
 	msg := &t.kaMsg[0]
 	*msg = rawip.Message{Buf: buf, Off: start, N: end - start, Addr: t.remote}
 	if t.sadb != nil {

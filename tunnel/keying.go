@@ -216,6 +216,20 @@ func ikeConfig(c *config.Config, s ikeSettings) ike.Config {
 		Retransmit: k.RetransmitTimeout, RetransmitBase: k.RetransmitBase, RetransmitTries: k.RetransmitTries,
 		Child: childPolicy(c, k), NoFragmentation: !k.Fragmentation, FragmentSize: k.FragmentSize,
 		UDPEncap: encapMode(c.UDPEncap), NATKeepalive: c.NATKeepalive,
+		AnyRemote: c.AnyRemote, ChildFor: childPolicyFor(c, k),
+	}
+}
+
+// childPolicyFor, for a dynamic peer, is childPolicy once the peer's
+// address is known (nil: nothing in the policy names it).
+func childPolicyFor(c *config.Config, k *config.IKE) func(netip.Addr) ike.ChildPolicy {
+	if !c.AnyRemote {
+		return nil
+	}
+	return func(remote netip.Addr) ike.ChildPolicy {
+		bound := *c
+		bound.Remote = remote
+		return childPolicy(&bound, k)
 	}
 }
 
@@ -264,6 +278,17 @@ func (t *Tunnel) runIKE(ctx context.Context) error {
 		cfg := ikeConfig(t.cfg, t.ikeCfg)
 		if t.shared != nil {
 			cfg.ESPSPI = t.shared.socks.SPIs.Allocate
+			if t.cfg.AnyRemote {
+				cfg.Handoff = t.handoff
+			}
+		}
+		if r := t.remoteAddr(); r.IsValid() {
+			// A dynamic peer found before a restart: the new engine
+			// starts where the old one left it.
+			cfg.Remote = r
+			if cfg.ChildFor != nil {
+				cfg.Child = cfg.ChildFor(r)
+			}
 		}
 		ectx, cancel := context.WithCancel(ctx)
 		e := ike.New(cfg, t, t.log)

@@ -80,7 +80,7 @@ func newStaticSAs(path string, s config.Static, replayWindow int) (in, out *esp.
 // childKeys adds the ESP SAs of negotiated children (IKEv2 CHILD_SAs,
 // IKEv1 phase 2 SAs) to k, both directions, and wipes their keys.
 func (t *Tunnel) childKeys(k *KeyExport, children []ike.ChildKeys) {
-	local, remote := t.cfg.Local.String(), t.cfg.Remote.String()
+	local, remote := t.cfg.Local.String(), remoteText(t.remoteAddr())
 	for _, c := range children {
 		s := c.Suite
 		if tr, err := esp.TransformFromIKE(s.Encr, s.KeyBits, s.Integ, s.ESN); err == nil {

@@ -60,12 +60,11 @@ func (t *Tunnel) Receive(msgs []rawip.Message, bases [][]byte) { t.receive(msgs,
 // receive opens msgs, read into bases, and writes the inner packets to
 // the TUN device. It reports whether the device is closed. With UDP 4500
 // open, two readers (raw ESP, ESP in UDP) call it: they take turns, as
-// they share t.reflect, t.recvOut and the TUN writer.
+// they share t.reflect, t.recvOut and the TUN writer; and a dynamic
+// peer's new address (BindPeer) waits for the batch in hand.
 func (t *Tunnel) receive(msgs []rawip.Message, bases [][]byte) (closed bool) {
-	if t.natt != nil {
-		t.rxMu.Lock()
-		defer t.rxMu.Unlock()
-	}
+	t.rxMu.Lock()
+	defer t.rxMu.Unlock()
 	out := t.decapsulateBatch(t.recvOut[:0], msgs, bases)
 	t.recvOut = out[:0]
 	if len(t.reflect) > 0 {
@@ -109,7 +108,9 @@ func (t *Tunnel) decapsulateBatch(out [][]byte, msgs []rawip.Message, bases [][]
 // of ours coming back is counted, one of the peer's is queued in t.reflect
 // (keepalive.go). The caller counts the packets delivered.
 func (t *Tunnel) decapsulate(m *rawip.Message, base []byte) []byte {
-	if m.Addr != t.remote {
+	if m.Addr != t.remote && !t.cfg.AnyRemote {
+		// (A dynamic peer's packets pass on to their SA's ICV, which
+		// alone tells them: its NAT may have moved it.)
 		t.stats.drop(dropUnknownPeer)
 		return nil
 	}

@@ -72,11 +72,13 @@ func (t *Tunnel) joinSockets(socks *demux.Sockets) error {
 // nobody owns, and its peer's IKE datagrams.
 func (t *Tunnel) attach() error {
 	s := t.shared
-	if !s.esp.AddPeer(t.remote, t) {
-		return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s", t.cfg.Path, t.remote, t.cfg.Local)
-	}
-	if s.natt != nil && !s.natt.AddPeer(t.remote, t) {
-		return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s port 4500", t.cfg.Path, t.remote, t.cfg.Local)
+	if !t.cfg.AnyRemote { // a dynamic peer's address comes with BindPeer
+		if !s.esp.AddPeer(t.remote, t) {
+			return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s", t.cfg.Path, t.remote, t.cfg.Local)
+		}
+		if s.natt != nil && !s.natt.AddPeer(t.remote, t) {
+			return fmt.Errorf("%s: another tunnel of this daemon has peer %s on %s port 4500", t.cfg.Path, t.remote, t.cfg.Local)
+		}
 	}
 	spis := s.socks.SPIs
 	t.sadb.Watch(func(spi uint32, present bool) {
@@ -93,15 +95,22 @@ func (t *Tunnel) attach() error {
 			return fmt.Errorf("%s: SPI 0x%08x: another tunnel of this daemon receives on it", t.cfg.Path, sa.SPI())
 		}
 	}
-	if s.ike != nil {
-		var offerNATT demux.Offer
-		var nat demux.NATSender
-		if s.natt != nil {
-			offerNATT, nat = t.offerNATT, s.natt.Conn
+	if s.ike == nil {
+		return nil
+	}
+	var offerNATT demux.Offer
+	var nat demux.NATSender
+	if s.natt != nil {
+		offerNATT, nat = t.offerNATT, s.natt.Conn
+	}
+	if t.cfg.AnyRemote {
+		if s.ikeC = s.ike.JoinAny(t.cfg.IKE.RemoteID.Key(), t, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
+			return fmt.Errorf("%s: another tunnel of this daemon takes the dynamic peer %s on %s", t.cfg.Path, t.cfg.IKE.RemoteIDText, t.cfg.Local)
 		}
-		if s.ikeC = s.ike.Join(t.remote, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
-			return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
-		}
+		return nil
+	}
+	if s.ikeC = s.ike.Join(t.remote, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
+		return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
 	}
 	return nil
 }
@@ -113,9 +122,14 @@ func (t *Tunnel) detach() {
 	if s.ikeC != nil {
 		s.ikeC.Leave()
 	}
-	s.esp.RemovePeer(t.remote, t)
-	if s.natt != nil {
-		s.natt.RemovePeer(t.remote, t)
+	t.peerMu.Lock()
+	remote := t.remote
+	t.peerMu.Unlock()
+	if remote.IsValid() {
+		s.esp.RemovePeer(remote, t)
+		if s.natt != nil {
+			s.natt.RemovePeer(remote, t)
+		}
 	}
 	s.socks.SPIs.RemoveAll(t)
 }

@@ -17,7 +17,8 @@ type Status struct {
 	Name          string            `json:"name,omitempty"`
 	Interface     string            `json:"interface"`
 	Local         string            `json:"local"`
-	Remote        string            `json:"remote"`
+	Remote        string            `json:"remote"`   // "any": a dynamic peer not heard from yet
+	Dynamic       bool              `json:"dynamic"`  // remote = "any": the peer's address is the one it authenticated from
 	Protocol      string            `json:"protocol"` // "esp" or "gre"
 	Keying        string            `json:"keying"`
 	Mode          string            `json:"mode,omitempty"`  // ESP mode: "transport" or "tunnel"
@@ -108,7 +109,8 @@ func (t *Tunnel) Status() Status {
 	s := Status{
 		Interface:     c.Interface,
 		Local:         c.Local.String(),
-		Remote:        c.Remote.String(),
+		Remote:        remoteText(t.remoteAddr()),
+		Dynamic:       c.AnyRemote,
 		Protocol:      "gre",
 		Keying:        string(c.Keying),
 		Mode:          string(c.Mode),

@@ -57,12 +57,16 @@ type Tunnel struct {
 	path    atomic.Pointer[sendPath]
 	rawPath sendPath
 	espPort atomic.Uint32 // the peer's UDP port ESP came from last (nat.go)
-	rxMu    sync.Mutex    // serialises the two receive pumps' reflections, when natt is open
+	rxMu    sync.Mutex    // serialises the receive pumps (two when natt is open) and BindPeer
 	sadb    *esp.DB       // nil for plain GRE
 	greOpt  gre.Options
-	remote  netip.Addr
-	mss4    uint16
-	mss6    uint16
+	// remote is the peer's underlay address; a dynamic peer's (remote =
+	// "any") is set by BindPeer under peerMu, rxMu and sendMu, so the
+	// pumps read it under theirs (dynamic.go).
+	remote netip.Addr
+	peerMu sync.Mutex
+	mss4   uint16
+	mss6   uint16
 	// mssUDP4 and mssUDP6 clamp instead while IKE has floated ESP into
 	// UDP, whose 8-byte header the MTU (the raw path's) does not leave.
 	mssUDP4, mssUDP6 uint16
@@ -273,6 +277,16 @@ func (t *Tunnel) Run(ctx context.Context) error {
 // setUnderlay keeps the underlay addresses in the forms keepalive
 // recognition compares.
 func (t *Tunnel) setUnderlay() {
+	if !t.remote.IsValid() { // a dynamic peer, not known yet
+		t.remote4, t.remote16 = [4]byte{}, [16]byte{}
+		t.local4, t.local16 = [4]byte{}, [16]byte{}
+		if t.cfg.Local.Is4() {
+			t.local4 = t.cfg.Local.As4()
+		} else {
+			t.local16 = t.cfg.Local.As16()
+		}
+		return
+	}
 	if t.cfg.Local.Is4() {
 		t.local4, t.remote4 = t.cfg.Local.As4(), t.remote.As4()
 	} else {

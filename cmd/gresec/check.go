@@ -38,7 +38,7 @@ func cmdCheck(args []string) error {
 	fmt.Printf("%s: ok\n", c.Path)
 	fmt.Printf("interface      %s\n", c.Interface)
 	fmt.Printf("local          %s\n", c.Local)
-	fmt.Printf("remote         %s\n", c.Remote)
+	fmt.Printf("remote         %s\n", c.RemoteText())
 	fmt.Printf("addresses      %v\n", c.Addresses)
 	fmt.Printf("keying         %s\n", c.Keying)
 	if c.Keying != config.KeyingNone {
@@ -125,7 +125,7 @@ func checkSet(set tunnelSet) error {
 	fmt.Printf("%d tunnels: ok\n", len(cs))
 	fmt.Printf("daemon         control %s, log %s, metrics %s (%s)\n", d.ControlSocket, d.LogLevel, orOff(d.MetricsListen.String(), d.MetricsListen.IsValid()), from)
 	for _, c := range cs {
-		fmt.Printf("%-14s %s  %s -> %s  %s  mtu %d  %v\n", tunnelName(c.Path), c.Interface, c.Local, c.Remote, c.Keying, c.MTU, c.Addresses)
+		fmt.Printf("%-14s %s  %s -> %s  %s  mtu %d  %v\n", tunnelName(c.Path), c.Interface, c.Local, c.RemoteText(), c.Keying, c.MTU, c.Addresses)
 	}
 	return nil
 }

@@ -208,7 +208,7 @@ func (d *daemon) start(c *config.Config) error {
 		}
 		d.mu.Unlock()
 	}()
-	log.Info("tunnel up", zap.Stringer("local", c.Local), zap.Stringer("remote", c.Remote),
+	log.Info("tunnel up", zap.Stringer("local", c.Local), zap.String("remote", c.RemoteText()),
 		zap.String("keying", string(c.Keying)), zap.Int("mtu", c.MTU))
 	return nil
 }

@@ -124,7 +124,7 @@ func cmdUp(args []string) error {
 
 	sdNotify("READY=1\nSTATUS=tunnel " + cfg.Interface + " up")
 	log.Info("tunnel up",
-		zap.Stringer("local", cfg.Local), zap.Stringer("remote", cfg.Remote),
+		zap.Stringer("local", cfg.Local), zap.String("remote", cfg.RemoteText()),
 		zap.String("keying", string(cfg.Keying)), zap.Int("mtu", cfg.MTU),
 		zap.String("control", cfg.ControlSocket))
 	err = t.Run(ctx)

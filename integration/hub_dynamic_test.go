@@ -1,0 +1,108 @@
+package integration
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/tunnel"
+)
+
+// TestHubDynamicPeers: two tunnels with remote = "any" in a hub daemon,
+// beside a tunnel with a fixed peer, on the same sockets. Each dynamic
+// tunnel is chosen by the identity its peer proves with its own PSK; the
+// IKE_SA_INIT of both peers goes to one of them (the sockets cannot tell
+// them apart before IKE_AUTH), which hands the other's IKE SA over. A
+// peer claiming a dynamic tunnel's identity without its PSK is refused
+// and moves nothing; a peer that comes back from a new address takes its
+// tunnel there, and the other tunnels keep their SAs.
+func TestHubDynamicPeers(t *testing.T) {
+	h := newHub(t, false)
+	h.addSpoke(1, "static")
+	mobile := h.addSpoke(2, "ikev2-any")
+	h.addSpoke(3, "ikev2-any")
+	// Spoke 4 claims spoke 3's identity with another PSK: its hub-side
+	// file goes, its spoke-side config takes the identity.
+	impostor := h.addSpoke(4, "ikev2-any")
+	if err := os.Remove(spokeFile(h, 4)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(impostor.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(impostor.cfg, []byte(strings.Replace(string(b), `local_id = "s04.example"`, `local_id = "s03.example"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	var st tunnel.DaemonStatus
+	if !netns.WaitFor(20*time.Second, func() bool { st, err = h.status(); return err == nil && len(st.Tunnels) == 3 }) {
+		t.Fatalf("hub did not come up with 3 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	for _, s := range st.Tunnels {
+		if want := s.Name != "s01"; s.Dynamic != want || (want && s.Remote != "any") {
+			t.Errorf("%s before any peer: dynamic %v, remote %q", s.Name, s.Dynamic, s.Remote)
+		}
+	}
+	for _, n := range []int{1, 2, 3} {
+		h.startSpoke(h.spokes[n])
+	}
+	st = h.waitReady([]string{"s01", "s02", "s03"}, 60*time.Second)
+	remotes := func(st tunnel.DaemonStatus) map[string]string {
+		out := map[string]string{}
+		for _, s := range st.Tunnels {
+			out[s.Name] = s.Remote
+		}
+		return out
+	}
+	if r := remotes(st); r["s02"] != h.spokeAddr(2).String() || r["s03"] != h.spokeAddr(3).String() {
+		t.Errorf("dynamic tunnels bound to %v, want s02 %s and s03 %s", r, h.spokeAddr(2), h.spokeAddr(3))
+	}
+	if failed := h.pingSpokes([]int{1, 2, 3}); len(failed) > 0 {
+		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	if !strings.Contains(h.proc.Out.String(), "handing the IKE SA over") {
+		t.Errorf("no dynamic tunnel handed an IKE SA to the other:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	before := spis(st)
+
+	// The impostor: refused, and spoke 3's tunnel stays where it is.
+	h.startSpoke(impostor)
+	if !netns.WaitFor(20*time.Second, func() bool {
+		return strings.Contains(h.proc.Out.String(), "AUTH payload does not match the PSK")
+	}) {
+		t.Errorf("the hub did not refuse a peer claiming s03.example with another PSK:\n%s", lastLines(h.proc.Out.String(), 40))
+	}
+	impostor.proc.Stop(5 * time.Second)
+	impostor.proc = nil
+	st, _ = h.status()
+	if r := remotes(st); r["s03"] != h.spokeAddr(3).String() || spis(st)["s03"] != before["s03"] {
+		t.Errorf("after the impostor, s03 is bound to %s with SAs %s (was %s, %s)", r["s03"], spis(st)["s03"], h.spokeAddr(3), before["s03"])
+	}
+
+	// Spoke 2 comes back from another address.
+	moved := netip.AddrFrom4([4]byte{198, 18, 0, 40})
+	h.moveSpoke(mobile, moved)
+	if !netns.WaitFor(60*time.Second, func() bool {
+		st, err = h.status()
+		return err == nil && ready(st, []string{"s02"}) && remotes(st)["s02"] == moved.String() && spis(st)["s02"] != before["s02"]
+	}) {
+		t.Fatalf("s02 did not follow its peer to %s: %v %v\n%s", moved, remotes(st), spis(st), lastLines(h.proc.Out.String(), 40))
+	}
+	if failed := h.pingSpokes([]int{1, 2, 3}); len(failed) > 0 {
+		t.Fatalf("after spoke 2 moved, no ping to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	st, _ = h.status()
+	after := spis(st)
+	for _, name := range []string{"s01", "s03"} {
+		if after[name] != before[name] {
+			t.Errorf("%s SAs changed when spoke 2 moved: %s -> %s", name, before[name], after[name])
+		}
+	}
+	if st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
+	}
+}
