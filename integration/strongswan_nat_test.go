@@ -40,7 +40,14 @@ type natSwanCase struct {
 	// v1: both sides speak IKEv1 (keying = "ikev1", charon version = 1;
 	// strongswan_ikev1_nat_test.go).
 	v1 bool
+	// dynamic: gresec's tunnel has remote = "any" and knows charon by its
+	// identity alone (dynamicSwanID); charon initiates.
+	dynamic bool
 }
+
+// dynamicSwanID is charon's identity for a gresec tunnel with remote =
+// "any".
+const dynamicSwanID = "swan-dyn.example"
 
 // natSwan is a running natSwanCase: gresec in sp.a, charon in sp.b.
 type natSwan struct {
@@ -114,6 +121,10 @@ func startNATSwan(t *testing.T, c natSwanCase) *natSwan {
 		keying, conf.Version, conf.IKEProposal, conf.ESPProposal = "ikev1", 1, ikev1Proposal, ikev1Proposal
 		ikeExtra += fmt.Sprintf("proposals = [%q]\nesp_proposals = [%q]\n", ikev1Proposal, ikev1Proposal)
 	}
+	remote := ns.peer.String()
+	if c.dynamic {
+		remote, remoteID, conf.LocalID = config.RemoteAny, dynamicSwanID, dynamicSwanID
+	}
 	if remoteID != "" {
 		ikeExtra += fmt.Sprintf("remote_id = %q\n", remoteID)
 	}
@@ -128,7 +139,7 @@ initiate = %v
 psk_file = %q
 %s[control]
 socket = %q
-`, p.a.under.Addr(), ns.peer, p.a.tun4, p.a.tun6, keying, c.ipsecExtra, c.gresecInitiates, psk, ikeExtra, p.a.sock)
+`, p.a.under.Addr(), remote, p.a.tun4, p.a.tun6, keying, c.ipsecExtra, c.gresecInitiates, psk, ikeExtra, p.a.sock)
 	if err := os.WriteFile(p.a.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +224,9 @@ func (ns *natSwan) check(t *testing.T, c natSwanCase, notSPI string) string {
 	} else if u != nil && u.RemotePort != 0 {
 		// The NAT-T socket is open (udp_encap = "auto"), but ESP goes raw.
 		t.Errorf("gresec reports ESP in UDP to port %d, but the CHILD_SA is raw ESP", u.RemotePort)
+	}
+	if c.dynamic && (!st.Dynamic || st.Remote != ns.peer.String()) {
+		t.Errorf("gresec's dynamic tunnel: dynamic %v, bound to %q; want charon's address as gresec sees it, %s", st.Dynamic, st.Remote, ns.peer)
 	}
 	ns.checkWire(t, c, st.Outbound.SPI)
 	if ns.lab != nil {
@@ -315,6 +329,30 @@ func TestStrongSwanNAT(t *testing.T) {
 			spi := ns.check(t, tc.c, "")
 			// strongSwan rekeys the CHILD_SA: the new one is encapsulated
 			// too, and gresec sends on it through the NAT.
+			if out, err := ns.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
+				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
+			}
+			ns.check(t, tc.c, spi)
+		})
+	}
+}
+
+// TestStrongSwanDynamicPeer: strongSwan's charon initiates to a gresec
+// tunnel with remote = "any", which knows it by its identity only: on a
+// shared link, and from behind a masquerading NAT with random ports
+// (gresec binds to the NAT's address and port, and ESP goes in UDP); then
+// charon rekeys the CHILD_SA.
+func TestStrongSwanDynamicPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    natSwanCase
+	}{
+		{"no-nat", natSwanCase{dynamic: true}},
+		{"behind-masquerade", natSwanCase{nat: &natlab.Options{Kind: natlab.Masquerade, RandomPorts: true}, dynamic: true, wantEncap: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := startNATSwan(t, tc.c)
+			spi := ns.check(t, tc.c, "")
 			if out, err := ns.charon.Swanctl("--rekey", "--child", "gre"); err != nil {
 				t.Fatalf("swanctl --rekey: %v\n%s", err, out)
 			}
