@@ -132,6 +132,9 @@ func Generate(c *config.Config, o Options) (*Output, error) {
 	if _, err := ParsePeer(string(o.Peer)); err != nil {
 		return nil, err
 	}
+	if c.AnyRemote {
+		return nil, fmt.Errorf("peerconf: %s: tunnel.remote = \"any\": the peer's own address is not known here; generate from a copy of the file with the peer's address as tunnel.remote (the peer's config is the same wherever it connects from)", c.Path)
+	}
 	if !c.Local.IsValid() || !c.Remote.IsValid() {
 		return nil, fmt.Errorf("peerconf: %s: tunnel.local and tunnel.remote are needed", c.Path)
 	}
