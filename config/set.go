@@ -213,11 +213,6 @@ func CheckSet(cs []*Config) error {
 					}
 				}
 			}
-			if a.Local == b.Local && a.Keying.IKE() && b.Keying.IKE() && (a.Keying == KeyingIKEv1 || b.Keying == KeyingIKEv1) {
-				// IKEv1 does not join the daemon's shared UDP 500 port
-				// yet: it binds its own, which only one tunnel can.
-				conflict(a, b, "keying = \"ikev1\" cannot share UDP port 500 on %s with another IKE tunnel of this daemon yet", a.Local)
-			}
 			if a.Keying == KeyingStatic && b.Keying == KeyingStatic && a.Static.SPIIn == b.Static.SPIIn {
 				conflict(a, b, "both receive on static.spi_in 0x%08x", a.Static.SPIIn)
 			}

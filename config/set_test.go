@@ -97,10 +97,16 @@ func TestCheckSetConflicts(t *testing.T) {
 	}
 	ikev1 := parse("v1.toml", strings.Replace(plainTunnel("g1", "198.18.1.5", "198.19.5.1/30"), `keying = "none"`, `keying = "ikev1"`, 1)+
 		"[ike]\npsk_file = \"/nonexistent\"\nproposals = [\"aes128-sha1-modp2048\"]\nesp_proposals = [\"aes128-sha1-modp2048\"]\n")
-	if err := CheckSet([]*Config{ikev2, ikev1}); err == nil || !strings.Contains(err.Error(), "cannot share UDP port 500 on 198.18.0.1") {
-		t.Fatalf("IKEv1 beside IKEv2 on one address: err = %v", err)
+	// IKEv1 shares the daemon's UDP 500 and 4500 with IKEv2 on one local
+	// address, and two IKEv1 tunnels share them too; only the same local
+	// and remote is refused, whatever the IKE versions.
+	ikev1b := parse("v1b.toml", strings.Replace(plainTunnel("g6", "198.18.1.6", "198.19.6.1/30"), `keying = "none"`, `keying = "ikev1"`, 1)+
+		"[ike]\npsk_file = \"/nonexistent\"\nproposals = [\"aes128-sha1-modp2048\"]\nesp_proposals = [\"aes128-sha1-modp2048\"]\n")
+	if err := CheckSet([]*Config{ikev2, ikev1, ikev1b, static("a.toml", "ga", "198.18.1.1", "198.19.1.1/30")}); err != nil {
+		t.Fatalf("IKEv1 beside IKEv1, IKEv2 and static keys on one address: %v", err)
 	}
-	if err := CheckSet([]*Config{static("a.toml", "ga", "198.18.1.1", "198.19.1.1/30"), ikev1}); err != nil {
-		t.Fatalf("IKEv1 beside static keys: %v", err)
+	v2same := parse("i2.toml", strings.Replace(plainTunnel("gj", "198.18.1.5", "198.19.7.1/30"), `keying = "none"`, `keying = "ikev2"`, 1)+"[ike]\npsk_file = \"/nonexistent\"\n")
+	if err := CheckSet([]*Config{ikev1, v2same}); err == nil || !strings.Contains(err.Error(), "both run between local 198.18.0.1 and remote 198.18.1.5") {
+		t.Fatalf("IKEv1 and IKEv2 to the same remote from one local: err = %v", err)
 	}
 }

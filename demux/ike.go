@@ -245,7 +245,7 @@ func (c *IKEClient) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
 // anyone spoofing one, take another tunnel's IKE SPI and with it that
 // tunnel's IKE traffic.
 func sentSPI(b []byte) uint64 {
-	if len(b) < ike.HeaderLen {
+	if !isIKEv2(b) {
 		return 0
 	}
 	h := ike.Header(b)
@@ -258,9 +258,10 @@ func sentSPI(b []byte) uint64 {
 // ourSPI is the IKE SPI we chose, in the header of a message we send
 // (sent) or receive: the initiator SPI when we are the SA's original
 // initiator, else the responder SPI. 0: shorter than a header, or not
-// chosen yet (the responder SPI of an IKE_SA_INIT request we receive).
+// chosen yet (the responder SPI of an IKE_SA_INIT request we receive),
+// or not IKEv2 (isIKEv2: an IKEv1 message goes by its sender's address).
 func ourSPI(b []byte, sent bool) uint64 {
-	if len(b) < ike.HeaderLen {
+	if !isIKEv2(b) {
 		return 0
 	}
 	h := ike.Header(b)

@@ -64,6 +64,9 @@ func (e *Engine) clientIDs(initiator bool) (ci, cr ID) {
 }
 
 func (e *Engine) newSPI() uint32 {
+	if e.cfg.ESPSPI != nil { // a daemon's allocator: unique among its tunnels
+		return e.cfg.ESPSPI()
+	}
 	for {
 		s := binary.BigEndian.Uint32(e.random(4))
 		if s > 255 {

@@ -598,30 +598,102 @@ func TestHubIPv6Underlay(t *testing.T) {
 	}
 }
 
-// TestHubIKEv1BesideStatic: an IKEv1 tunnel in a daemon of many keeps
-// its own UDP 500 and 4500 sockets (the shared IKE ports dispatch IKEv2
-// only) while its ESP arrives on the daemon's shared raw socket,
-// dispatched by SPI beside static-key tunnels; pings cross all of them.
+// TestHubIKEv1BesideStatic: IKEv1 tunnels in a daemon of many join its
+// shared sockets on one local address, beside an IKEv2 and a static-key
+// tunnel: one raw ESP socket, one UDP 500 (IKEv1 routed by the peer's
+// address, IKEv2 by SPI) and one UDP 4500 (an IKEv1 spoke with
+// udp_encap = "always" floats IKE and ESP onto it); pings cross all of
+// them, every datagram finds its tunnel, and the IKEv1 tunnel comes back
+// on new SAs when its spoke restarts while the others keep theirs.
 func TestHubIKEv1BesideStatic(t *testing.T) {
 	h := newHub(t, false)
 	h.addSpoke(1, "ikev1")
-	h.addSpoke(2, "static")
+	h.addSpoke(2, "ikev2")
 	h.addSpoke(3, "static")
-	h.start()
-	if !netns.WaitFor(20*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == 3 }) {
-		t.Fatalf("hub did not come up with 3 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	h.addSpoke(4, "ikev1")
+	// Spoke 4: IKEv1 with ESP in UDP 4500 on both sides.
+	for _, f := range []string{spokeFile(h, 4), h.spokes[4].cfg} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "keying = \"ikev1\"\n") {
+			t.Fatalf("%s has no IKEv1 keying", f)
+		}
+		if err := os.WriteFile(f, []byte(strings.Replace(string(b), "keying = \"ikev1\"\n", "keying = \"ikev1\"\nudp_encap = \"always\"\n", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for n := 1; n <= 3; n++ {
+	all := []int{1, 2, 3, 4}
+	names := []string{"s01", "s02", "s03", "s04"}
+	h.start()
+	if !netns.WaitFor(20*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == len(all) }) {
+		t.Fatalf("hub did not come up with %d tunnels:\n%s", len(all), lastLines(h.proc.Out.String(), 40))
+	}
+	for _, n := range all {
 		h.startSpoke(h.spokes[n])
 	}
-	h.waitReady([]string{"s01", "s02", "s03"}, 30*time.Second)
-	if raw := h.countSockets("raw", 50); raw != 1 {
-		t.Errorf("hub namespace has %d raw ESP sockets, want 1", raw)
+	v1Up := func(st tunnel.DaemonStatus, name string) bool {
+		for _, s := range st.Tunnels {
+			if s.Name == name {
+				return s.IKEv1 != nil && len(s.IKEv1.Phase1) > 0 && s.IKEv1.Phase1[0].State == "QM_IDLE"
+			}
+		}
+		return false
 	}
-	if failed := h.pingSpokes([]int{1, 2, 3}); len(failed) > 0 {
+	h.waitReady(names, 30*time.Second)
+	if raw, udp, natt := h.countSockets("raw", 50), h.countSockets("udp", 500), h.countSockets("udp", 4500); raw != 1 || udp != 1 || natt != 1 {
+		t.Errorf("hub namespace has %d raw ESP sockets, %d UDP 500 and %d UDP 4500 sockets, want one of each", raw, udp, natt)
+	}
+	before, err := h.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range before.Tunnels {
+		if want := st.Name == "s01" || st.Name == "s04"; v1Up(before, st.Name) != want {
+			t.Errorf("%s: IKEv1 phase 1 in QM_IDLE: want %v (%+v)", st.Name, want, st.IKEv1)
+		}
+		floated := st.UDPEncap != nil && st.UDPEncap.RemotePort == 4500
+		if want := st.Name == "s04"; floated != want {
+			t.Errorf("%s: ESP in UDP to port 4500 = %v, want %v (%+v)", st.Name, floated, want, st.UDPEncap)
+		}
+		if st.Name == "s04" && (st.IKEv1 == nil || st.IKEv1.NAT == nil || st.IKEv1.NAT.Encap != "udp" || st.IKEv1.NAT.RemotePort != 4500 || st.UDPEncap == nil || st.UDPEncap.IKE == 0) {
+			t.Errorf("s04: IKEv1 did not move IKE and ESP to the shared UDP 4500: %+v, %+v", st.IKEv1, st.UDPEncap)
+		}
+	}
+	if failed := h.pingSpokes(all); len(failed) > 0 {
 		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
 	}
-	if st, _ := h.status(); st.UnknownSPI != 0 {
-		t.Errorf("the shared raw socket dropped %d ESP packets with unknown SPIs", st.UnknownSPI)
+	if st, _ := h.status(); st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
+	}
+
+	// Spoke 1 restarts: it deletes its SAs on the way out and runs Main
+	// Mode again; the hub's IKEv1 tunnel follows on new SAs, the others
+	// keep theirs.
+	before, _ = h.status()
+	spisBefore := spis(before)
+	if err := h.spokes[1].proc.Stop(5 * time.Second); err != nil {
+		t.Fatalf("spoke 1 did not stop cleanly: %v", err)
+	}
+	h.startSpoke(h.spokes[1])
+	var after tunnel.DaemonStatus
+	if !netns.WaitFor(30*time.Second, func() bool {
+		after, err = h.status()
+		return err == nil && ready(after, names) && v1Up(after, "s01") && spis(after)["s01"] != spisBefore["s01"]
+	}) {
+		t.Fatalf("s01 not up on new SAs within 30 s of its spoke's restart: %v\n%s", spis(after), lastLines(h.proc.Out.String(), 40))
+	}
+	spisAfter := spis(after)
+	for _, n := range []string{"s02", "s03", "s04"} {
+		if spisAfter[n] != spisBefore[n] {
+			t.Errorf("%s SAs changed when spoke 1 restarted: %s -> %s", n, spisBefore[n], spisAfter[n])
+		}
+	}
+	if failed := h.pingSpokes(all); len(failed) > 0 {
+		t.Fatalf("after spoke 1 restarted, no ping to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	if st, _ := h.status(); st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
 	}
 }

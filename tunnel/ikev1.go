@@ -11,12 +11,23 @@ import (
 
 // runIKEv1 is runIKE for keying = "ikev1": the same socket, config and
 // data plane, with the IKEv1 engine. IKEv1 datagrams reach it through the
-// socket's v1 hook (the header's version byte tells them apart).
+// socket's v1 hook (the header's version byte tells them apart), or, in a
+// daemon that shares its sockets, through the IKE port, which routes them
+// by the peer's address (offerIKEv1, offerNATTv1); it then sends through
+// the port's IKE client and t.natt is the shared UDP 4500 socket.
 func (t *Tunnel) runIKEv1(ctx context.Context) error {
-	go t.ikeSock.read(t.ike.Load)
+	var sender ikev1.Sender = t.ikeSock
+	if t.shared != nil {
+		sender = t.shared.ikeC
+	} else {
+		go t.ikeSock.read(t.ike.Load)
+	}
 	for {
 		t.ikeMu.Lock()
 		cfg := ikeConfig(t.cfg, t.ikeCfg)
+		if t.shared != nil {
+			cfg.ESPSPI = t.shared.socks.SPIs.Allocate
+		}
 		e, err := ikev1.New(cfg, t, t.log)
 		if err != nil {
 			t.ikeMu.Unlock()
@@ -26,12 +37,14 @@ func (t *Tunnel) runIKEv1(ctx context.Context) error {
 			e.UseNATSocket(t.natt)
 		}
 		ectx, cancel := context.WithCancel(ctx)
-		t.ikeSock.v1.Store(e)
+		if t.ikeSock != nil {
+			t.ikeSock.v1.Store(e)
+		}
 		t.ikev1.Store(e)
 		t.ikeRestart = cancel
 		t.ikeMu.Unlock()
 
-		err = e.Serve(ectx, t.ikeSock)
+		err = e.Serve(ectx, sender)
 		cancel()
 		if ctx.Err() != nil {
 			return nil

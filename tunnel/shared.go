@@ -27,7 +27,7 @@ type shared struct {
 	socks   *demux.Sockets
 	esp     *demux.ESPPort
 	ike     *demux.IKEPort
-	natt    *demux.NATTPort  // UDP 4500, for IKEv2 NAT traversal (nil: none)
+	natt    *demux.NATTPort  // UDP 4500, for IKE NAT traversal (nil: none)
 	ikeC    *demux.IKEClient // the engines' sender; nil until attach
 	orphans atomic.Uint64    // IKE datagrams that came while no engine ran
 }
@@ -49,14 +49,14 @@ func (t *Tunnel) joinSockets(socks *demux.Sockets) error {
 	if t.cfg.Keying == config.KeyingStatic && socks.SPIs.Lookup(t.cfg.Static.SPIIn) != nil {
 		return fmt.Errorf("%s: static.spi_in 0x%08x: another tunnel of this daemon receives on it", t.cfg.Path, t.cfg.Static.SPIIn)
 	}
-	if t.cfg.Keying == config.KeyingIKEv2 {
+	// IKEv1 and IKEv2 alike: the port routes IKEv1 by the peer's address
+	// (demux/ikev1.go), IKEv2 by SPI first.
+	if t.cfg.Keying.IKE() {
 		if s.ike, err = socks.IKE(t.cfg.Local, 500); err != nil {
 			return err
 		}
 	}
-	// IKEv1 keeps its own UDP 500 and 4500 sockets (NewShared): the
-	// shared IKE ports dispatch IKEv2 only.
-	if t.cfg.NATTSocket() && t.cfg.Keying == config.KeyingIKEv2 {
+	if t.cfg.NATTSocket() {
 		if s.natt, err = socks.NATT(t.cfg.Local); err != nil {
 			return err
 		}
@@ -98,18 +98,23 @@ func (t *Tunnel) attach() error {
 	if s.ike == nil {
 		return nil
 	}
-	var offerNATT demux.Offer
+	offer, offerNATT := t.offerIKE, t.offerNATT
+	if t.cfg.Keying == config.KeyingIKEv1 {
+		offer, offerNATT = t.offerIKEv1, t.offerNATTv1
+	}
 	var nat demux.NATSender
 	if s.natt != nil {
-		offerNATT, nat = t.offerNATT, s.natt.Conn
+		nat = s.natt.Conn
+	} else {
+		offerNATT = nil
 	}
 	if t.cfg.AnyRemote {
-		if s.ikeC = s.ike.JoinAny(t.cfg.IKE.RemoteID.Key(), t, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
+		if s.ikeC = s.ike.JoinAny(t.cfg.IKE.RemoteID.Key(), t, offer, offerNATT, nil, nat); s.ikeC == nil {
 			return fmt.Errorf("%s: another tunnel of this daemon takes the dynamic peer %s on %s", t.cfg.Path, t.cfg.IKE.RemoteIDText, t.cfg.Local)
 		}
 		return nil
 	}
-	if s.ikeC = s.ike.Join(t.remote, t.offerIKE, offerNATT, nil, nat); s.ikeC == nil {
+	if s.ikeC = s.ike.Join(t.remote, offer, offerNATT, nil, nat); s.ikeC == nil {
 		return fmt.Errorf("%s: another tunnel of this daemon negotiates with %s from %s", t.cfg.Path, t.remote, t.cfg.Local)
 	}
 	return nil
@@ -147,6 +152,24 @@ func (t *Tunnel) offerIKE(b []byte, from netip.AddrPort) {
 // engine.
 func (t *Tunnel) offerNATT(b []byte, from netip.AddrPort) {
 	if e := t.ike.Load(); e != nil {
+		e.OfferNATT(b, from)
+	} else {
+		t.shared.orphans.Add(1)
+	}
+}
+
+// offerIKEv1 is offerIKE for keying = "ikev1".
+func (t *Tunnel) offerIKEv1(b []byte, from netip.AddrPort) {
+	if e := t.ikev1.Load(); e != nil {
+		e.Offer(b, from)
+	} else {
+		t.shared.orphans.Add(1)
+	}
+}
+
+// offerNATTv1 is offerNATT for keying = "ikev1".
+func (t *Tunnel) offerNATTv1(b []byte, from netip.AddrPort) {
+	if e := t.ikev1.Load(); e != nil {
 		e.OfferNATT(b, from)
 	} else {
 		t.shared.orphans.Add(1)

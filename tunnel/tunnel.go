@@ -51,7 +51,7 @@ type Tunnel struct {
 	log  *zap.Logger
 	dev  *tun.Device
 	conn underlay
-	// natt is UDP 4500 for IKEv2 NAT traversal (nat.go; nil without);
+	// natt is UDP 4500 for IKE NAT traversal (nat.go; nil without);
 	// path is where the send pump writes, rawPath the raw socket's.
 	natt    natSocket
 	path    atomic.Pointer[sendPath]
@@ -92,7 +92,7 @@ type Tunnel struct {
 	// IKE installs one; nil: the single outbound SA of sadb sends.
 	vtiOut     atomic.Pointer[[]*esp.SA]
 	drainGrace time.Duration              // a removed CHILD_SA's inbound half still accepts packets this long
-	ikeSock    *ikeSocket                 // UDP 500, for keying = "ikev2"
+	ikeSock    *ikeSocket                 // UDP 500 of its own, for keying = "ikev2" and "ikev1" (nil: shared)
 	shared     *shared                    // the daemon's sockets, when it shares them (shared.go)
 	ike        atomic.Pointer[ike.Engine] // the running engine, nil before
 	ikeMu      sync.Mutex                 // guards ikeCfg and ikeRestart
@@ -152,10 +152,9 @@ func NewShared(cfg *config.Config, log *zap.Logger, socks *demux.Sockets) (*Tunn
 	}
 	t.rawPath = sendPath{conn: t.conn}
 	t.path.Store(&t.rawPath)
-	// IKEv1 keeps a UDP 500 socket of its own even in a daemon that
-	// shares its sockets: the shared IKE port dispatches IKEv2 only
-	// (config.CheckSet refuses two IKE tunnels on one address then).
-	if cfg.Keying.IKE() && (t.shared == nil || cfg.Keying == config.KeyingIKEv1) {
+	// An IKE tunnel of a daemon that shares its sockets took the daemon's
+	// UDP 500 and 4500 in joinSockets.
+	if cfg.Keying.IKE() && t.shared == nil {
 		// Bound now, with the other privileged sockets, so the daemon can
 		// drop its privileges before any peer is heard.
 		var err error
