@@ -192,8 +192,11 @@ func (c *IKEClient) Bind(peer netip.Addr) {
 	}
 }
 
+var _ ike.SPIClaimer = (*IKEClient)(nil)
+
 // Claim routes the datagrams with our IKE SPI spi to c: an IKE SA another
-// engine answered and handed over to c's (ike.Config.Handoff).
+// engine answered and handed over to c's (ike.Config.Handoff), or one a
+// rekey created before anything was sent on it (ike.SPIClaimer).
 func (c *IKEClient) Claim(spi uint64) { c.learn(spi) }
 
 // Leave stops routing datagrams to the engine, by address and by SPI.

@@ -387,6 +387,20 @@ func (e *Engine) randDuration(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(binary.BigEndian.Uint64(e.randBytes(8))%uint64(hi-lo))
 }
 
+// SPIClaimer is an optional Sender method. Sockets shared by many engines
+// route IKE by our SPI, learnt from what each engine sends (package
+// demux); an IKE SA that a rekey creates may hear from the peer before we
+// send anything on it, so its SPI is announced when it is chosen.
+type SPIClaimer interface {
+	Claim(spi uint64)
+}
+
+func (e *Engine) claimSPI(spi uint64) {
+	if c, ok := e.conn.(SPIClaimer); ok {
+		c.Claim(spi)
+	}
+}
+
 func (e *Engine) newIKESPI() uint64 {
 	for {
 		if v := binary.BigEndian.Uint64(e.randBytes(8)); v != 0 {

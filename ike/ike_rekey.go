@@ -16,6 +16,7 @@ import (
 // over and the old SA is deleted.
 func (e *Engine) rekeyIKE(now time.Time, sa *ikeSA) {
 	t := &ikeRekey{sa: sa, ni: e.randBytes(nonceLen), spiI: e.newIKESPI()}
+	e.claimSPI(t.spiI)
 	var err error
 	if t.dh, err = GenerateDH(sa.suite.DH, e.rand); err != nil {
 		sa.retryRekey = now.Add(e.randDuration(rekeyRetryMin, rekeyRetryMax))
@@ -217,6 +218,7 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *ikeSA, saP *SA, nonce *Nonce
 		return Payloads{&Notify{Kind: TEMPORARY_FAILURE}}
 	}
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, nsa.spiR)
+	e.claimSPI(nsa.spiR)
 	resp := Payloads{&SA{Proposals: []Proposal{chosen}}, &Nonce{Data: nsa.nr}, &KE{Group: uint16(suite.DH), Data: dh.Public()}}
 	if sa.ikeRekeying {
 		// Both rekey sa (§2.8.2): keep the peer's new SA aside until ours
