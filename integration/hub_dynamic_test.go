@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gresec/gresec/internal/natlab"
 	"github.com/gresec/gresec/internal/netns"
+	"github.com/gresec/gresec/internal/nstest"
 	"github.com/gresec/gresec/tunnel"
 )
 
@@ -101,6 +105,82 @@ func TestHubDynamicPeers(t *testing.T) {
 		if after[name] != before[name] {
 			t.Errorf("%s SAs changed when spoke 2 moved: %s -> %s", name, before[name], after[name])
 		}
+	}
+	if st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
+		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
+	}
+}
+
+// TestHubDynamicPeersBehindOneNAT: two dynamic peers behind one
+// masquerading NAT (random ports) reach the hub from the same public
+// address: the hub tells them apart by identity, then by their IKE SPIs
+// and ESP SPIs, and each tunnel binds to its own NAT mapping.
+func TestHubDynamicPeersBehindOneNAT(t *testing.T) {
+	nstest.RequireRoot(t, "network namespaces, nftables, TUN, raw sockets")
+	lab, err := natlab.New(natlab.Options{Kind: natlab.Masquerade, RandomPorts: true, Prefix: "gresec-dnat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Close() })
+	work := t.TempDir()
+	dir := filepath.Join(work, "tunnels.d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h := &hub{t: t, ns: lab.Outside, dir: dir, work: work, sock: filepath.Join(work, "hub.sock")}
+	write := func(path, body string) {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "gresec.toml"), fmt.Sprintf("[control]\nsocket = %q\n", h.sock))
+	second := netip.MustParseAddr("198.18.1.3")
+	if _, err := lab.Inside.Run("ip", "addr", "add", second.String()+"/24", "dev", natlab.InsideIf, "nodad"); err != nil {
+		t.Fatal(err)
+	}
+	for i, local := range []netip.Addr{lab.InsideAddr.Addr(), second} {
+		n := i + 1
+		psk := filepath.Join(work, fmt.Sprintf("d%d.psk", n))
+		write(psk, "gresec-dnat-test-"+newKey(t)[2:34]+"\n")
+		write(filepath.Join(dir, fmt.Sprintf("d%d.toml", n)), fmt.Sprintf(
+			"[tunnel]\ninterface = \"hd%d\"\nlocal = %q\nremote = \"any\"\naddresses = [%q]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\nremote_id = \"d%d.example\"\npsk_file = %q\n",
+			n, lab.OutsideAddr.Addr(), hubInner(n), n, psk))
+		write(filepath.Join(work, fmt.Sprintf("spoke%d.toml", n)), fmt.Sprintf(
+			"[tunnel]\ninterface = \"sd%d\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\nlocal_id = \"d%d.example\"\npsk_file = %q\ndpd = \"5s\"\n[control]\nsocket = %q\n",
+			n, local, lab.OutsideAddr.Addr(), spokeInner(n), n, psk, filepath.Join(work, fmt.Sprintf("spoke%d.sock", n))))
+	}
+	h.start()
+	for n := 1; n <= 2; n++ {
+		proc, err := lab.Inside.Start(gresecBin, "up", "-c", filepath.Join(work, fmt.Sprintf("spoke%d.toml", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { proc.Stop(5 * time.Second) })
+	}
+	st := h.waitReady([]string{"d1", "d2"}, 60*time.Second)
+	peers := map[string]bool{}
+	for _, s := range st.Tunnels {
+		if s.Remote != lab.Public.String() || s.IKE == nil || !s.IKE.NAT.NATThere || s.IKE.NAT.Encap != "udp" {
+			t.Errorf("%s: remote %s, IKE %+v; want the NAT's address %s, ESP in UDP", s.Name, s.Remote, s.IKE, lab.Public)
+			continue
+		}
+		peers[s.IKE.NAT.Peer] = true
+	}
+	if len(peers) != 2 {
+		t.Errorf("the two tunnels send to %v: want two NAT mappings", peers)
+	}
+	if failed := h.pingSpokes([]int{1, 2}); len(failed) > 0 {
+		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
+	}
+	// DPD both ways runs on each tunnel's own SAs for a while.
+	before := spis(st)
+	time.Sleep(12 * time.Second)
+	st, _ = h.status()
+	if after := spis(st); after["d1"] != before["d1"] || after["d2"] != before["d2"] || !ready(st, []string{"d1", "d2"}) {
+		t.Errorf("SAs changed behind one NAT: %v -> %v\n%s", before, after, lastLines(h.proc.Out.String(), 40))
+	}
+	if failed := h.pingSpokes([]int{1, 2}); len(failed) > 0 {
+		t.Fatalf("later, no ping to spokes %v", failed)
 	}
 	if st.UnknownSPI != 0 || st.UnroutedIKE != 0 {
 		t.Errorf("shared sockets dropped %d ESP packets with unknown SPIs and %d IKE datagrams", st.UnknownSPI, st.UnroutedIKE)
