@@ -34,6 +34,11 @@ func (t *Tunnel) Reload(next *config.Config, changes []config.Change) error {
 		return fmt.Errorf("%s: %s changed: a restart is needed for that; still running the previous configuration",
 			next.Path, refused)
 	}
+	if next.AnyRemote && changed.Has(config.IKERemoteID) {
+		// The shared IKE port finds a dynamic tunnel by its identity
+		// (demux.JoinAny), fixed when the tunnel joined.
+		return fmt.Errorf("%s: ike.remote_id of a tunnel with remote = \"any\" changed: a restart is needed for that; still running the previous configuration", next.Path)
+	}
 	if changed.Has(config.TunnelAddresses) {
 		t.addrMu.Lock()
 		var gone []netip.Prefix
