@@ -289,10 +289,13 @@ func (e *Engine) movePeer(to netip.AddrPort) {
 	}
 }
 
-// espPeer handles NoteESPPeer: authentic ESP in UDP from `from`.
+// espPeer handles NoteESPPeer: authentic ESP in UDP from `from`. It
+// follows a new port of the peer's address only (for a dynamic peer too:
+// a new address comes with authenticated IKE, since an ESP packet someone
+// held back passes its ICV from anywhere).
 func (e *Engine) espPeer(from netip.AddrPort) {
 	sa := e.primary()
-	if sa == nil || !e.nat.floated || from == e.peer || (!e.cfg.AnyRemote && from.Addr().Unmap() != e.cfg.Remote.Unmap()) || !sa.nat.there {
+	if sa == nil || !e.nat.floated || from == e.peer || from.Addr().Unmap() != e.cfg.Remote.Unmap() || !sa.nat.there {
 		return
 	}
 	e.counters.NATRebinds++
