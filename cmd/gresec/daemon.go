@@ -81,7 +81,8 @@ type member struct {
 }
 
 type daemon struct {
-	log   *zap.Logger
+	log   *zap.Logger // the daemon's own lines, sampled
+	base  *zap.Logger // unsampled: each tunnel samples its own (sampled)
 	level zap.AtomicLevel
 	socks *demux.Sockets
 	set   tunnelSet
@@ -114,7 +115,7 @@ func runDaemon(set tunnelSet) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &daemon{log: log, level: level, socks: tunnel.NewSockets(), set: set, dcfg: dcfg, ctx: ctx,
+	d := &daemon{log: sampled(log), base: log, level: level, socks: tunnel.NewSockets(), set: set, dcfg: dcfg, ctx: ctx,
 		members: map[string]*member{}, failed: make(chan error, 1)}
 	defer d.socks.Close()
 	defer d.stopAll()
@@ -182,7 +183,7 @@ func dropPrivileges(log *zap.Logger, user string) error {
 // tunnel that fails later is logged and removed; the others go on.
 func (d *daemon) start(c *config.Config) error {
 	name := tunnelName(c.Path)
-	log := d.log.With(zap.String("tunnel", name), zap.String("interface", c.Interface))
+	log := sampled(d.base.With(zap.String("tunnel", name), zap.String("interface", c.Interface)))
 	t, err := tunnel.NewShared(c, log, d.socks)
 	if err != nil {
 		return err

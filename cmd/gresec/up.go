@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -49,7 +50,7 @@ func cmdUp(args []string) error {
 		return err
 	}
 	defer log.Sync()
-	log = log.With(zap.String("interface", cfg.Interface))
+	log = sampled(log.With(zap.String("interface", cfg.Interface)))
 
 	ctl, err := control.Listen(cfg.ControlSocket)
 	if err != nil {
@@ -198,9 +199,23 @@ func newLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
 	c.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	c.DisableStacktrace = true
 	// Sampling keeps a flood of identical warnings (a failing device) from
-	// drowning the log.
+	// drowning the log: per tunnel (sampled), since zap's sampler counts by
+	// message alone, and a hub's hundred tunnels all saying "IKE SA
+	// established" within a second are a hundred lines, not a flood.
+	c.Sampling = nil
 	l, err := c.Build()
-	return l, c.Level, err
+	if err != nil {
+		return nil, c.Level, err
+	}
+	return l, c.Level, nil
+}
+
+// sampled is l with a sampler of its own: in each second, the first 100
+// lines with one message, then every 100th.
+func sampled(l *zap.Logger) *zap.Logger {
+	return l.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, 100, 100)
+	}))
 }
 
 // protectSecrets keeps key material out of core dumps and away from
