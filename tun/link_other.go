@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"strconv"
+
+	wgtun "golang.zx2c4.com/wireguard/tun"
 )
 
 // link on the BSDs and macOS configures the interface with ifconfig(8), as
@@ -20,6 +22,10 @@ type link struct{}
 func openLink(string) (link, error) { return link{}, nil }
 func (link) mtu() (int, error)      { return 0, errors.ErrUnsupported }
 func (link) close()                 {}
+
+// createDevice is wireguard's CreateTUN; setMTU has nothing left to do.
+func createDevice(name string, mtu int) (wgtun.Device, error) { return wgtun.CreateTUN(name, mtu) }
+func (link) setMTU(int) error                                 { return nil }
 
 // SetAddresses adds each prefix. A TUN interface here is point to point,
 // so an IPv4 address needs a destination: the other address of a /31, or

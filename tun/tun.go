@@ -56,7 +56,7 @@ func Create(name string, mtu int) (*Device, error) {
 	if mtu < 68 || mtu > 65535 {
 		return nil, fmt.Errorf("tun: MTU %d outside 68..65535", mtu)
 	}
-	dev, err := wgtun.CreateTUN(name, mtu)
+	dev, err := createDevice(name, mtu)
 	if err != nil {
 		return nil, fmt.Errorf("tun: creating %q: %w", name, err)
 	}
@@ -71,18 +71,16 @@ func Create(name string, mtu int) (*Device, error) {
 		dev.Close()
 		return nil, fmt.Errorf("tun: %s: %w", ifname, err)
 	}
-	// The device's event channel must be drained or its monitor blocks; it
-	// closes when the device does.
+	if err := d.link.setMTU(mtu); err != nil {
+		d.link.close()
+		dev.Close()
+		return nil, fmt.Errorf("tun: %s: MTU %d: %w", ifname, mtu, err)
+	}
+	// The device's event channel must be drained or a monitor (where
+	// there is one: not on Linux, see createDevice) blocks; it closes when
+	// the device does.
 	go func() {
-		for e := range dev.Events() {
-			if e&wgtun.EventMTUUpdate != 0 {
-				d.mu.Lock()
-				m, err := d.link.mtu()
-				d.mu.Unlock()
-				if err == nil && m > 0 {
-					d.mtu.Store(int64(m))
-				}
-			}
+		for range dev.Events() {
 		}
 	}()
 	return d, nil
@@ -91,8 +89,18 @@ func Create(name string, mtu int) (*Device, error) {
 // Name is the interface name the kernel gave.
 func (d *Device) Name() string { return d.name }
 
-// MTU is the interface's MTU, followed as it changes.
-func (d *Device) MTU() int { return int(d.mtu.Load()) }
+// MTU is the interface's MTU as the system has it now (changes made
+// behind the daemon's back, `ip link set mtu`, included), else the one it
+// was created with.
+func (d *Device) MTU() int {
+	d.mu.Lock()
+	m, err := d.link.mtu()
+	d.mu.Unlock()
+	if err == nil && m > 0 {
+		d.mtu.Store(int64(m))
+	}
+	return int(d.mtu.Load())
+}
 
 // BatchSize is the most packets one Read returns or one Write should be
 // given: 128 with offloads, 1 without (a kernel lacking IFF_VNET_HDR).
