@@ -125,6 +125,17 @@ type hostileLab struct {
 // proposals, if not empty, is both sides' IKE proposal (the responder
 // keeps the default otherwise).
 func newHostileLab(t *testing.T, proposals string) *hostileLab {
+	return newHostileLabWith(t, proposals, false)
+}
+
+// dynamicPeerID is the initiator's identity when the responder's tunnel
+// has remote = "any" (newHostileLabWith).
+const dynamicPeerID = "hostile-peer.example"
+
+// newHostileLabWith is newHostileLab; dynamic gives the responder's tunnel
+// remote = "any", which answers IKE_SA_INIT from any address and knows the
+// initiator by its identity.
+func newHostileLabWith(t *testing.T, proposals string, dynamic bool) *hostileLab {
 	t.Helper()
 	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets, nftables")
 	p := &pair{t: t, dir: t.TempDir(), psk: "gresec-test-" + newKey(t)[2:34]}
@@ -167,8 +178,23 @@ func newHostileLab(t *testing.T, proposals string) *hostileLab {
 	if proposals != "" {
 		extra = fmt.Sprintf("proposals = [%q]\n", proposals)
 	}
-	l.writeHostileConfig(p.a, p.b, true, extra)
-	l.writeHostileConfig(p.b, p.a, false, extra)
+	initExtra, respExtra := extra, extra
+	if dynamic {
+		initExtra += fmt.Sprintf("local_id = %q\n", dynamicPeerID)
+		respExtra += fmt.Sprintf("remote_id = %q\n", dynamicPeerID)
+	}
+	l.writeHostileConfig(p.a, p.b, true, initExtra)
+	l.writeHostileConfig(p.b, p.a, false, respExtra)
+	if dynamic {
+		b, err := os.ReadFile(p.b.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.Replace(string(b), fmt.Sprintf("remote = %q", p.a.under.Addr()), `remote = "any"`, 1)
+		if err := os.WriteFile(p.b.cfgPath, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l.startResponder()
 	l.startInitiator()
 	if !netns.WaitFor(15*time.Second, func() bool { return l.established(p.a) && l.established(p.b) }) {
@@ -367,6 +393,7 @@ type attack struct {
 	reasons    []string
 	check      func(t *testing.T, l *hostileLab, before, after hostileStatus)
 	noRestart  bool // the test restarts the initiator itself, or not at all
+	dynamic    bool // the responder's tunnel has remote = "any" (newHostileLabWith)
 	floodTime  time.Duration
 	nominalPPS int // for the figures
 }
@@ -374,7 +401,7 @@ type attack struct {
 // runAttack runs a against a fresh lab and checks everything listed at
 // the top of this file.
 func runAttack(t *testing.T, a attack) {
-	l := newHostileLab(t, a.proposals)
+	l := newHostileLabWith(t, a.proposals, a.dynamic)
 	pid := l.b.proc.Cmd.Process.Pid
 	if a.floodTime == 0 {
 		a.floodTime = floodTime
@@ -619,6 +646,21 @@ func TestHostileInitFlood(t *testing.T) {
 				}})
 		})
 	}
+}
+
+// TestHostileDynamicInitFlood: a responder with remote = "any" answers
+// IKE_SA_INIT from any address, so the attacker floods it from 250
+// forged addresses at once; cookies must still come on, and the real
+// peer, known by its identity, get in during the flood.
+func TestHostileDynamicInitFlood(t *testing.T) {
+	runAttack(t, attack{name: "IKE_SA_INIT from many addresses to a dynamic tunnel", nominalPPS: 3000, dynamic: true,
+		check: cookieDemanded,
+		flood: func(ctx context.Context, l *hostileLab) {
+			ikeattack.Flood{Rate: 3000, Duration: floodTime}.Run(ctx, func(i int) {
+				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(3 + i%250)}), 500)
+				_ = l.inj.Send(from, l.resp, l.forger.Init(l.forger.SPI(), l.forger.Nonce(), l.forger.ValidKE(), nil))
+			})
+		}})
 }
 
 // TestHostileCookieAnsweringFlood: an attacker on the path sees the
