@@ -26,6 +26,7 @@ import (
 // the address does not (peers behind one NAT, a peer that moved).
 type IKEPort struct {
 	conn   *net.UDPConn // nil: a port that only dispatches (tests, 4500's handler)
+	send   *SendNow     // conn's sending side, which never blocks
 	mu     sync.Mutex
 	byPeer atomic.Pointer[map[netip.Addr]*IKEClient]
 	bySPI  atomic.Pointer[map[uint64]*IKEClient]
@@ -90,6 +91,9 @@ func ListenIKE(local netip.Addr, port uint16) (*IKEPort, error) {
 // NewIKEPort dispatches for conn (nil: Dispatch only, the caller reads).
 func NewIKEPort(conn *net.UDPConn) *IKEPort {
 	p := &IKEPort{conn: conn}
+	if conn != nil {
+		p.send, _ = NewSendNow(conn)
+	}
 	p.byPeer.Store(&map[netip.Addr]*IKEClient{})
 	p.bySPI.Store(&map[uint64]*IKEClient{})
 	return p
@@ -102,7 +106,7 @@ func NewIKEPort(conn *net.UDPConn) *IKEPort {
 func (p *IKEPort) Join(peer netip.Addr, offer, offerNATT Offer, out Sender, nat NATSender) *IKEClient {
 	peer = peer.Unmap()
 	if out == nil {
-		out = p.conn
+		out = p.send
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -138,7 +142,7 @@ func (p *IKEPort) setPeer(peer netip.Addr, c *IKEClient) {
 // by AnyOwner(id). It returns nil when another dynamic tunnel takes id.
 func (p *IKEPort) JoinAny(id string, owner any, offer, offerNATT Offer, out Sender, nat NATSender) *IKEClient {
 	if out == nil {
-		out = p.conn
+		out = p.send
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -136,6 +136,19 @@ func (s *Sockets) Stats() (malformed, unknownSPI, unroutedIKE uint64) {
 	return
 }
 
+// IKESendFull is how many IKE datagrams the shared IKE ports dropped for
+// a full send buffer (SendNow).
+func (s *Sockets) IKESendFull() (n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.ike {
+		if p.send != nil {
+			n += p.send.Full.Load()
+		}
+	}
+	return n
+}
+
 // Close closes every port and waits for the readers to return.
 func (s *Sockets) Close() {
 	s.mu.Lock()

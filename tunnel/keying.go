@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/config"
+	"github.com/gresec/gresec/demux"
 	"github.com/gresec/gresec/esp"
 	"github.com/gresec/gresec/ike"
 	"github.com/gresec/gresec/ikev1"
@@ -150,6 +151,7 @@ func (t *Tunnel) childOut(spiIn uint32) *esp.SA {
 // reader no more than a read and a compare per datagram.
 type ikeSocket struct {
 	conn *net.UDPConn
+	send *demux.SendNow // conn's sending side, which never blocks
 	once sync.Once
 	// orphans are datagrams read while no engine ran (start, restart).
 	orphans atomic.Uint64
@@ -164,7 +166,12 @@ func listenIKE(local netip.Addr) (*ikeSocket, error) {
 	// Room for a burst while the engine computes DH (best effort: the
 	// kernel caps it at net.core.rmem_max).
 	_ = conn.SetReadBuffer(1 << 20)
-	return &ikeSocket{conn: conn}, nil
+	send, err := demux.NewSendNow(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("IKE socket %s port 500: %w", local, err)
+	}
+	return &ikeSocket{conn: conn, send: send}, nil
 }
 
 // read delivers datagrams to the current engine until the socket closes.
@@ -195,7 +202,7 @@ func (s *ikeSocket) close() { s.once.Do(func() { s.conn.Close() }) }
 // purpose: an engine that stops must not close the socket its successor
 // uses.
 func (s *ikeSocket) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	return s.conn.WriteToUDPAddrPort(b, to)
+	return s.send.WriteToUDPAddrPort(b, to)
 }
 
 // ikeSettings are the reloadable inputs of the IKE engine.

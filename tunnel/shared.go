@@ -209,4 +209,7 @@ type DaemonStatus struct {
 	Malformed   uint64 `json:"esp_malformed"`
 	UnknownSPI  uint64 `json:"esp_unknown_spi"`
 	UnroutedIKE uint64 `json:"ike_unrouted"`
+	// IKE datagrams dropped, not sent, because the socket's send buffer
+	// was full (demux.SendNow).
+	IKESendFull uint64 `json:"ike_send_buffer_full"`
 }

@@ -618,10 +618,14 @@ func (c *Conn) sendto(b []byte, to netip.AddrPort) error {
 	default:
 		return ErrMessage
 	}
+	// Never wait for room: IKE goes out from the socket's reader too, and
+	// a buffer held by answers to forged on-link sources (sitting in the
+	// kernel's unresolved-neighbour queue) must not stall it; IKE
+	// retransmits what is dropped here (see demux.SendNow).
 	var serr error
 	err := c.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, 0, sa)
-		return serr != unix.EAGAIN
+		serr = unix.Sendto(int(fd), b, unix.MSG_DONTWAIT, sa)
+		return true
 	})
 	if err != nil {
 		return rawConnError(err)

@@ -351,6 +351,7 @@ func (d *daemon) answer(cmd string) (any, error) {
 	case "status":
 		st := tunnel.DaemonStatus{Tunnels: d.statuses()}
 		st.Malformed, st.UnknownSPI, st.UnroutedIKE = d.socks.Stats()
+		st.IKESendFull = d.socks.IKESendFull()
 		return st, nil
 	case "keys":
 		var k tunnel.KeyExport

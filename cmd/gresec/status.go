@@ -109,8 +109,8 @@ func printDaemon(w io.Writer, raw []byte, name string, asJSON bool) error {
 	if asJSON {
 		return printJSON(w, raw)
 	}
-	fmt.Fprintf(w, "%d tunnels  (shared sockets dropped: esp malformed %d, esp unknown spi %d, ike from no peer %d)\n",
-		len(ds.Tunnels), ds.Malformed, ds.UnknownSPI, ds.UnroutedIKE)
+	fmt.Fprintf(w, "%d tunnels  (shared sockets dropped: esp malformed %d, esp unknown spi %d, ike from no peer %d, ike send buffer full %d)\n",
+		len(ds.Tunnels), ds.Malformed, ds.UnknownSPI, ds.UnroutedIKE, ds.IKESendFull)
 	for i := range ds.Tunnels {
 		fmt.Fprintln(w, tunnelLine(&ds.Tunnels[i]))
 	}
