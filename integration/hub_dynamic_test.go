@@ -28,6 +28,9 @@ func TestHubDynamicPeers(t *testing.T) {
 	h.addSpoke(1, "static")
 	mobile := h.addSpoke(2, "ikev2-any")
 	h.addSpoke(3, "ikev2-any")
+	// Spoke 5 is strongSwan's charon, with its default mobike = yes: it
+	// moves IKE to UDP 4500 for IKE_AUTH, so its SA is handed over there.
+	swanDyn := h.addSpoke(5, "ikev2-any")
 	// Spoke 4 claims spoke 3's identity with another PSK: its hub-side
 	// file goes, its spoke-side config takes the identity.
 	impostor := h.addSpoke(4, "ikev2-any")
@@ -43,8 +46,8 @@ func TestHubDynamicPeers(t *testing.T) {
 	}
 	h.start()
 	var st tunnel.DaemonStatus
-	if !netns.WaitFor(20*time.Second, func() bool { st, err = h.status(); return err == nil && len(st.Tunnels) == 3 }) {
-		t.Fatalf("hub did not come up with 3 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
+	if !netns.WaitFor(20*time.Second, func() bool { st, err = h.status(); return err == nil && len(st.Tunnels) == 4 }) {
+		t.Fatalf("hub did not come up with 4 tunnels:\n%s", lastLines(h.proc.Out.String(), 40))
 	}
 	for _, s := range st.Tunnels {
 		if want := s.Name != "s01"; s.Dynamic != want || (want && s.Remote != "any") {
@@ -54,7 +57,8 @@ func TestHubDynamicPeers(t *testing.T) {
 	for _, n := range []int{1, 2, 3} {
 		h.startSpoke(h.spokes[n])
 	}
-	st = h.waitReady([]string{"s01", "s02", "s03"}, 60*time.Second)
+	h.startSwanSpoke(swanDyn)
+	st = h.waitReady([]string{"s01", "s02", "s03", "s05"}, 60*time.Second)
 	remotes := func(st tunnel.DaemonStatus) map[string]string {
 		out := map[string]string{}
 		for _, s := range st.Tunnels {
@@ -62,14 +66,19 @@ func TestHubDynamicPeers(t *testing.T) {
 		}
 		return out
 	}
-	if r := remotes(st); r["s02"] != h.spokeAddr(2).String() || r["s03"] != h.spokeAddr(3).String() {
-		t.Errorf("dynamic tunnels bound to %v, want s02 %s and s03 %s", r, h.spokeAddr(2), h.spokeAddr(3))
+	if r := remotes(st); r["s02"] != h.spokeAddr(2).String() || r["s03"] != h.spokeAddr(3).String() || r["s05"] != h.spokeAddr(5).String() {
+		t.Errorf("dynamic tunnels bound to %v, want s02 %s, s03 %s and s05 %s", r, h.spokeAddr(2), h.spokeAddr(3), h.spokeAddr(5))
+	}
+	for _, s := range st.Tunnels {
+		if s.Name == "s05" && (s.IKE == nil || s.IKE.NAT.LocalPort != 4500) {
+			t.Errorf("s05 (charon, mobike = yes): IKE %+v, want it on port 4500", s.IKE)
+		}
 	}
 	if failed := h.pingSpokes([]int{1, 2, 3}); len(failed) > 0 {
 		t.Fatalf("no ping through the tunnels to spokes %v\n%s", failed, lastLines(h.proc.Out.String(), 40))
 	}
-	if !strings.Contains(h.proc.Out.String(), "handing the IKE SA over") {
-		t.Errorf("no dynamic tunnel handed an IKE SA to the other:\n%s", lastLines(h.proc.Out.String(), 40))
+	if n := strings.Count(h.proc.Out.String(), "handing the IKE SA over"); n < 2 {
+		t.Errorf("%d IKE SAs handed over, want at least 2 (s03's and s05's: s02's engine answers every new address):\n%s", n, lastLines(h.proc.Out.String(), 40))
 	}
 	before := spis(st)
 
@@ -101,7 +110,7 @@ func TestHubDynamicPeers(t *testing.T) {
 	}
 	st, _ = h.status()
 	after := spis(st)
-	for _, name := range []string{"s01", "s03"} {
+	for _, name := range []string{"s01", "s03", "s05"} {
 		if after[name] != before[name] {
 			t.Errorf("%s SAs changed when spoke 2 moved: %s -> %s", name, before[name], after[name])
 		}

@@ -42,6 +42,7 @@ type spoke struct {
 	sock   string
 	proc   *netns.Proc
 	addr   netip.Addr // its underlay address once moved (moveSpoke)
+	id     string     // its IKE identity, for a dynamic peer ("ikev2-any")
 }
 
 var hubAddr4 = netip.MustParseAddr("198.18.0.1")
@@ -157,8 +158,9 @@ func (h *hub) addSpoke(n int, keying string) *spoke {
 		hubSide += fmt.Sprintf("[ike]\ninitiate = false\npsk_file = %q\n", psk)
 		spokeSide += fmt.Sprintf("[ike]\ninitiate = true\npsk_file = %q\n", psk)
 		if dynamic {
-			hubSide += fmt.Sprintf("remote_id = \"%s.example\"\n", spokeName(n))
-			spokeSide += fmt.Sprintf("local_id = \"%s.example\"\n", spokeName(n))
+			s.id = spokeName(n) + ".example"
+			hubSide += fmt.Sprintf("remote_id = %q\n", s.id)
+			spokeSide += fmt.Sprintf("local_id = %q\n", s.id)
 		}
 		if keying == "ikev1" { // its phase 1 cannot carry the AEAD defaults
 			v1 := "proposals = [\"aes128-sha1-modp2048\"]\nesp_proposals = [\"aes128-sha1-modp2048\"]\n"
@@ -232,7 +234,7 @@ func (h *hub) startSwanSpoke(s *spoke) *swan.Charon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := swan.Conn{Local: h.spokeAddr(s.n).String(), Remote: h.hubAddr().String(), PSK: swan.Key(strings.TrimSpace(string(psk)))}
+	conf := swan.Conn{Local: h.spokeAddr(s.n).String(), Remote: h.hubAddr().String(), LocalID: s.id, PSK: swan.Key(strings.TrimSpace(string(psk)))}
 	ch := startCharon(t, s.ns.Name, conf.SwanctlConf())
 	if err := ch.Initiate("gre"); err != nil {
 		t.Fatalf("charon initiate: %v", err)
