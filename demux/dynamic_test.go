@@ -52,6 +52,8 @@ func TestIKEDispatchDynamic(t *testing.T) {
 	fixed.Leave()
 	d1.Leave()
 	p.Dispatch(ikeHeader(0x16, 0, ike.FlagInitiator), from("198.18.0.30:500"))
+	// An SA nobody has, from nobody's address, is no dynamic peer's.
+	p.Dispatch(ikeHeader(0x18, 0xee, ike.FlagInitiator), from("198.18.0.31:500"))
 	want := []string{"d1:198.18.0.20", "d2:198.18.0.20", "d2:198.18.0.20", "d1:198.18.0.20", "d2:198.18.0.21",
 		"fixed:198.18.0.21", "d2:198.18.0.30"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -61,7 +63,7 @@ func TestIKEDispatchDynamic(t *testing.T) {
 	got = nil
 	p.Dispatch(ikeHeader(0x17, 0, ike.FlagInitiator), from("198.18.0.30:500"))
 	p.Dispatch(ikeHeader(0x11, 0xd1, ike.FlagInitiator), from("198.18.0.20:500"))
-	if len(got) != 0 || p.Unrouted.Load() != 2 {
+	if len(got) != 0 || p.Unrouted.Load() != 3 {
 		t.Fatalf("with no engine left: dispatched %v, %d unrouted", got, p.Unrouted.Load())
 	}
 }

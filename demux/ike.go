@@ -347,7 +347,10 @@ func (p *IKEPort) route(b []byte, from netip.AddrPort) *IKEClient {
 	if c := (*p.byPeer.Load())[from.Addr().Unmap()]; c != nil {
 		return c
 	}
-	if dyn := p.anyClients(); len(dyn) > 0 {
+	// A new IKEv2 SA (no responder SPI yet) from an address no tunnel
+	// has: a dynamic peer's, perhaps. (Anything else with an SPI we do
+	// not know is no tunnel's.)
+	if dyn := p.anyClients(); len(dyn) > 0 && isIKEv2(b) && ike.Header(b).SPIr() == 0 {
 		return dyn[0]
 	}
 	p.Unrouted.Add(1)
