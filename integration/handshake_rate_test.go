@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/gresec/gresec/config"
 	"github.com/gresec/gresec/internal/netns"
-	"github.com/gresec/gresec/internal/nstest"
 	"github.com/gresec/gresec/internal/swan"
 )
 
@@ -67,69 +65,21 @@ import (
 // gresec runs every tunnel must then carry a ping, so the figure is for
 // working tunnels.
 func TestHandshakeRate(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("GRESEC_HANDSHAKES"))
-	if n <= 0 {
-		t.Skip("SKIPPED: a measurement, opt-in: GRESEC_HANDSHAKES=N (N up to 1000; docs/performance.md, IKE handshakes per second)")
-	}
-	if n > 1000 {
-		t.Fatalf("GRESEC_HANDSHAKES=%d: at most 1000", n)
-	}
-	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	n := optInCount(t, "GRESEC_HANDSHAKES", "docs/performance.md, IKE handshakes per second")
 	if err := swan.Install(); err != nil {
 		t.Fatalf("strongSwan: %v", err)
 	}
-	work := t.TempDir()
-	var sites [2]*netns.NS
-	for i := range sites {
-		ns, err := netns.Create(netns.Unique("gresec-hs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sites[i] = ns
-		t.Cleanup(func() { ns.Delete() })
-	}
-	respNS, peerNS := sites[0], sites[1]
-	const respAddr = "198.18.0.1"
-	if err := netns.Link(respNS, "veth-r", []netip.Prefix{netip.MustParsePrefix(respAddr + "/16")}, peerNS, "veth-p", nil); err != nil {
-		t.Fatal(err)
-	}
-	peerAddr := func(k int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(1 + k/250), byte(1 + k%250)}) }
-	inner := func(k, side int) netip.Addr {
-		return netip.AddrFrom4([4]byte{198, 19, byte(k >> 7), byte((k&127)*2 + side)})
-	}
-	hubDir, peerDir := filepath.Join(work, "hub"), filepath.Join(work, "peers")
-	for _, d := range []string{hubDir, peerDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hubSock, peerSock := filepath.Join(work, "hub.sock"), filepath.Join(work, "peers.sock")
-	write := func(path, body string) {
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(filepath.Join(hubDir, "gresec.toml"), fmt.Sprintf("[control]\nsocket = %q\n", hubSock))
-	write(filepath.Join(peerDir, "gresec.toml"), fmt.Sprintf("[control]\nsocket = %q\n", peerSock))
-	var names []string
+	l := newScaleLab(t, n, "gresec-hs")
+	work, respNS, peerNS, hubDir, peerDir, hubSock, names := l.work, l.hub, l.peers, l.hubDir, l.peerDir, l.hubSock, l.names
+	const respAddr = scaleHubAddr
+	peerAddr, inner := scalePeerAddr, scaleInner
+	write := func(path, body string) { l.write(t, path, body) }
 	var swanConf strings.Builder
-	for k := 0; k < n; k++ {
-		if _, err := peerNS.Run("ip", "addr", "add", peerAddr(k).String()+"/16", "dev", "veth-p"); err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("t%03d", k)
-		names = append(names, name)
-		key := "gresec-handshake-test-" + newKey(t)[2:34]
-		psk := filepath.Join(work, name+".psk")
-		write(psk, key+"\n")
-		write(filepath.Join(hubDir, name+".toml"), fmt.Sprintf("[tunnel]\ninterface = \"h%03d\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\ninitiate = false\npsk_file = %q\n",
-			k, respAddr, peerAddr(k), inner(k, 0), psk))
-		write(filepath.Join(peerDir, name+".toml"), fmt.Sprintf("[tunnel]\ninterface = \"p%03d\"\nlocal = %q\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\ninitiate = true\npsk_file = %q\n",
-			k, peerAddr(k), respAddr, inner(k, 1), psk))
+	for k, name := range names {
 		// strongSwan merges sections of the same name, so N complete
 		// swanctl.conf texts make one file with N connections.
 		swanConf.WriteString(swan.Conn{
-			Name: name, Local: respAddr, Remote: peerAddr(k).String(), PSK: swan.Key(key),
+			Name: name, Local: respAddr, Remote: peerAddr(k).String(), PSK: swan.Key(l.keys[k]),
 			IKEProposal: strings.Join(config.DefaultProposals, ","), ESPProposal: strings.Join(config.DefaultESPProposals, ","),
 			MOBIKE: "no",
 		}.SwanctlConf())
@@ -149,14 +99,14 @@ func TestHandshakeRate(t *testing.T) {
 	}
 	var neigh strings.Builder
 	for k := 0; k < n; k++ {
-		fmt.Fprintf(&neigh, "neigh replace %s lladdr %s dev veth-r nud permanent\n", peerAddr(k), mac(peerNS, "veth-p"))
+		fmt.Fprintf(&neigh, "neigh replace %s lladdr %s dev veth-h nud permanent\n", peerAddr(k), mac(peerNS, "veth-p"))
 	}
 	batch := filepath.Join(work, "neigh.batch")
 	write(batch, neigh.String())
 	if out, err := respNS.Run("ip", "-batch", batch); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if out, err := peerNS.Run("ip", "neigh", "replace", respAddr, "lladdr", mac(respNS, "veth-r"), "dev", "veth-p", "nud", "permanent"); err != nil {
+	if out, err := peerNS.Run("ip", "neigh", "replace", respAddr, "lladdr", mac(respNS, "veth-h"), "dev", "veth-p", "nud", "permanent"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 

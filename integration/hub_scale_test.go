@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gresec/gresec/internal/netns"
-	"github.com/gresec/gresec/internal/nstest"
 )
 
 // TestHubScale measures one hub daemon with N IKEv2 tunnels against N
@@ -22,64 +21,16 @@ import (
 // namespace. It reports the time until every tunnel is established, the
 // hub's RSS and its CPU while idle, and pings through every tunnel.
 func TestHubScale(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("GRESEC_SCALE"))
-	if n <= 0 {
-		t.Skip("SKIPPED: a measurement, opt-in: GRESEC_SCALE=100 (docs/configuration.md, many tunnels)")
-	}
-	if n > 1000 {
-		t.Fatalf("GRESEC_SCALE=%d: at most 1000", n)
-	}
-	nstest.RequireRoot(t, "network namespaces, TUN, raw sockets")
-	work := t.TempDir()
-	var sites [2]*netns.NS
-	for i := range sites {
-		ns, err := netns.Create(netns.Unique("gresec-scale"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sites[i] = ns
-		t.Cleanup(func() { ns.Delete() })
-	}
-	hubNS, peerNS := sites[0], sites[1]
-	if err := netns.Link(hubNS, "veth-h", []netip.Prefix{netip.MustParsePrefix("198.18.0.1/16")}, peerNS, "veth-p", nil); err != nil {
-		t.Fatal(err)
-	}
-	peerAddr := func(k int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(1 + k/250), byte(1 + k%250)}) }
-	inner := func(k, side int) netip.Addr {
-		return netip.AddrFrom4([4]byte{198, 19, byte(k >> 7), byte((k&127)*2 + side)})
-	}
-	hubDir, peerDir := filepath.Join(work, "hub"), filepath.Join(work, "peers")
-	for _, d := range []string{hubDir, peerDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hubSock, peerSock := filepath.Join(work, "hub.sock"), filepath.Join(work, "peers.sock")
-	write := func(path, body string) {
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(filepath.Join(hubDir, "gresec.toml"), fmt.Sprintf("[control]\nsocket = %q\n", hubSock))
-	write(filepath.Join(peerDir, "gresec.toml"), fmt.Sprintf("[control]\nsocket = %q\n", peerSock))
-	for k := 0; k < n; k++ {
-		if _, err := peerNS.Run("ip", "addr", "add", peerAddr(k).String()+"/16", "dev", "veth-p"); err != nil {
-			t.Fatal(err)
-		}
-		psk := filepath.Join(work, fmt.Sprintf("t%03d.psk", k))
-		write(psk, "gresec-scale-test-"+newKey(t)[2:34]+"\n")
-		name := fmt.Sprintf("t%03d.toml", k)
-		write(filepath.Join(hubDir, name), fmt.Sprintf("[tunnel]\ninterface = \"h%03d\"\nlocal = \"198.18.0.1\"\nremote = %q\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\ninitiate = false\npsk_file = %q\n",
-			k, peerAddr(k), inner(k, 0), psk))
-		write(filepath.Join(peerDir, name), fmt.Sprintf("[tunnel]\ninterface = \"p%03d\"\nlocal = %q\nremote = \"198.18.0.1\"\naddresses = [\"%s/31\"]\n[ipsec]\nkeying = \"ikev2\"\n[ike]\ninitiate = true\npsk_file = %q\n",
-			k, peerAddr(k), inner(k, 1), psk))
-	}
+	n := optInCount(t, "GRESEC_SCALE", "docs/performance.md, many tunnels in one daemon")
+	l := newScaleLab(t, n, "gresec-scale")
+	hubNS, peerNS, hubDir, peerDir, names := l.hub, l.peers, l.hubDir, l.peerDir, l.names
+	inner := scaleInner
 	hubProc, err := hubNS.Start(gresecBin, "up", "-d", hubDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hubProc.Stop(30 * time.Second) })
-	h := &hub{t: t, sock: hubSock, proc: hubProc}
+	h := &hub{t: t, sock: l.hubSock, proc: hubProc}
 	if !netns.WaitFor(60*time.Second, func() bool { st, err := h.status(); return err == nil && len(st.Tunnels) == n }) {
 		t.Fatalf("hub did not come up with %d tunnels:\n%s", n, lastLines(hubProc.Out.String(), 20))
 	}
@@ -91,10 +42,6 @@ func TestHubScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peers.Stop(30 * time.Second) })
-	var names []string
-	for k := 0; k < n; k++ {
-		names = append(names, fmt.Sprintf("t%03d", k))
-	}
 	h.waitReady(names, time.Duration(30+n)*time.Second)
 	established := time.Since(start)
 
