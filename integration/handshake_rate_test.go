@@ -165,19 +165,10 @@ func TestHandshakeRate(t *testing.T) {
 		}
 	}
 	charonResponder := func() handshakeResponder {
-		ch, err := swan.Start(respNS.Name, swanConf.String(), swan.Options{
+		ch := startCharonWith(t, respNS.Name, swanConf.String(), swan.Options{
 			LogLevels:    map[string]int{"ike": 1, "chd": 1, "net": 1, "cfg": 1, "knl": 1},
 			CharonConf:   fmt.Sprintf("cookie_threshold = %d", n+1000),
 			StartTimeout: 60 * time.Second,
-		})
-		if err != nil {
-			t.Fatalf("charon: %v", err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("charon log (redacted, last lines):\n%s", lastLines(ch.RedactedLog(), 40))
-			}
-			ch.Stop()
 		})
 		if out, err := ch.Swanctl("--list-conns"); err != nil || strings.Count(out, "IKEv2,") != n {
 			t.Fatalf("charon did not load %d connections (%v):\n%s", n, err, lastLines(out, 10))

@@ -61,7 +61,13 @@ socket = %q
 // the test failed) at cleanup.
 func startCharon(t *testing.T, ns, conf string) *swan.Charon {
 	t.Helper()
-	ch, err := swan.Start(ns, conf, swan.Options{})
+	return startCharonWith(t, ns, conf, swan.Options{})
+}
+
+// startCharonWith is startCharon with options.
+func startCharonWith(t *testing.T, ns, conf string, o swan.Options) *swan.Charon {
+	t.Helper()
+	ch, err := swan.Start(ns, conf, o)
 	if err != nil {
 		t.Fatalf("charon: %v", err)
 	}
