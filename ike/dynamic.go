@@ -65,30 +65,29 @@ func (e *Engine) handOff(sa *ikeSA, m *Message, inner Payloads, digest [sha256.S
 	if to == nil || to == e {
 		return false // ours to refuse (AUTHENTICATION_FAILED)
 	}
+	// Everything this engine does with sa is done before it goes: from
+	// the send on, sa is the adopter's.
+	spis, fields := spiPair{sa.spiI, sa.spiR}, append(e.saFields(sa, m), zap.Stringer("id", idi.ID))
+	e.half.remove(sa)
 	a := adoption{sa: sa, m: m, inner: inner, digest: digest, from: e.nat.cur.from, natt: e.nat.cur.natt}
 	select {
 	case to.adopted <- a:
 	default:
-		e.drop(DropQueueFull) // the peer retransmits its IKE_AUTH
+		e.half.add(sa) // still ours; the peer retransmits its IKE_AUTH
+		e.drop(DropQueueFull)
 		return true
 	}
 	// Queued first, rerouted second: a retransmission the sockets send
 	// to its new owner queues behind the SA it belongs to.
 	if route != nil {
-		route(ourResponderSPI(sa))
+		route(spis.r) // our SPI of a responder SA: the one the sockets route by
 	}
-	e.half.remove(sa)
-	e.clearPending(sa.spiI)
-	e.moved[e.movedNext] = spiPair{sa.spiI, sa.spiR}
+	e.clearPending(spis.i)
+	e.moved[e.movedNext] = spis
 	e.movedNext = (e.movedNext + 1) % movedSAs
-	e.log.Info("IKE_AUTH names another tunnel's peer: handing the IKE SA over",
-		append(e.saFields(sa, m), zap.Stringer("id", idi.ID))...)
+	e.log.Info("IKE_AUTH names another tunnel's peer: handing the IKE SA over", fields...)
 	return true
 }
-
-// ourResponderSPI is our SPI of a responder SA: the one the sockets route
-// by.
-func ourResponderSPI(sa *ikeSA) uint64 { return sa.spiR }
 
 // wasMoved: an SA this engine handed over.
 func (e *Engine) wasMoved(spiI, spiR uint64) bool {
