@@ -309,23 +309,32 @@ func printNAT(w io.Writer, n *ike.NATStatus) {
 	if n.Encap == "" {
 		return
 	}
+	fmt.Fprintf(w, "      nat-t: %s  udp_encap %s  ike port %d -> %s  nat: %s\n",
+		espPath(n.Encap), n.Mode, n.LocalPort, n.Peer, natWhere(n.NATHere, n.NATThere, n.Faked))
+}
+
+// natWhere says where NAT detection found a NAT, for both IKE versions.
+func natWhere(here, there, faked bool) string {
 	var where []string
-	if n.NATHere {
+	if here {
 		where = append(where, "in front of us")
 	}
-	if n.NATThere {
+	if there {
 		where = append(where, "in front of the peer")
 	}
-	if n.Faked {
+	if faked {
 		where = append(where, "faked (udp_encap always)")
 	}
-	nat := "none"
-	if len(where) > 0 {
-		nat = strings.Join(where, ", ")
+	if len(where) == 0 {
+		return "none"
 	}
-	esp := "raw esp (ip protocol 50)"
-	if n.Encap == "udp" {
-		esp = "esp in udp"
+	return strings.Join(where, ", ")
+}
+
+// espPath names how ESP travels for a NAT status's encap ("udp" or not).
+func espPath(encap string) string {
+	if encap == "udp" {
+		return "esp in udp"
 	}
-	fmt.Fprintf(w, "      nat-t: %s  udp_encap %s  ike port %d -> %s  nat: %s\n", esp, n.Mode, n.LocalPort, n.Peer, nat)
+	return "raw esp (ip protocol 50)"
 }

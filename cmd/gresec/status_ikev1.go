@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/gresec/gresec/ikev1"
 )
@@ -46,25 +45,8 @@ func printIKEv1(w io.Writer, s *ikev1.Status) {
 		fmt.Fprintln(w, "      (none)")
 	}
 	if n := s.NAT; n != nil {
-		var where []string
-		if n.NATHere {
-			where = append(where, "in front of us")
-		}
-		if n.NATThere {
-			where = append(where, "in front of the peer")
-		}
-		if n.Faked {
-			where = append(where, "faked (udp_encap always)")
-		}
-		if len(where) == 0 {
-			where = []string{"none"}
-		}
-		esp := "raw esp (ip protocol 50)"
-		if n.Encap == "udp" {
-			esp = "esp in udp"
-		}
 		fmt.Fprintf(w, "      nat-t: %s  udp_encap %s  peer ike port %d  nat: %s  %d keepalives sent, %d rebinds followed\n",
-			esp, n.Mode, n.RemotePort, strings.Join(where, ", "), n.Keepalives, n.Rebinds)
+			espPath(n.Encap), n.Mode, n.RemotePort, natWhere(n.NATHere, n.NATThere, n.Faked), n.Keepalives, n.Rebinds)
 	}
 	fmt.Fprintf(w, "      ike messages: %d received\n", s.Received)
 	if len(s.Drops) > 0 {
