@@ -99,9 +99,6 @@ func (t *Tunnel) attach() error {
 		return nil
 	}
 	offer, offerNATT := t.offerIKE, t.offerNATT
-	if t.cfg.Keying == config.KeyingIKEv1 {
-		offer, offerNATT = t.offerIKEv1, t.offerNATTv1
-	}
 	var nat demux.NATSender
 	if s.natt != nil {
 		nat = s.natt.Conn
@@ -139,9 +136,26 @@ func (t *Tunnel) detach() {
 	s.socks.SPIs.RemoveAll(t)
 }
 
+// ikeReceiver is the running IKE engine of either version.
+type ikeReceiver interface {
+	Offer(b []byte, from netip.AddrPort)
+	OfferNATT(b []byte, from netip.AddrPort)
+}
+
+// receiver is the engine running now (nil: none, between restarts).
+func (t *Tunnel) receiver() ikeReceiver {
+	if e := t.ike.Load(); e != nil {
+		return e
+	}
+	if e := t.ikev1.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
 // offerIKE hands a datagram from the peer to the running engine.
 func (t *Tunnel) offerIKE(b []byte, from netip.AddrPort) {
-	if e := t.ike.Load(); e != nil {
+	if e := t.receiver(); e != nil {
 		e.Offer(b, from)
 	} else {
 		t.shared.orphans.Add(1)
@@ -151,25 +165,7 @@ func (t *Tunnel) offerIKE(b []byte, from netip.AddrPort) {
 // offerNATT hands an IKE message that came on UDP 4500 to the running
 // engine.
 func (t *Tunnel) offerNATT(b []byte, from netip.AddrPort) {
-	if e := t.ike.Load(); e != nil {
-		e.OfferNATT(b, from)
-	} else {
-		t.shared.orphans.Add(1)
-	}
-}
-
-// offerIKEv1 is offerIKE for keying = "ikev1".
-func (t *Tunnel) offerIKEv1(b []byte, from netip.AddrPort) {
-	if e := t.ikev1.Load(); e != nil {
-		e.Offer(b, from)
-	} else {
-		t.shared.orphans.Add(1)
-	}
-}
-
-// offerNATTv1 is offerNATT for keying = "ikev1".
-func (t *Tunnel) offerNATTv1(b []byte, from netip.AddrPort) {
-	if e := t.ikev1.Load(); e != nil {
+	if e := t.receiver(); e != nil {
 		e.OfferNATT(b, from)
 	} else {
 		t.shared.orphans.Add(1)
