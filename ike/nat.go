@@ -339,16 +339,25 @@ func (e *Engine) natKeepalive(now time.Time) {
 	e.counters.NATKeepalives++
 }
 
+// SendIKE sends b to `to`: on UDP 4500 behind the non-ESP marker (sock)
+// when natt, else on the IKE socket conn; for both IKE versions. sent is
+// false when there is no socket to send on (nothing was tried).
+func SendIKE(sock NATSocket, conn Sender, b []byte, to netip.AddrPort, natt bool) (sent bool, err error) {
+	switch {
+	case natt && sock != nil:
+		return true, sock.SendIKE(b, to)
+	case conn != nil:
+		_, err = conn.WriteToUDPAddrPort(b, to)
+		return true, err
+	}
+	return false, nil
+}
+
 // sendTo sends raw to `to`, on port 4500 behind the non-ESP marker when
 // natt, else on the IKE socket.
 func (e *Engine) sendTo(raw []byte, to netip.AddrPort, natt bool) {
-	var err error
-	switch {
-	case natt && e.nat.sock != nil:
-		err = e.nat.sock.SendIKE(raw, to)
-	case e.conn != nil:
-		_, err = e.conn.WriteToUDPAddrPort(raw, to)
-	default:
+	sent, err := SendIKE(e.nat.sock, e.conn, raw, to, natt)
+	if !sent {
 		return
 	}
 	if err != nil {

@@ -291,13 +291,8 @@ func (e *Engine) natKeepalive(now time.Time) {
 // sendTo sends b to `to`, on port 4500 behind the non-ESP marker when
 // natt, else on the IKE socket.
 func (e *Engine) sendTo(b []byte, to netip.AddrPort, natt bool) {
-	var err error
-	switch {
-	case natt && e.nat.sock != nil:
-		err = e.nat.sock.SendIKE(b, to)
-	case e.conn != nil:
-		_, err = e.conn.WriteToUDPAddrPort(b, to)
-	default:
+	sent, err := ike.SendIKE(e.nat.sock, e.conn, b, to, natt)
+	if !sent {
 		return
 	}
 	if err != nil {
